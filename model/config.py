@@ -1,0 +1,89 @@
+"""Model and training configuration: one dataclass each, validated once, stored in every run folder."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import IntformerError
+
+NORMS = ("batch", "layer")
+ACTIVATIONS = ("relu", "gelu")
+SOFTMAXES = ("lut", "poly")
+POOLINGS = ("mean", "flatten")
+TOKENS = ("time", "series")
+
+
+@dataclass
+class ModelConfig:
+    window: int = 24             # n: input steps
+    inputs: int = 1              # m: input series
+    horizon: int = 1             # H: forecast steps (direct multi-step)
+    d_model: int = 16
+    heads: int = 1
+    layers: int = 1
+    ffn: int = 64
+    bits: int = 8
+    bits_overrides: dict[str, int] = field(default_factory=dict)   # tensor-name prefix -> bits
+    norm: str = "batch"
+    activation: str = "relu"
+    softmax: str = "lut"
+    pooling: str = "mean"
+    tokens: str = "time"         # "series": one token per input series (attention across series)
+
+    def validate(self) -> "ModelConfig":
+        def need(ok: bool, msg: str):
+            if not ok:
+                raise IntformerError(msg)
+        for name in ("window", "inputs", "horizon", "d_model", "heads", "layers", "ffn"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+                 f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
+        need(2 <= self.bits <= 8, f"--bits must be between 2 and 8, got {self.bits}")
+        for prefix, b in self.bits_overrides.items():
+            need(2 <= int(b) <= 8, f"bit-width override {prefix}={b}: bits must be between 2 and 8")
+        need(self.d_model % self.heads == 0,
+             f"--heads {self.heads} does not divide --d-model {self.d_model}: choose a head count that divides it "
+             f"(e.g. {', '.join(str(h) for h in range(1, self.d_model + 1) if self.d_model % h == 0)})")
+        for name, allowed in (("norm", NORMS), ("activation", ACTIVATIONS), ("softmax", SOFTMAXES),
+                              ("pooling", POOLINGS), ("tokens", TOKENS)):
+            need(getattr(self, name) in allowed,
+                 f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        need(not (self.tokens == "series" and self.inputs < 2),
+             "--tokens series needs multivariate data (two or more input series): add --features or --multivariate")
+        return self
+
+    @property
+    def n_tokens(self) -> int:
+        return self.inputs if self.tokens == "series" else self.window
+
+    @property
+    def token_dim(self) -> int:
+        return self.window if self.tokens == "series" else self.inputs
+
+    def bits_for(self, name: str) -> int:
+        """Bit width of a tensor: the longest matching override prefix, else the model's bits."""
+        best = ""
+        for prefix in self.bits_overrides:
+            if name.startswith(prefix) and len(prefix) > len(best):
+                best = prefix
+        return int(self.bits_overrides[best]) if best else self.bits
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    patience: int = 6
+    seed: int = 0
+    float_baseline: bool = True
+    max_train_windows: int | None = None   # subsample for quick runs (tests)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
