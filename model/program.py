@@ -175,5 +175,6 @@ class IntProgram:
         return self.buffers["x"]
 
     def macs(self) -> int:
-        """Multiply-accumulates of one inference (the linear steps' rows x k x cols)."""
-        return sum(s.rows * s.k_len * s.cols for s in self.steps if isinstance(s, LinearStep))
+        """Multiply-accumulates of one inference: the linear steps' rows x k x cols (mean pooling, a sum of
+        ones times codes, is not counted: it has no multiplies)."""
+        return sum(s.rows * s.k_len * s.cols for s in self.steps if isinstance(s, LinearStep) and s.x != ONES)

@@ -1,0 +1,103 @@
+"""A run folder: everything one training run produced, written so that a half-written one is never mistaken
+for a finished one.
+
+    run.json     status ("training" while being written, "complete" at the end), configs, data spec, times
+    model.intf   the integer export (model.modelfile)
+    qat.pt       QAT model state; float.pt the float baseline (when trained)
+    history.json training curves
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import modelfile
+from .config import ModelConfig
+from .data import Scaler, Series, load_series
+from .errors import IntformerError
+from .program import IntProgram
+from .qat import QATForecaster
+from .train import TrainedModels
+
+
+def prepare(out: Path, force: bool) -> Path:
+    """Create an empty run folder; an existing one is kept unless --force."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise IntformerError(f"{out}: run folder already exists; choose another --out or add --force "
+                                 f"to overwrite it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "run.json", {"status": "training", "started": time.time()})
+    return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def save(out: Path, trained: TrainedModels, data_spec: dict, mcfg: ModelConfig, tcfg: dict) -> None:
+    torch.save(trained.qat.state_dict(), out / "qat.pt")
+    if trained.float_model is not None:
+        torch.save(trained.float_model.state_dict(), out / "float.pt")
+    meta = {"data": data_spec, "train": tcfg, "seconds": trained.seconds}
+    modelfile.save(out / "model.intf", trained.program, mcfg.to_dict(), trained.scaler.to_dict(), meta)
+    _write_json(out / "history.json", trained.history)
+    _write_json(out / "run.json", {"status": "complete", "finished": time.time(), "model": mcfg.to_dict(),
+                                   "train": tcfg, "data": data_spec, "seconds": trained.seconds,
+                                   "has_float": trained.float_model is not None})
+
+
+@dataclass
+class Run:
+    path: Path
+    info: dict
+    program: IntProgram
+    header: dict
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.header["config"])
+
+    @property
+    def scaler(self) -> Scaler:
+        return Scaler.from_dict(self.header["scaler"])
+
+    def load_model(self, kind: str) -> QATForecaster | None:
+        """The "qat" or "float" model, or None when the run has none of that kind."""
+        path = self.path / f"{kind}.pt"
+        if not path.exists():
+            return None
+        model = QATForecaster(self.config, quantize=(kind == "qat"))
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+
+    def series(self, **override) -> Series:
+        spec = dict(self.info.get("data", {}))
+        spec.update({k: v for k, v in override.items() if v is not None})
+        return load_series(**spec)
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a finished run folder, or an export file on its own."""
+    path = Path(path)
+    if path.is_file():
+        program, header = modelfile.load(path)
+        return Run(path.parent, {"status": "complete", "data": header["meta"].get("data", {})}, program, header)
+    status_file = path / "run.json"
+    if not status_file.exists():
+        raise IntformerError(f"{path}: not a run folder (no run.json); train one with `intformer train --out {path}`")
+    info = json.loads(status_file.read_text())
+    if info.get("status") != "complete":
+        raise IntformerError(f"{path}: this run did not finish (status {info.get('status')!r}); train it again "
+                             f"with `intformer train --out {path} --force`")
+    program, header = modelfile.load(path / "model.intf")
+    return Run(path, info, program, header)

@@ -1,0 +1,116 @@
+"""Training: the float baseline, then quantization-aware training started from it, then the export.
+
+Adam, mini-batches, early stopping on the validation MSE with the best weights restored, a fixed seed.
+QAT starts from the float model's weights (when a float baseline is trained), the usual recipe: the float
+optimum is a good start, and the fake-quant observers settle in the first batches.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import ModelConfig, TrainConfig
+from .data import Scaler, Series, Windows, make_windows
+from .errors import IntformerError
+from .export import to_program
+from .program import IntProgram
+from .qat import QATForecaster
+
+
+@dataclass
+class TrainedModels:
+    qat: QATForecaster
+    float_model: QATForecaster | None
+    program: IntProgram
+    scaler: Scaler
+    history: dict          # per model: list of {"epoch", "train_mse", "val_mse"}
+    seconds: dict          # per model: training wall time
+
+
+def predict(model: QATForecaster, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Eval-mode forecasts in float64, where the fake-quant model reproduces the integer arithmetic."""
+    m = copy.deepcopy(model).double().eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(m(torch.as_tensor(x[i:i + batch], dtype=torch.float64)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.horizon))
+
+
+def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, label: str,
+         lr: float, progress: bool) -> tuple[QATForecaster, list]:
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x, y = torch.as_tensor(train.x), torch.as_tensor(train.y)
+    best, best_state, stale, history = float("inf"), None, 0, []
+    bar = tqdm(range(cfg.epochs), desc=label, disable=not progress, leave=False, unit="epoch")
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            if len(idx) < 2:            # BatchNorm needs two samples
+                continue
+            loss = torch.mean((model(x[idx]) - y[idx]) ** 2)
+            if not torch.isfinite(loss):
+                raise IntformerError(f"{label}: the loss became {loss.item()} at epoch {epoch + 1}; "
+                                     f"lower the learning rate (--lr) or check the data for extreme values")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        val_mse = float(np.mean((predict(model, val.x) - val.y) ** 2))
+        history.append({"epoch": epoch + 1, "train_mse": total / len(x), "val_mse": val_mse})
+        bar.set_postfix(train=f"{total / len(x):.4f}", val=f"{val_mse:.4f}")
+        if val_mse < best - 1e-7:
+            best, best_state, stale = val_mse, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), history
+
+
+def _subsample(w: Windows, limit: int | None, seed: int) -> Windows:
+    if limit is None or len(w.x) <= limit:
+        return w
+    idx = np.sort(np.random.default_rng(seed).choice(len(w.x), limit, replace=False))
+    return Windows(w.x[idx], w.y[idx], w.target_rows[idx], w.last_target[idx])
+
+
+def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> TrainedModels:
+    mcfg.inputs = len(series.columns)
+    mcfg.validate()
+    torch.manual_seed(tcfg.seed)
+    np.random.seed(tcfg.seed)
+    scaler = Scaler.fit(series)
+    train = _subsample(make_windows(series, scaler, mcfg.window, mcfg.horizon, "train"), tcfg.max_train_windows,
+                       tcfg.seed)
+    val = make_windows(series, scaler, mcfg.window, mcfg.horizon, "val")
+    history, seconds = {}, {}
+
+    float_model = None
+    qat = QATForecaster(mcfg, quantize=True)
+    if tcfg.float_baseline:
+        start = time.perf_counter()
+        float_model, history["float"] = _fit(QATForecaster(mcfg, quantize=False), train, val, tcfg, "float",
+                                             tcfg.lr, progress)
+        seconds["float"] = time.perf_counter() - start
+        qat.load_state_dict(float_model.state_dict(), strict=False)
+        # the observers start afresh: the float model's buffers hold no ranges
+        for name, buf in qat.named_buffers():
+            if name.endswith("running_max") or name.endswith("initialized"):
+                buf.copy_(QATForecaster(mcfg).get_buffer(name))
+    start = time.perf_counter()
+    qat, history["qat"] = _fit(qat, train, val, tcfg, f"QAT {mcfg.bits}-bit", tcfg.lr, progress)
+    seconds["qat"] = time.perf_counter() - start
+    program = to_program(copy.deepcopy(qat).double())
+    return TrainedModels(qat, float_model, program, scaler, history, seconds)

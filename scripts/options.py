@@ -1,0 +1,88 @@
+"""Options shared by several subcommands: where the data comes from, and the model's shape."""
+from __future__ import annotations
+
+import click
+
+from model.config import ACTIVATIONS, NORMS, POOLINGS, SOFTMAXES, TOKENS, ModelConfig, TrainConfig
+from model.data import FORMATS
+
+
+def data_options(f):
+    opts = [
+        click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+                     help="CSV file (default: the embedded TMY3 hourly weather series shipped in pvlib)."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                     help="File format, where the file name does not tell (ETT*.csv -> ett, *pems* -> pems)."),
+        click.option("--target", default=None, help="Target column (default: OT for ETT, else the last column)."),
+        click.option("--features", default=None, help="Comma-separated input columns (default: the target only)."),
+        click.option("--multivariate", is_flag=True, help="Use every numeric column as an input."),
+        click.option("--fill", type=click.Choice(["interpolate"]), default=None,
+                     help="Repair missing or non-numeric cells by linear interpolation (default: refuse them)."),
+        click.option("--sensor", default=None, help="PeMS: the sensor column to forecast."),
+        click.option("--split-time", default=None, help="AirU: the timestamp where the test split starts."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time) -> dict:
+    return {"path": data_path, "fmt": fmt, "target": target,
+            "features": [c.strip() for c in features.split(",") if c.strip()] if features else None,
+            "multivariate": multivariate, "fill": fill, "sensor": sensor, "split_time": split_time}
+
+
+def model_options(f):
+    d = ModelConfig()
+    t = TrainConfig()
+    opts = [
+        click.option("--window", type=int, default=d.window, show_default=True, help="Input window n."),
+        click.option("--horizon", type=int, default=d.horizon, show_default=True, help="Forecast steps H."),
+        click.option("--d-model", type=int, default=d.d_model, show_default=True),
+        click.option("--heads", type=int, default=d.heads, show_default=True),
+        click.option("--layers", type=int, default=d.layers, show_default=True),
+        click.option("--ffn", type=int, default=d.ffn, show_default=True, help="Feed-forward width."),
+        click.option("--bits", type=int, default=d.bits, show_default=True, help="Bit width, 2..8."),
+        click.option("--bits-override", multiple=True, metavar="PREFIX=B",
+                     help="Per-tensor bit width, e.g. l0.ffn1=6 (repeatable)."),
+        click.option("--norm", type=click.Choice(NORMS), default=d.norm, show_default=True),
+        click.option("--activation", type=click.Choice(ACTIVATIONS), default=d.activation, show_default=True),
+        click.option("--softmax", type=click.Choice(SOFTMAXES), default=d.softmax, show_default=True,
+                     help="lut: exp table indexed by max - z; poly: base-2 shift plus a 2nd-order polynomial."),
+        click.option("--pooling", type=click.Choice(POOLINGS), default=d.pooling, show_default=True),
+        click.option("--tokens", type=click.Choice(TOKENS), default=d.tokens, show_default=True,
+                     help="series: one token per input series (attention across series)."),
+        click.option("--epochs", type=int, default=t.epochs, show_default=True),
+        click.option("--batch-size", type=int, default=t.batch_size, show_default=True),
+        click.option("--lr", type=float, default=t.lr, show_default=True),
+        click.option("--patience", type=int, default=t.patience, show_default=True),
+        click.option("--seed", type=int, default=t.seed, show_default=True),
+        click.option("--float/--no-float", "float_baseline", default=True, show_default=True,
+                     help="Also train the floating-point baseline (QAT then starts from its weights)."),
+        click.option("--max-train-windows", type=int, default=None,
+                     help="Train on a random subset of this many windows (quick runs)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
+    from model.errors import IntformerError
+
+    overrides = {}
+    for item in kw.pop("bits_override"):
+        name, _, value = item.partition("=")
+        if not value.strip().isdigit():
+            raise IntformerError(f"--bits-override {item!r}: expected PREFIX=BITS, e.g. l0.ffn1=6")
+        overrides[name.strip()] = int(value)
+    mcfg = ModelConfig(window=kw.pop("window"), horizon=kw.pop("horizon"), d_model=kw.pop("d_model"),
+                       heads=kw.pop("heads"), layers=kw.pop("layers"), ffn=kw.pop("ffn"), bits=kw.pop("bits"),
+                       bits_overrides=overrides, norm=kw.pop("norm"), activation=kw.pop("activation"),
+                       softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"))
+    tcfg = TrainConfig(epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
+                       patience=kw.pop("patience"), seed=kw.pop("seed"), float_baseline=kw.pop("float_baseline"),
+                       max_train_windows=kw.pop("max_train_windows"))
+    if tcfg.epochs < 1 or tcfg.batch_size < 2 or tcfg.patience < 1 or not tcfg.lr > 0:
+        raise IntformerError("--epochs and --patience must be >= 1, --batch-size >= 2 and --lr > 0")
+    return mcfg, tcfg
