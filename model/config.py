@@ -28,6 +28,9 @@ class ModelConfig:
     softmax: str = "lut"
     pooling: str = "mean"
     tokens: str = "time"         # "series": one token per input series (attention across series)
+    io_bits: int = 8             # input codes and the forecast's skip path (first layers stay at 8 bits)
+    skip: bool = True            # forecast = last observed target + the model's output (in integers)
+    target_index: int | None = None   # which input column is the target (None: the target is no input)
 
     def validate(self) -> "ModelConfig":
         def need(ok: bool, msg: str):
@@ -37,6 +40,9 @@ class ModelConfig:
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
         need(2 <= self.bits <= 8, f"--bits must be between 2 and 8, got {self.bits}")
+        need(2 <= self.io_bits <= 8, f"--io-bits must be between 2 and 8, got {self.io_bits}")
+        need(not (self.skip and self.target_index is None),
+             "the last-value skip needs the target among the inputs: add it to --features or use --no-skip")
         for prefix, b in self.bits_overrides.items():
             need(2 <= int(b) <= 8, f"bit-width override {prefix}={b}: bits must be between 2 and 8")
         need(self.d_model % self.heads == 0,
@@ -83,6 +89,7 @@ class TrainConfig:
     patience: int = 6
     seed: int = 0
     float_baseline: bool = True
+    qat_lr_scale: float = 0.1              # QAT fine-tunes the float model at this fraction of --lr
     max_train_windows: int | None = None   # subsample for quick runs (tests)
 
     def to_dict(self) -> dict:

@@ -162,6 +162,15 @@ def to_program(model: QATForecaster) -> IntProgram:
     acc = model.head.acc_scale(s_p)
     bld.tensor("head.w", _weights(model.head))
     bld.tensor("head.b", _bias(model.head.bias, acc))
+    if cfg.skip:
+        # forecast = last observed target (an input code) + the head's output, both requantized to 16 bits
+        last = (t - 1, cfg.target_index) if cfg.tokens == "time" else (cfg.target_index, cfg.window - 1)
+        res = residual_constants("x", s_x, model.q_head.scale, model.q_out.scale, model.q_out.lo, model.q_out.hi)
+        res = Residual(**{**res.__dict__, "row": last[0], "col": last[1]})
+        bld.buffer(_buf("out", 1, cfg.horizon, model.q_out))
+        bld.steps.append(LinearStep("head", head_x, "head.w", "out", 1, k, cfg.horizon, x_flat=flat, bias="head.b",
+                                    requant=_requant(acc, model.q_head), residual=res))
+        return IntProgram(bld.buffers, bld.tensors, bld.steps, "out", model.q_out.scale, s_x, cfg.tokens == "series")
     bias_max = int(np.abs(bld.tensors["head.b"]).max())
     lo, hi = intops.mac_bound(k, bld.buffers[head_x].range, intops.weight_range(model.head.bits), bias_max)
     bld.buffers["out"] = Buffer("out", 1, cfg.horizon, intops.bits_signed(lo, hi), True)

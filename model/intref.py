@@ -44,7 +44,10 @@ def _linear(step: LinearStep, bufs: dict, tensors: dict, batch: int) -> np.ndarr
         v = intops.lut_apply(v, tensors[step.lut], rq.lo)
     if step.residual:
         r = step.residual
-        src = bufs[r.src][:, :step.rows, step.out_col:step.out_col + step.cols]
+        if r.row is not None:
+            src = bufs[r.src][:, r.row:r.row + 1, r.col:r.col + 1]
+        else:
+            src = bufs[r.src][:, :step.rows, step.out_col:step.out_col + step.cols]
         v = intops.residual_add(src, v, r.m_src, r.m_new, r.s, r.lo, r.hi)
     if step.affine:
         a = step.affine

@@ -53,13 +53,19 @@ class Requant:
 
 @dataclass(frozen=True)
 class Residual:
-    """clamp(round_shift(src[i, j] * m_src + v * m_new, s), lo, hi): v is the step's requantized value."""
+    """clamp(round_shift(src[i, j] * m_src + v * m_new, s), lo, hi): v is the step's requantized value.
+
+    With `row` and `col` set, every output adds the one element src[row, col] instead (the forecast head's
+    last-value skip: the model forecasts the change from the last observed target).
+    """
     src: str
     m_src: int
     m_new: int
     s: int
     lo: int
     hi: int
+    row: int | None = None
+    col: int | None = None
 
 
 @dataclass(frozen=True)

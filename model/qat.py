@@ -82,10 +82,11 @@ def emulate_shift(x_codes: torch.Tensor, s: int, lo: int, hi: int) -> torch.Tens
 
 
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """clamp(floor(x / scale + 1/2), lo, hi) * scale, with a clipped straight-through gradient."""
-    q = torch.clamp(torch.floor(x / scale + 0.5), lo, hi) * scale
-    inside = (x >= lo * scale) & (x <= hi * scale)
-    return torch.where(inside, x + (q - x).detach(), q.detach())
+    """clamp(floor(x / scale + 1/2), lo, hi) * scale; straight-through inside the range, zero outside.
+
+    A scale with a gradient (learned ranges) gets its LSQ gradient through both the division and the product.
+    """
+    return torch.clamp(round_ste(x / scale), lo, hi) * scale
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -93,21 +94,31 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 class ActQuant(nn.Module):
-    """Fake quantizer of an activation: symmetric codes of `bits` bits, range observed by an EMA of max|x|."""
+    """Fake quantizer of an activation: symmetric codes of `bits` bits.
+
+    The range max|x| starts at the first training batch's maximum; then it is either learned by gradient
+    descent (LSQ, Esser et al. 2020: the gradient reaches the scale through the rounding's straight-through
+    estimator, scaled by 1 / sqrt(N * Qp)) or, with learned=False, follows an EMA of the batches' maxima.
+    """
 
     def __init__(self, name: str, bits: int, signed: bool = True, momentum: float = 0.1,
-                 fixed_scale: float | None = None):
+                 fixed_scale: float | None = None, learned: bool = True):
         super().__init__()
         self.name, self.bits, self.signed, self.momentum = name, bits, signed, momentum
         self.lo, self.hi = intops.code_range(bits, signed)
-        self.register_buffer("running_max", torch.tensor(fixed_scale * self.hi if fixed_scale else 0.0))
-        self.register_buffer("initialized", torch.tensor(fixed_scale is not None))
         self.fixed = fixed_scale is not None
+        self.learned = learned and not self.fixed
+        start = torch.tensor(fixed_scale * self.hi if self.fixed else 0.0)
+        if self.learned:
+            self.range_max = nn.Parameter(start)
+        else:
+            self.register_buffer("range_max", start)
+        self.register_buffer("initialized", torch.tensor(self.fixed))
         self.enabled = True
 
     @property
     def scale(self) -> float:
-        return max(float(self.running_max), 1e-8) / self.hi
+        return max(abs(float(self.range_max.detach())), 1e-8) / self.hi
 
     def forward(self, x: torch.Tensor, in_scale: float | torch.Tensor | None = None) -> torch.Tensor:
         """Quantize x; with `in_scale` (x = integer * in_scale, a MAC result) by the integer requantization.
@@ -119,13 +130,19 @@ class ActQuant(nn.Module):
             with torch.no_grad():
                 seen = x.detach().abs().max()
                 if not bool(self.initialized):
-                    self.running_max.copy_(seen)
+                    self.range_max.copy_(seen)
                     self.initialized.fill_(True)
-                else:
-                    self.running_max.mul_(1 - self.momentum).add_(self.momentum * seen)
+                elif not self.learned:
+                    self.range_max.mul_(1 - self.momentum).add_(self.momentum * seen)
         if not self.enabled:
             return x
-        scale = torch.clamp(self.running_max, min=1e-8) / self.hi
+        rmax = torch.clamp(self.range_max.abs(), min=1e-8)
+        if self.learned and self.training:
+            g = 1.0 / math.sqrt(x.numel() * self.hi)
+            rmax = (rmax - rmax * g).detach() + rmax * g
+        else:
+            rmax = rmax.detach()
+        scale = rmax / self.hi
         if in_scale is not None and not self.training:
             rq = requant_constants(float(in_scale), self.scale, self.lo, self.hi)
             acc = torch.floor(x / float(in_scale) + 0.5)
@@ -300,7 +317,7 @@ class QATForecaster(nn.Module):
         self.cfg = cfg
         b = cfg.bits_for
         t, d = cfg.n_tokens, cfg.d_model
-        self.q_in = ActQuant("x", b("x"))
+        self.q_in = ActQuant("x", cfg.bits_overrides.get("x", max(cfg.io_bits, cfg.bits)))
         self.embed = QuantLinear("embed", cfg.token_dim, d, b("embed"))
         self.register_buffer("pos", sinusoidal(t, d))
         self.q_h = ActQuant("h", b("h"))
@@ -308,6 +325,9 @@ class QATForecaster(nn.Module):
         self.q_pool = ActQuant("pool", b("pool")) if cfg.pooling == "mean" else None
         head_in = d if cfg.pooling == "mean" else t * d
         self.head = QuantLinear("head", head_in, cfg.horizon, b("head"))
+        # the head's output and the forecast are 16-bit codes: no precision is lost at the end of the chain
+        self.q_head = ActQuant("head.out", 16) if cfg.skip else None
+        self.q_out = ActQuant("out", 16) if cfg.skip else None
         self.set_quantize(quantize)
 
     def set_quantize(self, on: bool) -> None:
@@ -332,4 +352,18 @@ class QATForecaster(nn.Module):
             pooled, sp = self.q_pool(h.sum(dim=1) / t, sh / t), self.q_pool.scale
         else:
             pooled, sp = h.flatten(1), sh
-        return self.head(pooled, sp)
+        y = self.head(pooled, sp)
+        if not self.cfg.skip:
+            return y
+        y = self.q_head(y, self.head.acc_scale(sp))
+        last = x[:, -1, self.cfg.target_index] if self.cfg.tokens == "time" else x[:, self.cfg.target_index, -1]
+        return self._skip(last[:, None], y)
+
+    def _skip(self, last: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """q_out(last + y): in eval mode by the integer residual sum, like the residuals inside the layers."""
+        q = self.q_out
+        if self.training or not q.enabled:
+            return q(last + y)
+        rc = residual_constants("", self.q_in.scale, self.q_head.scale, q.scale, q.lo, q.hi)
+        codes = torch.floor(last / self.q_in.scale + 0.5) * rc.m_src + torch.floor(y / self.q_head.scale + 0.5) * rc.m_new
+        return emulate_shift(codes, rc.s, q.lo, q.hi) * q.scale

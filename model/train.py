@@ -42,15 +42,31 @@ def predict(model: QATForecaster, x: np.ndarray, batch: int = 1024) -> np.ndarra
     return np.concatenate(out) if out else np.zeros((0, model.cfg.horizon))
 
 
+def _train_mode(model: QATForecaster, freeze_bn: bool) -> None:
+    model.train()
+    if freeze_bn:              # fine-tuning: BatchNorm keeps the float model's statistics, as it will run
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.eval()
+
+
 def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, label: str,
-         lr: float, progress: bool) -> tuple[QATForecaster, list]:
+         lr: float, progress: bool, fine_tune: bool = False) -> tuple[QATForecaster, list]:
+    """Adam with early stopping on validation MSE; a fine-tune also scores its starting point (epoch 0)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     x, y = torch.as_tensor(train.x), torch.as_tensor(train.y)
     best, best_state, stale, history = float("inf"), None, 0, []
+    if fine_tune:              # calibrate the ranges on a first batch, then score the starting point
+        _train_mode(model, True)
+        with torch.no_grad():
+            model(x[torch.randperm(len(x), generator=gen)[:cfg.batch_size * 4]])
+        best = float(np.mean((predict(model, val.x) - val.y) ** 2))
+        best_state = copy.deepcopy(model.state_dict())
+        history.append({"epoch": 0, "train_mse": None, "val_mse": best})
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     bar = tqdm(range(cfg.epochs), desc=label, disable=not progress, leave=False, unit="epoch")
     for epoch in bar:
-        model.train()
+        _train_mode(model, fine_tune)
         order = torch.randperm(len(x), generator=gen)
         total = 0.0
         for i in range(0, len(x), cfg.batch_size):
@@ -86,9 +102,17 @@ def _subsample(w: Windows, limit: int | None, seed: int) -> Windows:
     return Windows(w.x[idx], w.y[idx], w.target_rows[idx], w.last_target[idx])
 
 
-def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> TrainedModels:
+def bind_data(mcfg: ModelConfig, series: Series) -> ModelConfig:
+    """Fill in what the data decides (number of inputs, where the target is) and validate."""
     mcfg.inputs = len(series.columns)
-    mcfg.validate()
+    mcfg.target_index = series.columns.index(series.target) if series.target in series.columns else None
+    return mcfg.validate()
+
+
+def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
+                 float_model: QATForecaster | None = None) -> TrainedModels:
+    """Train the float baseline (unless one is given) and the QAT model from its weights; export."""
+    bind_data(mcfg, series)
     torch.manual_seed(tcfg.seed)
     np.random.seed(tcfg.seed)
     scaler = Scaler.fit(series)
@@ -97,20 +121,24 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
     val = make_windows(series, scaler, mcfg.window, mcfg.horizon, "val")
     history, seconds = {}, {}
 
-    float_model = None
     qat = QATForecaster(mcfg, quantize=True)
-    if tcfg.float_baseline:
+    if tcfg.float_baseline and float_model is None:
         start = time.perf_counter()
         float_model, history["float"] = _fit(QATForecaster(mcfg, quantize=False), train, val, tcfg, "float",
                                              tcfg.lr, progress)
         seconds["float"] = time.perf_counter() - start
+    if float_model is not None:
         qat.load_state_dict(float_model.state_dict(), strict=False)
-        # the observers start afresh: the float model's buffers hold no ranges
-        for name, buf in qat.named_buffers():
-            if name.endswith("running_max") or name.endswith("initialized"):
-                buf.copy_(QATForecaster(mcfg).get_buffer(name))
+        # the ranges start afresh from the first QAT batch: the float model has none
+        with torch.no_grad():
+            for name, t in list(qat.named_buffers()) + list(qat.named_parameters()):
+                if name.endswith("range_max") or name.endswith("initialized"):
+                    t.copy_(QATForecaster(mcfg).state_dict()[name])
     start = time.perf_counter()
-    qat, history["qat"] = _fit(qat, train, val, tcfg, f"QAT {mcfg.bits}-bit", tcfg.lr, progress)
+    # fine-tuning from the float optimum wants smaller steps than training from scratch
+    lr = tcfg.lr * (tcfg.qat_lr_scale if float_model is not None else 1.0)
+    qat, history["qat"] = _fit(qat, train, val, tcfg, f"QAT {mcfg.bits}-bit", lr, progress,
+                               fine_tune=float_model is not None)
     seconds["qat"] = time.perf_counter() - start
     program = to_program(copy.deepcopy(qat).double())
     return TrainedModels(qat, float_model, program, scaler, history, seconds)

@@ -37,5 +37,5 @@ def emit(result: dict, as_json: bool, table) -> None:
 
 
 def main():
-    from . import eval_cmd, run_cmd, train_cmd  # noqa: F401  (registers the subcommands)
+    from . import eval_cmd, run_cmd, sim_cmd, train_cmd  # noqa: F401  (registers the subcommands)
     cli()

@@ -52,6 +52,10 @@ def model_options(f):
         click.option("--pooling", type=click.Choice(POOLINGS), default=d.pooling, show_default=True),
         click.option("--tokens", type=click.Choice(TOKENS), default=d.tokens, show_default=True,
                      help="series: one token per input series (attention across series)."),
+        click.option("--io-bits", type=int, default=d.io_bits, show_default=True,
+                     help="Bit width of the input codes (the first layer stays at 8 bits in low-bit models)."),
+        click.option("--skip/--no-skip", default=d.skip, show_default=True,
+                     help="Forecast the change from the last observed target (an integer skip connection)."),
         click.option("--epochs", type=int, default=t.epochs, show_default=True),
         click.option("--batch-size", type=int, default=t.batch_size, show_default=True),
         click.option("--lr", type=float, default=t.lr, show_default=True),
@@ -79,7 +83,8 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
     mcfg = ModelConfig(window=kw.pop("window"), horizon=kw.pop("horizon"), d_model=kw.pop("d_model"),
                        heads=kw.pop("heads"), layers=kw.pop("layers"), ffn=kw.pop("ffn"), bits=kw.pop("bits"),
                        bits_overrides=overrides, norm=kw.pop("norm"), activation=kw.pop("activation"),
-                       softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"))
+                       softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"),
+                       io_bits=kw.pop("io_bits"), skip=kw.pop("skip"))
     tcfg = TrainConfig(epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
                        patience=kw.pop("patience"), seed=kw.pop("seed"), float_baseline=kw.pop("float_baseline"),
                        max_train_windows=kw.pop("max_train_windows"))

@@ -8,7 +8,7 @@ import click
 
 from model import runfolder
 from model.data import load_series
-from model.train import train_models
+from model.train import bind_data, train_models
 
 from .cli import cli, emit
 from .options import configs, data_options, data_spec, model_options
@@ -21,8 +21,7 @@ def default_out() -> Path:
 def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: bool) -> dict:
     mcfg, tcfg = configs(kw)
     series = load_series(**spec)
-    mcfg.inputs = len(series.columns)
-    mcfg.validate()
+    bind_data(mcfg, series)
     out = runfolder.prepare(out or default_out(), force)
     trained = train_models(series, mcfg, tcfg, progress=progress)
     runfolder.save(out, trained, spec, mcfg, tcfg.to_dict())

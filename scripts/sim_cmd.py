@@ -1,0 +1,63 @@
+"""`intformer sim`: test windows through the accelerator in simulation, every output word compared."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+import numpy as np
+
+from model import runfolder
+from model.data import make_windows
+from model.errors import IntformerError
+from model.intref import quantize_input, run_program
+
+from .cli import cli, emit
+
+
+def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -> dict:
+    from accel.simulate import first_mismatch, simulate
+
+    run = runfolder.open_run(run_path)
+    cfg = run.config
+    test = make_windows(run.series(), run.scaler, cfg.window, cfg.horizon, "test")
+    count = len(test.x) if windows == "all" else int(windows)
+    if count < 1:
+        raise IntformerError(f"--windows must be a positive number or 'all', got {windows}")
+    codes = quantize_input(run.program, test.x[:count])
+    expected = run_program(run.program, codes)
+    start = time.perf_counter()
+    words, cycles = simulate(run.program, codes, lanes)
+    seconds = time.perf_counter() - start
+    mismatches = int(np.sum(words != expected))
+    result = {"engine": engine, "windows": len(codes), "words": int(expected.size), "mismatches": mismatches,
+              "cycles_per_inference": int(cycles), "macs_per_inference": run.program.macs(), "lanes": lanes,
+              "mac_bound_ratio": cycles / (run.program.macs() / lanes),
+              "sim_cycles_per_second": cycles * len(codes) / seconds, "seconds": seconds}
+    if mismatches:
+        result["first_mismatch"] = first_mismatch(run.program, codes, words, expected)
+    return result
+
+
+def print_sim(r: dict) -> None:
+    verdict = "bit-exact" if r["mismatches"] == 0 else f"{r['mismatches']} MISMATCHES"
+    click.echo(f"{r['windows']} windows, {r['words']} words compared: {verdict}")
+    click.echo(f"cycles/inference {r['cycles_per_inference']:,} = {r['mac_bound_ratio']:.3f} x MACs/P "
+               f"({r['macs_per_inference']:,} MACs, P = {r['lanes']})")
+    click.echo(f"simulator ({r['engine']}): {r['sim_cycles_per_second']:,.0f} cycles/s")
+    if r["mismatches"]:
+        click.echo(f"first mismatch: {r['first_mismatch']}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--windows", default="4", show_default=True, help="Test windows to run, or 'all'.")
+@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes P.")
+@click.option("--engine", type=click.Choice(["amaranth"]), default="amaranth", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def sim(run, windows, lanes, engine, as_json):
+    """Simulate the accelerator on test windows and compare every output word with the integer reference."""
+    result = simulate_run(run, windows, lanes, engine)
+    emit(result, as_json, print_sim)
+    if result["mismatches"]:
+        sys.exit(1)
