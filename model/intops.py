@@ -154,7 +154,7 @@ def isqrt(n):
     root = np.zeros_like(n)
     for bit in range(31, -1, -1):                # results < 2^32 for n < 2^63
         trial = root | np.int64(1 << bit)
-        root = np.where(trial * trial <= n, trial, root)
+        root = np.where(trial <= n // trial, trial, root)   # trial^2 <= n without overflow
     return root
 
 
@@ -208,8 +208,8 @@ def exp_poly(d, c: int):
 def softmax_normalize(e, out_bits: int):
     """Probabilities from exponentials along the last axis: one reciprocal per row, one multiply per element.
 
-    r = floor(2^RECIP_BITS / sum(e)); p = clamp(round_shift(e * r, RECIP_BITS - out_bits), 0, 2^out_bits - 1),
-    unsigned codes at scale 2^-out_bits. Widths: e < 2^16, sum < 2^(16 + log2 n), r < 2^(RECIP_BITS - 15)
+    r = floor(2^RECIP_BITS / sum(e)) <= 2^16; p = clamp(round_shift(e * r, RECIP_BITS - out_bits), 0, 2^out_bits - 1),
+    unsigned codes at scale 2^-out_bits. Widths: e <= 2^15, sum < 2^(16 + log2 n), r <= 2^(RECIP_BITS - 15)
     (the maximum element contributes 2^15, so sum >= 2^15), e * r < 2^(RECIP_BITS + 1).
     """
     e = np.asarray(e, dtype=np.int64)

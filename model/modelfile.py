@@ -55,9 +55,14 @@ def load(path: str | Path) -> tuple[IntProgram, dict]:
     if not path.is_file():
         raise IntformerError(f"{path}: no such export file (a run folder holds it as model.intf)")
     raw = path.read_bytes()
-    if len(raw) < _PREFIX.size + 32 or not raw.startswith(MAGIC):
+    if not raw:
+        raise IntformerError(f"{path}: the file is empty (0 bytes); export it again with `intformer train`")
+    if raw[:len(MAGIC)] != MAGIC[:len(raw)]:
         raise IntformerError(f"{path}: not an intformer export file (wrong magic bytes); "
                              f"export one with `intformer train`")
+    if len(raw) < _PREFIX.size + 32:
+        raise IntformerError(f"{path}: file is truncated ({len(raw)} bytes, shorter than the "
+                             f"{_PREFIX.size + 32}-byte frame of an export file); export it again")
     _, version, head_len = _PREFIX.unpack_from(raw)
     if version > FORMAT_VERSION:
         raise IntformerError(f"{path}: export format version {version} is newer than this intformer "

@@ -30,7 +30,10 @@ from .program import Requant, Residual
 def shift_for(max_ratio: float) -> int:
     """The shift S that puts the largest of several ratios into a 15-bit multiplier: ratio * 2^S < 2^15."""
     _, exp = math.frexp(max_ratio)
-    return int(min(62, max(1, intops.MULT_BITS - exp)))
+    s = int(min(62, max(1, intops.MULT_BITS - exp)))
+    if s > 1 and math.floor(max_ratio * 2 ** s + 0.5) >= 1 << intops.MULT_BITS:   # rounded up to 2^15
+        s -= 1
+    return s
 
 
 def requant_constants(in_scale: float, out_scale: float, lo: int, hi: int) -> Requant:
@@ -134,6 +137,11 @@ class ActQuant(nn.Module):
                     self.initialized.fill_(True)
                 elif not self.learned:
                     self.range_max.mul_(1 - self.momentum).add_(self.momentum * seen)
+                if in_scale is not None:
+                    # a range finer than 2^-13 accumulator LSBs has no 15-bit requantization multiplier
+                    floor = float(in_scale) * self.hi / 2 ** 13
+                    if abs(float(self.range_max)) < floor:
+                        self.range_max.fill_(floor)
         if not self.enabled:
             return x
         rmax = torch.clamp(self.range_max.abs(), min=1e-8)
