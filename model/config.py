@@ -89,7 +89,9 @@ class TrainConfig:
     patience: int = 6
     seed: int = 0
     float_baseline: bool = True
-    qat_lr_scale: float = 0.1              # QAT fine-tunes the float model at this fraction of --lr
+    qat_lr_scale: float | None = None      # QAT fine-tunes the float model at this fraction of --lr
+                                           # (None: 0.1 at 7-8 bits, 0.3 at 5-6, 1.0 below: the fewer the
+                                           # bits, the further the quantized optimum lies from the float one)
     max_train_windows: int | None = None   # subsample for quick runs (tests)
 
     def to_dict(self) -> dict:

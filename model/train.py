@@ -136,7 +136,10 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
                     t.copy_(QATForecaster(mcfg).state_dict()[name])
     start = time.perf_counter()
     # fine-tuning from the float optimum wants smaller steps than training from scratch
-    lr = tcfg.lr * (tcfg.qat_lr_scale if float_model is not None else 1.0)
+    scale = tcfg.qat_lr_scale
+    if scale is None:
+        scale = 0.1 if mcfg.bits >= 7 else 0.3 if mcfg.bits >= 5 else 1.0
+    lr = tcfg.lr * (scale if float_model is not None else 1.0)
     qat, history["qat"] = _fit(qat, train, val, tcfg, f"QAT {mcfg.bits}-bit", lr, progress,
                                fine_tune=float_model is not None)
     seconds["qat"] = time.perf_counter() - start

@@ -1,0 +1,80 @@
+"""The MAC array: P lanes that share one broadcast X operand and read one P-wide W word per cycle."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from model import intops
+
+
+def operand_range(bits: int) -> tuple[int, int]:
+    """Every signed or unsigned code of `bits` bits: [-2^(bits-1), 2^bits - 1] (held in bits + 1 signed)."""
+    return -(1 << (bits - 1)), (1 << bits) - 1
+
+
+def acc_width(x_bits: int, w_bits: int, k_max: int) -> int:
+    """Accumulator width for up to k_max products of x_bits by w_bits codes, signed or unsigned:
+    the worst case of `intops.mac_bound` over both operand ranges (a bias is added later, in the drain)."""
+    return intops.bits_signed(*intops.mac_bound(k_max, operand_range(x_bits), operand_range(w_bits)))
+
+
+class MacArray(wiring.Component):
+    """P multiply-accumulate lanes: acc[l] += x * w[l], one k per cycle, groups back to back.
+
+    Each cycle with `valid`, lane l adds x * w[l]; `first` marks a group's first k (the lane starts from
+    its product instead of the old sum: no clearing cycle) and `last` its last k: that cycle's sums are
+    copied to `result` with a one-cycle `result_valid` pulse, and `tag` (for example the number of
+    valid lanes of the group) comes out with them as `result_tag`. A new group may start on the very next
+    cycle: `result` stays stable until the next group's last k, so the drain has K cycles to take it.
+
+    Latency: 2 cycles from the `last` input to `result_valid` (a product register, then the accumulator).
+
+    Widths: x is signed x_bits + 1 (so unsigned x_bits codes fit), each w lane signed w_bits + 1; a
+    product has x_bits + w_bits + 2 bits; the accumulators have `acc_width(x_bits, w_bits, k_max)` bits,
+    the worst case over every code of those bit widths and k_max products (`intops.mac_bound`).
+    """
+
+    LATENCY = 2
+
+    def __init__(self, lanes: int, x_bits: int, w_bits: int, k_max: int, tag_width: int = 8):
+        self.lanes, self.x_bits, self.w_bits, self.k_max = lanes, x_bits, w_bits, k_max
+        self.acc_width = acc_width(x_bits, w_bits, k_max)
+        super().__init__({
+            "valid": In(1), "first": In(1), "last": In(1),
+            "x": In(signed(x_bits + 1)),
+            "w": In(data.ArrayLayout(signed(w_bits + 1), lanes)),
+            "tag": In(unsigned(tag_width)),
+            "result": Out(data.ArrayLayout(signed(self.acc_width), lanes)),
+            "result_valid": Out(1),
+            "result_tag": Out(unsigned(tag_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        prod_w = self.x_bits + self.w_bits + 2
+        prods = [Signal(signed(prod_w), name=f"prod{l}") for l in range(self.lanes)]
+        accs = [Signal(signed(self.acc_width), name=f"acc{l}") for l in range(self.lanes)]
+        valid, first, last = Signal(), Signal(), Signal()
+        tag = Signal.like(self.tag)
+
+        # stage 1: products (a register after each multiplier keeps the DSP blocks fast)
+        m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last), tag.eq(self.tag)]
+        for l in range(self.lanes):
+            m.d.sync += prods[l].eq(self.x * self.w[l])
+
+        # stage 2: accumulate; the group's sums are handed over on its last k
+        m.d.sync += self.result_valid.eq(valid & last)
+        for l in range(self.lanes):
+            total = Signal(signed(self.acc_width), name=f"sum{l}")
+            with m.If(first):
+                m.d.comb += total.eq(prods[l])
+            with m.Else():
+                m.d.comb += total.eq(accs[l] + prods[l])
+            with m.If(valid):
+                m.d.sync += accs[l].eq(total)
+                with m.If(last):
+                    m.d.sync += self.result[l].eq(total)
+        with m.If(valid & last):
+            m.d.sync += self.result_tag.eq(tag)
+        return m

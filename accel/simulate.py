@@ -1,0 +1,147 @@
+"""Run the accelerator in Amaranth's simulator on input windows, and name the first place it parts from the
+integer reference.
+
+`simulate` drives the `input` stream, collects the `output` words and reads the cycle counter, one window
+after another on one accelerator instance; it also reads every buffer memory back after each window, so
+that `first_mismatch` can name the first step whose written values differ from `model.intref`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from model.intref import run_program
+from model.program import IntProgram, LinearStep
+
+from .accelerator import Accelerator
+
+# buffers read back by the last `simulate` call: {"program": id, "lanes": P, "buffers": [per window dict]}
+_LAST: dict = {}
+
+
+def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: int | None = None,
+             read_buffers: bool = True, profile: dict | None = None, engine: str = "amaranth"):
+    """Run windows of input codes (B, rows, cols) through the accelerator with P = `lanes`.
+
+    Returns (words (B, H) int64, cycles per inference of the last window). With `read_buffers` the buffer
+    memories are read back after each window (for `first_mismatch`). A `profile` dict receives, for the
+    last window, the cycles spent in each step of the step table ("load" and "output" for the ports;
+    fused steps are named "a + b"). engine "cxxrtl" runs the same design compiled (`accel.cxxsim`),
+    about a hundred times faster, without buffer read-back or profile.
+    """
+    if engine == "cxxrtl":
+        from .cxxsim import simulate_cxxrtl
+        words, cycles = simulate_cxxrtl(program, x_codes, lanes)
+        _LAST.clear()
+        _LAST.update(program=id(program), lanes=lanes, buffers=[])
+        return words, cycles
+    if engine != "amaranth":
+        raise ValueError(f"unknown simulation engine {engine!r}: amaranth or cxxrtl")
+    x_codes = np.asarray(x_codes, dtype=np.int64)
+    dut = Accelerator(program, lanes)
+    plan = dut.plan
+    batch = x_codes.shape[0]
+    horizon = plan.output.cols
+    words = np.zeros((batch, horizon), dtype=np.int64)
+    cycles = []
+    buffers = []
+    limit = max_cycles or 50 * (program.macs() // lanes + 10_000)
+
+    async def tb(ctx):
+        ctx.set(dut.output.ready, 1)
+        for b in range(batch):
+            spent.clear()                    # the profile is of the last window
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for code in x_codes[b].reshape(-1):
+                ctx.set(dut.input.valid, 1)
+                ctx.set(dut.input.payload, int(code))
+                await ctx.tick().until(dut.input.ready)
+            ctx.set(dut.input.valid, 0)
+            for h in range(horizon):
+                (word,) = await ctx.tick().sample(dut.output.payload).until(dut.output.valid)
+                words[b, h] = word
+                if ctx.get(dut.error):
+                    raise RuntimeError("accelerator drain overrun (a scheduling bug)")
+            for _ in range(limit):
+                *_, done = await ctx.tick().sample(dut.done)
+                if done:
+                    break
+            else:
+                return
+            cycles.append(ctx.get(dut.cycles))
+            if read_buffers:
+                buffers.append({name: plan.layouts[name].unpack([ctx.get(mem.data[i]) for i in range(mem.depth)])
+                                for name, mem in dut.memories.items()})
+
+    spent = {}
+
+    async def monitor(ctx):                  # cycles per step of the step table (background: never blocks)
+        async for _, _, step, busy, loading in ctx.tick().sample(dut.step, dut.busy, dut.input.ready):
+            if busy:
+                key = "load" if loading else step
+                spent[key] = spent.get(key, 0) + 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    if profile is not None:
+        sim.add_testbench(monitor, background=True)
+    sim.run()
+    if profile is not None:
+        names = [" + ".join(group) for group in plan.step_names] + ["output"]
+        profile.clear()
+        order = sorted(spent, key=lambda k: -1 if k == "load" else k)
+        profile.update({(k if k == "load" else names[k]): spent[k] for k in order})
+    if len(cycles) < batch:
+        raise RuntimeError(f"the accelerator did not finish window {len(cycles)} within {limit} cycles")
+    _LAST.clear()
+    _LAST.update(program=id(program), lanes=lanes, buffers=buffers)
+    return words, int(cycles[-1])
+
+
+def _region(step, program: IntProgram):
+    """(buffer, row slice, column slice) that a step writes."""
+    if isinstance(step, LinearStep):
+        if step.out_transposed:
+            return step.out, slice(step.out_col, step.out_col + step.cols), slice(0, step.rows)
+        return step.out, slice(0, step.rows), slice(step.out_col, step.out_col + step.cols)
+    return step.out, slice(0, step.rows), slice(0, step.cols)
+
+
+def first_mismatch(program: IntProgram, x_codes: np.ndarray, words: np.ndarray, expected: np.ndarray,
+                   lanes: int | None = None) -> str:
+    """Describe the first differing output word and, from the buffers of the last `simulate` call (or a new
+    simulation of that window with `lanes`), the first step whose written region differs."""
+    words, expected = np.asarray(words), np.asarray(expected)
+    diff = np.argwhere(words != expected)
+    if diff.size == 0:
+        return "no mismatch"
+    b, h = (int(v) for v in diff[0])
+    text = f"window {b}, output word {h}: accelerator {int(words[b, h])}, reference {int(expected[b, h])}"
+    hw = None
+    if _LAST.get("program") == id(program):
+        lanes = lanes or _LAST.get("lanes")
+    if _LAST.get("program") == id(program) and b < len(_LAST.get("buffers", [])):
+        hw = _LAST["buffers"][b]
+    elif lanes is not None:
+        simulate(program, np.asarray(x_codes)[b:b + 1], lanes)
+        hw = _LAST["buffers"][0]
+    if hw is None:
+        return text
+    _, trace = run_program(program, np.asarray(x_codes)[b:b + 1], trace=True)
+    final = {}
+    for _, buf, value in trace:
+        final[buf] = value[0]
+    for step in program.steps:
+        buf, rows, cols = _region(step, program)
+        got, want = hw[buf][rows, cols], final[buf][rows, cols]
+        bad = np.argwhere(got != want)
+        if bad.size:
+            r, c = (int(v) for v in bad[0])
+            r += rows.start
+            c += cols.start
+            return (f"{text}; first differing step {step.name!r}: {buf}[{r}, {c}] accelerator "
+                    f"{int(hw[buf][r, c])}, reference {int(final[buf][r, c])} ({len(bad)} elements differ)")
+    return text + "; every buffer matches (the difference is in the output port)"

@@ -1,0 +1,103 @@
+"""The whole accelerator against `model.intref.run_program`: small random programs, every output word and
+every buffer compared."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from accel.simulate import _LAST, first_mismatch, simulate
+from model.intref import run_program
+from program_factory import random_inputs, random_program
+
+
+def check(program, x, lanes):
+    words, cycles = simulate(program, x, lanes)
+    expected, trace = run_program(program, x, trace=True)
+    assert (words == expected).all(), first_mismatch(program, x, words, expected)
+    # every buffer as the reference leaves it (the output words alone can hide a wrong intermediate)
+    final = {buf: value for _, buf, value in trace}
+    for b, hw in enumerate(_LAST["buffers"]):
+        for name, value in final.items():
+            np.testing.assert_array_equal(hw[name], value[b], err_msg=f"window {b}, buffer {name}")
+    return cycles
+
+
+@settings(max_examples=8, deadline=None)
+@given(bits=st.integers(2, 8), lanes=st.integers(1, 5), n=st.integers(2, 5), m=st.integers(1, 2),
+       heads=st.sampled_from([1, 2]), dh=st.integers(1, 3), ffn=st.integers(1, 6), horizon=st.integers(1, 3),
+       norm=st.sampled_from(["batch", "layer"]), activation=st.sampled_from(["relu", "gelu"]),
+       softmax=st.sampled_from(["lut", "poly"]), pooling=st.sampled_from(["mean", "flatten"]), skip=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_random_programs(bits, lanes, n, m, heads, dh, ffn, horizon, norm, activation, softmax, pooling, skip,
+                         seed):
+    rng = np.random.default_rng(seed)
+    program = random_program(rng, n=n, m=m, d=heads * dh, heads=heads, ffn=ffn, horizon=horizon, bits=bits,
+                             norm=norm, activation=activation, softmax=softmax, pooling=pooling, skip=skip)
+    check(program, random_inputs(rng, program, 2), lanes)
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 4])
+def test_two_layers_every_option(lanes):
+    """Two layers (a layer's output feeds the next), two heads, LayerNorm, GELU, polynomial softmax."""
+    rng = np.random.default_rng(lanes)
+    program = random_program(rng, n=4, m=2, d=4, heads=2, ffn=6, horizon=2, bits=6, norm="layer",
+                             activation="gelu", softmax="poly", pooling="flatten", layers=2, skip=True)
+    check(program, random_inputs(rng, program, 1), lanes)
+
+
+def test_cycles_near_mac_bound():
+    """Back-to-back groups: a MAC-dominated program runs within 1.2 x MACs / P plus a per-step constant."""
+    rng = np.random.default_rng(7)
+    program = random_program(rng, n=8, m=1, d=8, ffn=32, horizon=1, bits=8)
+    lanes = 4
+    cycles = check(program, random_inputs(rng, program, 1), lanes)
+    steps = len(program.steps)
+    assert cycles <= 1.2 * program.macs() / lanes + 30 * steps + 64, cycles
+
+
+def test_first_mismatch_names_the_step():
+    rng = np.random.default_rng(3)
+    program = random_program(rng, n=3, m=1, d=2, ffn=2, horizon=1, bits=4)
+    x = random_inputs(rng, program, 1)
+    words, _ = simulate(program, x, 2)
+    expected = run_program(program, x)
+    assert first_mismatch(program, x, words, expected) == "no mismatch"
+    _LAST["buffers"][0]["l0.v"][1, 0] += 1           # pretend the hardware got one element wrong
+    text = first_mismatch(program, x, words + 1, expected)
+    assert "output word 0" in text and "'l0.v'" in text and "l0.v[1, 0]" in text
+
+
+EXPORTED = [  # (id, ModelConfig options): the exporter's own programs, from calibrated (untrained) QAT models
+    ("skip-batch-relu-lut-mean-b8", dict(norm="batch", activation="relu", softmax="lut", pooling="mean", bits=8)),
+    ("skip-layer-gelu-poly-flatten-h2-b4-io6", dict(norm="layer", activation="gelu", softmax="poly", pooling="flatten",
+                                                    heads=2, bits=4, horizon=2, io_bits=6)),
+    ("noskip-series-batch-gelu-lut-mean-b6", dict(norm="batch", activation="gelu", softmax="lut", pooling="mean",
+                                                  tokens="series", inputs=3, bits=6, skip=False)),
+]
+
+
+@pytest.mark.parametrize("options", [c[1] for c in EXPORTED], ids=[c[0] for c in EXPORTED])
+def test_exported_programs(options):
+    """Programs from model.export.to_program (what a trained model becomes), windows beyond the calibrated
+    ranges included: the accelerator's words equal the integer reference's."""
+    torch = pytest.importorskip("torch")
+    from model.config import ModelConfig
+    from model.export import to_program
+    from model.intref import quantize_input
+    from model.qat import QATForecaster
+
+    options = dict(options)
+    inputs = options.pop("inputs", 1)
+    skip = options.pop("skip", True)
+    cfg = ModelConfig(window=6, inputs=inputs, d_model=4, ffn=6, skip=skip,
+                      target_index=inputs - 1 if skip else None, **options).validate()
+    torch.manual_seed(0)
+    model = QATForecaster(cfg)
+    gen = torch.Generator().manual_seed(1)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, cfg.window, cfg.inputs, generator=gen))
+    program = to_program(model.eval().double())
+    x = np.random.default_rng(2).normal(size=(2, cfg.window, cfg.inputs))
+    x[0] *= 6.0                                          # saturating codes
+    check(program, quantize_input(program, x), lanes=3)
