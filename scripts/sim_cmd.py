@@ -27,15 +27,15 @@ def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -
     codes = quantize_input(run.program, test.x[:count])
     expected = run_program(run.program, codes)
     start = time.perf_counter()
-    words, cycles = simulate(run.program, codes, lanes)
+    words, cycles = simulate(run.program, codes, lanes, read_buffers=False, engine=engine)
     seconds = time.perf_counter() - start
     mismatches = int(np.sum(words != expected))
     result = {"engine": engine, "windows": len(codes), "words": int(expected.size), "mismatches": mismatches,
               "cycles_per_inference": int(cycles), "macs_per_inference": run.program.macs(), "lanes": lanes,
               "mac_bound_ratio": cycles / (run.program.macs() / lanes),
               "sim_cycles_per_second": cycles * len(codes) / seconds, "seconds": seconds}
-    if mismatches:
-        result["first_mismatch"] = first_mismatch(run.program, codes, words, expected)
+    if mismatches:      # names the first differing window, word and step (re-simulating that window)
+        result["first_mismatch"] = first_mismatch(run.program, codes, words, expected, lanes=lanes)
     return result
 
 
@@ -53,7 +53,9 @@ def print_sim(r: dict) -> None:
 @click.argument("run", type=click.Path())
 @click.option("--windows", default="4", show_default=True, help="Test windows to run, or 'all'.")
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes P.")
-@click.option("--engine", type=click.Choice(["amaranth"]), default="amaranth", show_default=True)
+@click.option("--engine", type=click.Choice(["amaranth", "cxxrtl"]), default="amaranth", show_default=True,
+              help="amaranth: Amaranth's simulator (the reference); cxxrtl: the design compiled with yosys "
+                   "write_cxxrtl and g++, about a hundred times faster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def sim(run, windows, lanes, engine, as_json):
     """Simulate the accelerator on test windows and compare every output word with the integer reference."""
