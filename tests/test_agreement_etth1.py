@@ -68,3 +68,20 @@ def test_integer_test_error_is_sane(trained, series):
     if tr.float_model is not None:
         fl = errors(predict(tr.float_model, test.x), test.y, tr.scaler)
         assert np.isfinite(fl["mse"]) and fl["mse"] < 0.05, fl
+
+
+def test_accelerator_bit_exact_on_etth1_model(trained, series):
+    """The hardware on the trained ETTh1 model: Amaranth's simulator on test windows, and the compiled
+    engine on more, every output word equal to the integer reference."""
+    from accel import cxxsim
+    from accel.simulate import simulate
+
+    _, tr, test = trained
+    codes = quantize_input(tr.program, test.x[:2])
+    words, cycles = simulate(tr.program, codes, lanes=4, read_buffers=False)
+    np.testing.assert_array_equal(words, run_program(tr.program, codes))
+    assert cycles > tr.program.macs() / 4
+    if cxxsim.available():
+        codes = quantize_input(tr.program, test.x[:200])
+        words, _ = simulate(tr.program, codes, lanes=8, engine="cxxrtl")
+        np.testing.assert_array_equal(words, run_program(tr.program, codes))

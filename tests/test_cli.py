@@ -228,3 +228,26 @@ def test_console_script_run_end_to_end(tmp_path):
     assert set(r["eval"]["test"]) == {"fakequant", "integer"}
     assert r["eval"]["agreement"]["exact_fraction"] == 1.0
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "complete"
+
+
+def test_sim_compares_every_word(tmp_path):
+    """`intformer sim` on a small trained run: JSON fields, every word compared, zero mismatches."""
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+    import scripts.sim_cmd  # noqa: F401
+    import scripts.train_cmd  # noqa: F401
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", "--epochs", "1", "--max-train-windows", "200", "--window", "8",
+                                 "--d-model", "8", "--ffn", "16", "--horizon", "2", "--no-float",
+                                 "--out", str(run), "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["sim", str(run), "--windows", "2", "--lanes", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    for key in ("engine", "windows", "words", "mismatches", "cycles_per_inference", "macs_per_inference",
+                "lanes", "sim_cycles_per_second"):
+        assert key in out
+    assert out["windows"] == 2 and out["words"] == 4 and out["mismatches"] == 0
+    assert out["cycles_per_inference"] >= out["macs_per_inference"] / 2
