@@ -25,7 +25,8 @@ from model.train import predict, train_models
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"univariate H=1": dict(horizon=1, multivariate=False),
             "multivariate H=1": dict(horizon=1, multivariate=True),
-            "univariate H=24": dict(horizon=24, multivariate=False)}
+            "univariate H=24": dict(horizon=24, multivariate=False),
+            "multivariate H=24": dict(horizon=24, multivariate=True)}
 
 
 def main() -> int:

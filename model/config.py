@@ -87,6 +87,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     patience: int = 6
+    weight_decay: float = 0.0
     seed: int = 0
     float_baseline: bool = True
     qat_lr_scale: float | None = None      # QAT fine-tunes the float model at this fraction of --lr

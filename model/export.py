@@ -73,7 +73,7 @@ def _layernorm(bld: _Builder, name: str, src: str, out: str, rows: int, norm, s_
 @torch.no_grad()
 def to_program(model: QATForecaster) -> IntProgram:
     """The integer program that the trained model computes (eval mode, quantization on)."""
-    model.eval()
+    model.eval().settle()
     cfg = model.cfg
     t, d, dh = cfg.n_tokens, cfg.d_model, cfg.d_model // cfg.heads
     bld = _Builder()

@@ -123,6 +123,14 @@ class ActQuant(nn.Module):
     def scale(self) -> float:
         return max(abs(float(self.range_max.detach())), 1e-8) / self.hi
 
+    @torch.no_grad()
+    def floor_range(self, in_scale: float) -> None:
+        """Raise a range finer than 2^-13 input LSBs: such a ratio has no 15-bit requantization multiplier
+        (it happens to the 16-bit head output when the head's weights are still near zero)."""
+        floor = float(in_scale) * self.hi / 2 ** 13
+        if abs(float(self.range_max)) < floor:
+            self.range_max.fill_(floor)
+
     def forward(self, x: torch.Tensor, in_scale: float | torch.Tensor | None = None) -> torch.Tensor:
         """Quantize x; with `in_scale` (x = integer * in_scale, a MAC result) by the integer requantization.
 
@@ -138,10 +146,7 @@ class ActQuant(nn.Module):
                 elif not self.learned:
                     self.range_max.mul_(1 - self.momentum).add_(self.momentum * seen)
                 if in_scale is not None:
-                    # a range finer than 2^-13 accumulator LSBs has no 15-bit requantization multiplier
-                    floor = float(in_scale) * self.hi / 2 ** 13
-                    if abs(float(self.range_max)) < floor:
-                        self.range_max.fill_(floor)
+                    self.floor_range(in_scale)
         if not self.enabled:
             return x
         rmax = torch.clamp(self.range_max.abs(), min=1e-8)
@@ -334,8 +339,14 @@ class QATForecaster(nn.Module):
         head_in = d if cfg.pooling == "mean" else t * d
         self.head = QuantLinear("head", head_in, cfg.horizon, b("head"))
         # the head's output and the forecast are 16-bit codes: no precision is lost at the end of the chain
-        self.q_head = ActQuant("head.out", 16) if cfg.skip else None
-        self.q_out = ActQuant("out", 16) if cfg.skip else None
+        # (observed, not learned: at 16 bits there is nothing to gain by clipping, and a learned range that
+        # starts at a zero head would grow only by the tiny LSQ gradient of 1 / sqrt(N * 32767))
+        self.q_head = ActQuant("head.out", 16, learned=False) if cfg.skip else None
+        self.q_out = ActQuant("out", 16, learned=False) if cfg.skip else None
+        if cfg.skip:
+            # the head starts at zero, so every model starts as persistence and training must improve on it
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.set_quantize(quantize)
 
     def set_quantize(self, on: bool) -> None:
@@ -357,15 +368,27 @@ class QATForecaster(nn.Module):
             sh = layer.q_n2.scale
         if self.q_pool is not None:
             t = h.shape[1]
-            pooled, sp = self.q_pool(h.sum(dim=1) / t, sh / t), self.q_pool.scale
+            pooled = self.q_pool(h.sum(dim=1) / t, sh / t)
         else:
-            pooled, sp = h.flatten(1), sh
+            pooled = h.flatten(1)
+        sp = self.head_input_scale()
         y = self.head(pooled, sp)
         if not self.cfg.skip:
             return y
+        if not self.training:
+            self.settle()              # the weights may have moved since the last training batch
         y = self.q_head(y, self.head.acc_scale(sp))
         last = x[:, -1, self.cfg.target_index] if self.cfg.tokens == "time" else x[:, self.cfg.target_index, -1]
         return self._skip(last[:, None], y)
+
+    def head_input_scale(self) -> float:
+        return self.q_pool.scale if self.q_pool is not None else self.layers[-1].q_n2.scale
+
+    def settle(self) -> "QATForecaster":
+        """Apply the head range floor for the current weights (before export)."""
+        if self.cfg.skip:
+            self.q_head.floor_range(self.head.acc_scale(self.head_input_scale()))
+        return self
 
     def _skip(self, last: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """q_out(last + y): in eval mode by the integer residual sum, like the residuals inside the layers."""

@@ -52,18 +52,19 @@ def _train_mode(model: QATForecaster, freeze_bn: bool) -> None:
 
 def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, label: str,
          lr: float, progress: bool, fine_tune: bool = False) -> tuple[QATForecaster, list]:
-    """Adam with early stopping on validation MSE; a fine-tune also scores its starting point (epoch 0)."""
+    """Adam with early stopping on validation MSE, the starting point (epoch 0) included."""
     gen = torch.Generator().manual_seed(cfg.seed)
     x, y = torch.as_tensor(train.x), torch.as_tensor(train.y)
-    best, best_state, stale, history = float("inf"), None, 0, []
-    if fine_tune:              # calibrate the ranges on a first batch, then score the starting point
-        _train_mode(model, True)
-        with torch.no_grad():
-            model(x[torch.randperm(len(x), generator=gen)[:cfg.batch_size * 4]])
-        best = float(np.mean((predict(model, val.x) - val.y) ** 2))
-        best_state = copy.deepcopy(model.state_dict())
-        history.append({"epoch": 0, "train_mse": None, "val_mse": best})
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    stale, history = 0, []
+    # score the starting point (epoch 0): with the last-value skip a fresh model is persistence, a fine-tune
+    # the quantized float model; an epoch is kept only if it does better on validation
+    _train_mode(model, fine_tune)
+    with torch.no_grad():      # calibrate the quantizers' ranges on a first batch
+        model(x[torch.randperm(len(x), generator=gen)[:cfg.batch_size * 4]])
+    best = float(np.mean((predict(model, val.x) - val.y) ** 2))
+    best_state = copy.deepcopy(model.state_dict())
+    history.append({"epoch": 0, "train_mse": None, "val_mse": best})
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     bar = tqdm(range(cfg.epochs), desc=label, disable=not progress, leave=False, unit="epoch")
     for epoch in bar:
         _train_mode(model, fine_tune)
@@ -90,8 +91,8 @@ def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, l
             stale += 1
             if stale >= cfg.patience:
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
+    model.settle()
     return model.eval(), history
 
 

@@ -60,6 +60,7 @@ def model_options(f):
         click.option("--batch-size", type=int, default=t.batch_size, show_default=True),
         click.option("--lr", type=float, default=t.lr, show_default=True),
         click.option("--patience", type=int, default=t.patience, show_default=True),
+        click.option("--weight-decay", type=float, default=t.weight_decay, show_default=True, help="AdamW weight decay."),
         click.option("--seed", type=int, default=t.seed, show_default=True),
         click.option("--float/--no-float", "float_baseline", default=True, show_default=True,
                      help="Also train the floating-point baseline (QAT then starts from its weights)."),
@@ -86,7 +87,7 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
                        softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"),
                        io_bits=kw.pop("io_bits"), skip=kw.pop("skip"))
     tcfg = TrainConfig(epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
-                       patience=kw.pop("patience"), seed=kw.pop("seed"), float_baseline=kw.pop("float_baseline"),
+                       patience=kw.pop("patience"), weight_decay=kw.pop("weight_decay"), seed=kw.pop("seed"), float_baseline=kw.pop("float_baseline"),
                        max_train_windows=kw.pop("max_train_windows"))
     if tcfg.epochs < 1 or tcfg.batch_size < 2 or tcfg.patience < 1 or not tcfg.lr > 0:
         raise IntformerError("--epochs and --patience must be >= 1, --batch-size >= 2 and --lr > 0")
