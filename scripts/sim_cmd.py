@@ -26,6 +26,12 @@ def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -
         raise IntformerError(f"--windows must be a positive number or 'all', got {windows}")
     codes = quantize_input(run.program, test.x[:count])
     expected = run_program(run.program, codes)
+    compile_seconds = 0.0
+    if engine == "cxxrtl":              # compile (or find in the cache) before the clock starts
+        from accel import cxxsim
+        start = time.perf_counter()
+        cxxsim.build(run.program, lanes)
+        compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     words, cycles = simulate(run.program, codes, lanes, read_buffers=False, engine=engine)
     seconds = time.perf_counter() - start
@@ -33,7 +39,8 @@ def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -
     result = {"engine": engine, "windows": len(codes), "words": int(expected.size), "mismatches": mismatches,
               "cycles_per_inference": int(cycles), "macs_per_inference": run.program.macs(), "lanes": lanes,
               "mac_bound_ratio": cycles / (run.program.macs() / lanes),
-              "sim_cycles_per_second": cycles * len(codes) / seconds, "seconds": seconds}
+              "sim_cycles_per_second": cycles * len(codes) / seconds, "seconds": seconds,
+              "compile_seconds": compile_seconds}
     if mismatches:      # names the first differing window, word and step (re-simulating that window)
         result["first_mismatch"] = first_mismatch(run.program, codes, words, expected, lanes=lanes)
     return result
@@ -44,7 +51,8 @@ def print_sim(r: dict) -> None:
     click.echo(f"{r['windows']} windows, {r['words']} words compared: {verdict}")
     click.echo(f"cycles/inference {r['cycles_per_inference']:,} = {r['mac_bound_ratio']:.3f} x MACs/P "
                f"({r['macs_per_inference']:,} MACs, P = {r['lanes']})")
-    click.echo(f"simulator ({r['engine']}): {r['sim_cycles_per_second']:,.0f} cycles/s")
+    compiled = f", compiled in {r['compile_seconds']:.1f} s" if r.get("compile_seconds") else ""
+    click.echo(f"simulator ({r['engine']}): {r['sim_cycles_per_second']:,.0f} cycles/s, {r['seconds']:.1f} s{compiled}")
     if r["mismatches"]:
         click.echo(f"first mismatch: {r['first_mismatch']}")
 
