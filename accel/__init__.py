@@ -1,10 +1,11 @@
 """The FPGA accelerator, in Amaranth HDL, bit-exact with the integer reference (`model.intref`).
 
-* `accelerator.Accelerator(program, lanes)`: the top level (ports: input/output streams, start/busy/done).
-* `plan`: memory layouts, ROM contents and the step table derived from an `IntProgram` at build time.
+* `accelerator.Accelerator(program, lanes, logic_lanes=0)`: the top level (ports: input/output streams,
+  start/busy/done).
+* `plan`: memory layouts and banks, ROM contents and the step table derived from an `IntProgram` at build time.
 * Blocks, each with its golden model in `model.intops`: `requant` (Requantizer, ScaleShiftClamp),
   `mac_array` (MacArray), `divsqrt` (Reciprocal, Isqrt), `softmax` (SoftmaxUnit), `layernorm`
   (LayerNormUnit); `rowio` and `arith` hold their shared interfaces and expressions.
 * `simulate`: run windows through the Amaranth simulator, `first_mismatch` to name where it parts from the
-  reference; `resources`: what a build needs and `check_fit` for a device.
+  reference; `resources`: what a build needs, `lanes_in_logic` and `check_fit` for a device.
 """

@@ -2,9 +2,11 @@
 
 Datapath (see `accel.plan` for the memory layouts and the step table):
 
-* one memory per program buffer, P codes of one row per word, written one element at a time (byte-enable
-  style `granularity`), read through one port whose address the current step's role for that buffer
-  selects (X operand, W operand, residual source, row unit source, output port);
+* buffer memories ("banks", `plan.banks`: buffers never used by one port in the same step share one, at
+  different word offsets), P codes of one row per word, written one element at a time (byte-enable style
+  `granularity`), read through one port whose address the current step's role for that bank selects
+  (X operand, W operand, residual source, row unit source, output port); each bank selects the lane its
+  reader wants, then each role selects its bank;
 * a P-wide weight ROM and small ROMs for biases, look-up tables, folded BatchNorm, softmax tables and
   LayerNorm gamma/beta;
 * the MAC array fed by the issue sequencer: one X element broadcast and one P-wide W word per cycle,
@@ -14,6 +16,13 @@ Datapath (see `accel.plan` for the memory layouts and the step table):
   pipeline that overlaps the next groups' accumulation; it also keeps each row's maximum (softmax) or
   sum and sum of squares (LayerNorm) for a fused row step;
 * the softmax and LayerNorm row units, started with the linear step they follow and fed row by row.
+
+Multiplier blocks (DSP), for a small FPGA (iCE40 UP5K: eight 16 x 16): one per MAC lane, except the last
+`logic_lanes` lanes, which multiply in logic (Booth); the requantizer's one (the accumulator's top 16 bits;
+its low bits multiply by shift and add); the residual's two; one shared by the folded BatchNorm affine and
+the softmax normalization, which no step uses at once (`plan.share_mul`). Shifts span only the range the
+program's step table uses (`arith.round_shift_in`), and accumulators and the drain are as wide as the
+program's weights and operand ranges can make a sum (`plan._acc_range`), not the worst case of their bits.
 
 Ports: `input` (one code per transfer, row-major over the x buffer), `output` (the output buffer's words,
 signed: raw accumulators, or the 16-bit codes of the exporter's last-value skip head), `start`, `busy`,
@@ -53,6 +62,9 @@ def _pack_pair(a: int, b: int, wa: int) -> int:
 class Accelerator(wiring.Component):
     """The whole integer program in hardware; see the module docstring for the datapath and protocol.
 
+    `logic_lanes`: how many MAC lanes multiply in logic instead of a DSP block (`accel.resources.lanes_in_logic`
+    says how many a device needs).
+
     Latency: per linear step rows x groups x max(k, P) cycles (groups = output columns / P, rounded up per
     chunk), plus about P + 16 cycles to drain its last group; a fused softmax or LayerNorm adds only what
     it lags behind its linear step; plus the input (rows x cols cycles) and the output (3 cycles per
@@ -60,11 +72,13 @@ class Accelerator(wiring.Component):
     measures it (`profile=` gives the cycles per step).
     """
 
-    def __init__(self, program: IntProgram, lanes: int):
+    def __init__(self, program: IntProgram, lanes: int, logic_lanes: int = 0):
         self.plan = plan = make_plan(program, lanes)
+        self.logic_lanes = max(0, min(lanes, logic_lanes))
         x, out = plan.layouts["x"], plan.output
-        self.memories = {name: Memory(shape=unsigned(lay.bits * lanes), depth=lay.depth, init=[])
-                         for name, lay in plan.layouts.items()}
+        self.memories = {b.name: Memory(shape=unsigned(b.width), depth=b.depth, init=[],
+                                        attrs={"ram_style": "logic"} if b.logic else None)
+                         for b in plan.banks}
         super().__init__({
             "input": In(stream.Signature(code_shape(x.bits, x.signed))),
             "output": Out(stream.Signature(signed(out.bits))),
@@ -100,18 +114,20 @@ class Accelerator(wiring.Component):
             return rec[name] if name in fields else Const(0, 1)
 
         # ------------------------------------------------------------------------------ memories
-        rports, wports, ext = {}, {}, {}
-        for name, mem in self.memories.items():
-            m.submodules[f"buf_{name}".replace(".", "_")] = mem
-            rports[name] = mem.read_port()
-            wports[name] = mem.write_port(granularity=lays[name].bits)
-            lay = lays[name]
-            if not lay.wide:
-                e = Signal(data.ArrayLayout(signed(E), P), name=f"ext_{name}".replace(".", "_"))
-                for l in range(P):
-                    raw = rports[name].data[l * lay.bits:(l + 1) * lay.bits]
-                    m.d.comb += e[l].eq(raw.as_signed() if lay.signed else raw.as_unsigned())
-                ext[name] = e
+        # one memory per bank (`plan.banks`); rports and wports are indexed by bank
+        banks = plan.banks
+        rports, wports = {}, {}
+        for b in banks:
+            mem = self.memories[b.name]
+            m.submodules[b.name] = mem
+            rports[b.index] = mem.read_port()
+            wports[b.index] = mem.write_port(granularity=b.lane_bits)
+
+        def extend(b, raw):
+            """A lane read from bank b as a signed E-bit code (zero- or sign-extended as the buffer needs)."""
+            if b.signed_read is None:
+                return Mux(f(f"rs{b.index}"), raw.as_signed(), raw.as_unsigned())
+            return raw.as_signed() if b.signed_read else raw.as_unsigned()
 
         def rom(name, shape, init):
             mem = Memory(shape=shape, depth=max(1, len(init)), init=init)
@@ -127,22 +143,47 @@ class Accelerator(wiring.Component):
         aff_m = arom.data[:am_w].as_signed()
         aff_b = arom.data[am_w:].as_signed()
 
-        # which buffers can take which role (from the table): the data muxes only include those
-        roles = {r: [n for n in lays if any(rec_[f"rd{lays[n].index}"] == r for rec_ in plan.steps)]
+        # which banks can take which role (from the table): the data muxes only include those
+        roles = {r: [b.index for b in banks if any(rec_[f"rd{b.index}"] == r for rec_ in plan.steps)]
                  for r in (R_X, R_W, R_RES, R_SM, R_LN)}
-        writers = {r: [n for n in lays if any(rec_[f"wr{lays[n].index}"] == r for rec_ in plan.steps)]
+        writers = {r: [b.index for b in banks if any(rec_[f"wr{b.index}"] == r for rec_ in plan.steps)]
                    for r in (W_DRAIN, W_SM, W_LN)}
 
+        # element reads: each bank selects the lane of the role that reads it in this step (one lane mux per
+        # bank), then each role selects its bank; built at the end (`elem_muxes`), once every role is known
+        lane_of_role, elem_requests = {}, []
+
         def pick_elem(role, buf_field, lane_d, name):
-            """The element (signed E) read one cycle ago by `role` from the buffer the step names."""
-            word = Signal(data.ArrayLayout(signed(E), P), name=f"{name}_word")
-            with m.Switch(f(buf_field)):
-                for n in roles[role]:
-                    with m.Case(lays[n].index):
-                        m.d.comb += word.eq(ext[n])
+            """The element (signed E) read one cycle ago by `role` from the bank the step names."""
+            lane_of_role[role] = lane_d
             elem = Signal(signed(E), name=f"{name}_elem")
-            m.d.comb += elem.eq(word[lane_d] if P > 1 else word[0])
+            elem_requests.append((role, buf_field, elem))
             return elem
+
+        def elem_muxes():
+            bank_elem = {}
+            for b in banks:
+                readers = [r for r in lane_of_role if b.index in roles[r]]
+                if b.wide or not readers:
+                    continue
+                lane = Signal(LW, name=f"{b.name}_lane")
+                if len(readers) == 1:
+                    m.d.comb += lane.eq(lane_of_role[readers[0]])
+                else:
+                    with m.Switch(f(f"rd{b.index}")):
+                        for r in readers:
+                            with m.Case(r):
+                                m.d.comb += lane.eq(lane_of_role[r])
+                data_ = rports[b.index].data
+                raw = data_.word_select(lane, b.lane_bits) if P > 1 else data_
+                e = Signal(signed(E), name=f"{b.name}_elem")
+                m.d.comb += e.eq(extend(b, raw))
+                bank_elem[b.index] = e
+            for role, buf_field, elem in elem_requests:
+                with m.Switch(f(buf_field)):
+                    for j in roles[role]:
+                        with m.Case(j):
+                            m.d.comb += elem.eq(bank_elem[j])
 
         # ---------------------------------------------------------------------------- top control
         state_load, state_out = Signal(), Signal()
@@ -166,7 +207,8 @@ class Accelerator(wiring.Component):
         max_groups = max([1] + [r["groups"] for r in plan.steps if r["lin"]])
         i_grp, i_gg = Signal(range(max_groups + 1)), Signal(range(max_groups + 1))
         i_k = Signal(range(plan.k_max + 1))
-        x_word, x_lane, x_within, x_row = Signal(AW), Signal(LW), Signal(16), Signal(AW)
+        CH = max(lay.chunk for lay in lays.values())        # column counters within a chunk
+        x_word, x_lane, x_within, x_row = Signal(AW), Signal(LW), Signal(range(CH + 1)), Signal(AW)
         WA = max(_addr_bits(len(plan.weight_words)), AW) + 1
         w_addr, w_grp = Signal(WA), Signal(WA)
         gap = Signal(range(P + 1))
@@ -211,7 +253,8 @@ class Accelerator(wiring.Component):
         m.d.comb += wrom.addr.eq(w_addr)
         x_elem = pick_elem(R_X, "x_buf", x_lane_d, "x")
 
-        m.submodules.mac = mac = MacArray(P, plan.x_bits, plan.w_bits, plan.k_max, tag_width=len(tag))
+        m.submodules.mac = mac = MacArray(P, plan.x_bits, plan.w_bits, plan.k_max, tag_width=len(tag),
+                                          logic_lanes=self.logic_lanes, acc_bits=plan.acc_width)
         WB = plan.w_bits + 1
         w_word = Signal(data.ArrayLayout(signed(WB), P))
         with m.If(f("w_rom")):
@@ -219,10 +262,11 @@ class Accelerator(wiring.Component):
                 m.d.comb += w_word[l].eq(wrom.data[l * plan.weight_width:(l + 1) * plan.weight_width].as_signed())
         with m.Else():
             with m.Switch(f("w_buf")):
-                for n in roles[R_W]:
-                    with m.Case(lays[n].index):
+                for j in roles[R_W]:
+                    with m.Case(j):
+                        lb = banks[j].lane_bits
                         for l in range(P):
-                            m.d.comb += w_word[l].eq(ext[n][l])
+                            m.d.comb += w_word[l].eq(extend(banks[j], rports[j].data[l * lb:(l + 1) * lb]))
         m.d.comb += [mac.valid.eq(iss_d), mac.first.eq(first_d), mac.last.eq(last_d), mac.tag.eq(tag_d),
                      mac.x.eq(Mux(f("x_ones"), 1, x_elem)), mac.w.eq(w_word)]
 
@@ -274,7 +318,7 @@ class Accelerator(wiring.Component):
         v1 = Signal(signed(DW))
         m.d.comb += v1.eq(acc1 + Mux(f("bias"), brom.data, 0))
         CW = plan.code_width
-        m.submodules.rq = rq = Requantizer(DW, CW)
+        m.submodules.rq = rq = Requantizer(DW, CW, s_range=plan.shift_range("rq_s"))
         m.d.comb += [rq.input.valid.eq(valid[1]), rq.input.payload.eq(v1), rq.m.eq(f("rq_m")), rq.s.eq(f("rq_s")),
                      rq.lo.eq(f("rq_lo")), rq.hi.eq(f("rq_hi")), rq.output.ready.eq(1)]
         raw4 = delay(v1, 3, "raw")
@@ -283,7 +327,7 @@ class Accelerator(wiring.Component):
 
         # D4: look-up table address; residual source read (a walker over the source row)
         m.d.comb += lrom.addr.eq(val4[:CW].as_signed() + f("l_off"))
-        r_word, r_lane, r_within, r_row = Signal(AW), Signal(LW), Signal(16), Signal(AW)
+        r_word, r_lane, r_within, r_row = Signal(AW), Signal(LW), Signal(range(CH + 1)), Signal(AW)
         with m.If(lin_start):
             m.d.sync += [r_word.eq(f("r_word")), r_row.eq(f("r_word")), r_lane.eq(f("r_lane")),
                          r_within.eq(f("r_within"))]
@@ -302,7 +346,7 @@ class Accelerator(wiring.Component):
         val5 = Signal(signed(DW))
         val4_d = delay(val4, 1, "val4")
         m.d.comb += val5.eq(Mux(f("lut"), lrom.data, val4_d))
-        m.submodules.resadd = resadd = ScaleShiftClamp(CW, 16, 1, CW)
+        m.submodules.resadd = resadd = ScaleShiftClamp(CW, 16, 1, CW, s_range=plan.shift_range("r_s"))
         m.d.comb += [resadd.valid_in.eq(valid[5]), resadd.a.eq(res_elem), resadd.ma.eq(f("r_msrc")),
                      resadd.b.eq(val5[:CW].as_signed()), resadd.mb.eq(f("r_mnew")), resadd.c.eq(0),
                      resadd.s.eq(f("r_s")), resadd.lo.eq(f("r_lo")), resadd.hi.eq(f("r_hi"))]
@@ -316,16 +360,18 @@ class Accelerator(wiring.Component):
             m.d.sync += a_ptr.eq(f("a_base"))
         with m.Elif(valid[7]):
             m.d.sync += a_ptr.eq(Mux(rowend[7], f("a_base"), a_ptr + 1))
-        m.submodules.affine = affine = ScaleShiftClamp(CW, am_w, plan.aff_b_width, CW)
-        m.d.comb += [affine.valid_in.eq(valid[8]), affine.a.eq(val8[:CW].as_signed()), affine.ma.eq(aff_m),
+        AIW = plan.aff_in_width
+        m.submodules.affine = affine = ScaleShiftClamp(AIW, am_w, plan.aff_b_width, CW, shared_mul=plan.share_mul,
+                                                       use_b=False, s_range=plan.shift_range("a_s"))
+        m.d.comb += [affine.valid_in.eq(valid[8]), affine.a.eq(val8[:AIW].as_signed()), affine.ma.eq(aff_m),
                      affine.b.eq(0), affine.mb.eq(0), affine.c.eq(aff_b),
                      affine.s.eq(f("a_s")), affine.lo.eq(f("a_lo")), affine.hi.eq(f("a_hi"))]
         val11 = Signal(signed(DW))
         m.d.comb += val11.eq(Mux(f("aff"), affine.y, delay(val8, 3, "val8")))
 
         # D11: write, normal (i, oc + j) or transposed (oc + j, i)
-        o_word, o_lane, o_within, o_row = Signal(AW), Signal(LW), Signal(16), Signal(AW)
-        t_ptr, c_word, c_lane, c_within = Signal(AW), Signal(AW), Signal(LW), Signal(16)
+        o_word, o_lane, o_within, o_row = Signal(AW), Signal(LW), Signal(range(CH + 1)), Signal(AW)
+        t_ptr, c_word, c_lane, c_within = Signal(AW), Signal(AW), Signal(LW), Signal(range(CH + 1))
         vw = valid[DRAIN_LATENCY]
         re = rowend[DRAIN_LATENCY]
         with m.If(lin_start):
@@ -346,7 +392,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [dw_addr.eq(Mux(f("out_t"), t_ptr + c_word, o_word)), dw_lane.eq(Mux(f("out_t"), c_lane, o_lane))]
 
         # row statistics for a fused row step, and the count of finished rows it follows
-        remaining = Signal(range(plan.max_rows * plan.max_cols * 64 + 1))
+        remaining = Signal(range(max([1] + [r["n_out"] for r in plan.steps if r["lin"]]) + 1))
         rows_done = Signal(range(plan.max_rows + 1))
         st_max = Signal(signed(E))
         sl = sums_layout(E, plan.max_cols)
@@ -381,14 +427,16 @@ class Accelerator(wiring.Component):
                 lanes=P, elem_width=E, addr_width=AW, max_rows=plan.max_rows, max_cols=plan.max_cols,
                 methods=tuple({"poly" if r["sm_poly"] else "lut" for r in plan.steps if r["sm"]}),
                 table_addr_width=_addr_bits(len(plan.exp_rom)), exp_width=plan.exp_width,
-                min_sum=plan.min_exp_sum, out_width=E)
+                min_sum=plan.min_exp_sum, out_width=E, shared_mul=plan.share_mul,
+                out_bits_range=plan.shift_range("sm_out_bits", (0, 8)))
             erom = rom("exp_rom", unsigned(plan.exp_width), plan.exp_rom)
             rmax_r = rmax_mem.read_port()
             m.d.comb += [erom.addr.eq(sm.table.addr), sm.table.data.eq(erom.data),
                          rmax_r.addr.eq(sm.rmax.addr), sm.rmax.data.eq(rmax_r.data)]
             m.d.comb += [sm.start.eq(step_start & f("sm")), sm.rows.eq(f("sm_rows")), sm.cols.eq(f("sm_cols")),
                          sm.rows_ready.eq(Mux(f("fused"), rows_done, f("sm_rows"))),
-                         sm.src_base.eq(0), sm.src_wpr.eq(f("sm_src_wpr")), sm.out_base.eq(0),
+                         sm.src_base.eq(f("sm_src_base")), sm.src_wpr.eq(f("sm_src_wpr")),
+                         sm.out_base.eq(f("sm_out_base")),
                          sm.out_wpr.eq(f("sm_out_wpr")), sm.poly.eq(f("sm_poly")), sm.c.eq(f("sm_c")),
                          sm.out_bits.eq(f("sm_out_bits")), sm.t_base.eq(f("sm_t_base")), sm.ext_max.eq(f("sm_ext"))]
             sm_lane_d = Signal(LW)
@@ -402,7 +450,7 @@ class Accelerator(wiring.Component):
             m.submodules.layernorm = ln = LayerNormUnit(
                 lanes=P, elem_width=E, addr_width=AW, max_rows=plan.max_rows, max_cols=plan.max_cols,
                 eps_max=plan.eps_max, g_width=plan.ln_g_width, b_width=plan.ln_b_width,
-                param_addr_width=_addr_bits(len(plan.ln_rom)), out_width=E)
+                param_addr_width=_addr_bits(len(plan.ln_rom)), out_width=E, s_range=plan.shift_range("ln_s"))
             gw = plan.ln_g_width
             nrom = rom("ln_rom", unsigned(gw + plan.ln_b_width),
                        [_pack_pair(g, b, gw) & ((1 << (gw + plan.ln_b_width)) - 1) for g, b in plan.ln_rom])
@@ -412,7 +460,8 @@ class Accelerator(wiring.Component):
                          rsum_r.addr.eq(ln.rsum.addr), ln.rsum.data.eq(rsum_r.data)]
             m.d.comb += [ln.start.eq(step_start & f("ln")), ln.rows.eq(f("ln_rows")), ln.cols.eq(f("ln_cols")),
                          ln.rows_ready.eq(Mux(f("fused"), rows_done, f("ln_rows"))),
-                         ln.src_base.eq(0), ln.src_wpr.eq(f("ln_src_wpr")), ln.out_base.eq(0),
+                         ln.src_base.eq(f("ln_src_base")), ln.src_wpr.eq(f("ln_src_wpr")),
+                         ln.out_base.eq(f("ln_out_base")),
                          ln.out_wpr.eq(f("ln_out_wpr")), ln.p_base.eq(f("ln_p_base")), ln.s.eq(f("ln_s")),
                          ln.eps.eq(f("ln_eps")), ln.lo.eq(f("ln_lo")), ln.hi.eq(f("ln_hi")),
                          ln.ext_sums.eq(f("ln_ext"))]
@@ -424,53 +473,65 @@ class Accelerator(wiring.Component):
             with m.Elif(ln.done):
                 m.d.sync += ln_done.eq(1)
 
+        # one multiplier block for the affine and the softmax normalization (never busy in the same step)
+        if plan.share_mul:
+            mul_a, mul_b = Signal(signed(16)), Signal(signed(16))
+            mul_p = Signal(signed(32))
+            m.d.comb += [mul_a.eq(Mux(f("sm"), sm.mul.a, affine.mul.a)), mul_b.eq(Mux(f("sm"), sm.mul.b, affine.mul.b)),
+                         sm.mul.p.eq(mul_p), affine.mul.p.eq(mul_p)]
+            m.d.sync += mul_p.eq(mul_a * mul_b)
+
         # ------------------------------------------------------------------------ output port
         ol = plan.output
         o_idx = Signal(range(ol.cols + 1))
         op_word, op_lane, op_within = Signal(AW), Signal(LW), Signal(range(ol.chunk + 1))
         op_lane_d = Signal(LW)
         m.d.sync += op_lane_d.eq(op_lane)
-        out_raw = rports[ol.name].data.word_select(op_lane_d, ol.bits).as_signed() if P > 1 else \
-            rports[ol.name].data.as_signed()
+        out_bank = banks[ol.bank]
+        out_raw = rports[ol.bank].data.word_select(op_lane_d, out_bank.lane_bits)[:ol.bits].as_signed()
         out_reg = Signal(signed(ol.bits))
         m.d.comb += self.output.payload.eq(out_reg)
 
         # -------------------------------------------------------------------- memory port muxes
-        for name, lay in lays.items():
-            rp, wp = rports[name], wports[name]
-            rd_role, wr_role = f(f"rd{lay.index}"), f(f"wr{lay.index}")
-            if name == ol.name:
+        sources = {R_X: x_word, R_W: w_addr, R_RES: r_word}
+        if sm is not None:
+            sources[R_SM] = sm.rd.addr
+        if ln is not None:
+            sources[R_LN] = ln.rd.addr
+        wsrc = {W_DRAIN: (vw, dw_addr, dw_lane, val11)}
+        if sm is not None:
+            wsrc[W_SM] = (sm.wr.en, sm.wr.addr, sm.wr.lane, sm.wr.data)
+        if ln is not None:
+            wsrc[W_LN] = (ln.wr.en, ln.wr.addr, ln.wr.lane, ln.wr.data)
+        for b in banks:
+            j = b.index
+            rp, wp = rports[j], wports[j]
+            rd_role, wr_role = f(f"rd{j}"), f(f"wr{j}")
+            if j == ol.bank:
                 with m.If(state_out):
                     m.d.comb += rp.addr.eq(op_word)
-            sources = {R_X: x_word, R_W: w_addr, R_RES: r_word}
-            if sm is not None:
-                sources[R_SM] = sm.rd.addr
-            if ln is not None:
-                sources[R_LN] = ln.rd.addr
             with m.If(~state_out):
                 with m.Switch(rd_role):
                     for role, addr in sources.items():
-                        if name in roles.get(role, []):
+                        if j in roles.get(role, []):
                             with m.Case(role):
                                 m.d.comb += rp.addr.eq(addr)
 
-            def write(addr, lane, value, wp=wp, lay=lay):
-                m.d.comb += [wp.addr.eq(addr), wp.data.eq(value[:lay.bits].replicate(P)),
+            def write(addr, lane, value, wp=wp, b=b):
+                lane_value = Signal(signed(b.lane_bits) if value.shape().signed else unsigned(b.lane_bits))
+                m.d.comb += [lane_value.eq(value), wp.addr.eq(addr), wp.data.eq(lane_value.replicate(P)),
                              wp.en.eq((Const(1, P) << lane)[:P] if P > 1 else 1)]
-            if name == "x":
+            if j == xl.bank:
                 with m.If(ld_en):
                     write(ld_word, ld_lane, self.input.payload)
-            wsrc = {W_DRAIN: (vw, dw_addr, dw_lane, val11)}
-            if sm is not None:
-                wsrc[W_SM] = (sm.wr.en, sm.wr.addr, sm.wr.lane, sm.wr.data)
-            if ln is not None:
-                wsrc[W_LN] = (ln.wr.en, ln.wr.addr, ln.wr.lane, ln.wr.data)
             with m.Switch(wr_role):
                 for role, (en, addr, lane, value) in wsrc.items():
-                    if name in writers.get(role, []):
+                    if j in writers.get(role, []):
                         with m.Case(role):
                             with m.If(en):
                                 write(addr, lane, value)
+
+        elem_muxes()
 
         # ----------------------------------------------------------------------------- top FSM
         n_steps = len(plan.steps)
@@ -482,7 +543,7 @@ class Accelerator(wiring.Component):
         with m.FSM(name="top"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), ld_word.eq(0), ld_lane.eq(0), ld_within.eq(0), ld_count.eq(0),
+                    m.d.sync += [self.busy.eq(1), ld_word.eq(xl.base), ld_lane.eq(0), ld_within.eq(0), ld_count.eq(0),
                                  step.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
@@ -497,7 +558,7 @@ class Accelerator(wiring.Component):
                 with m.If(ok):
                     m.d.sync += step.eq(step + 1)
                     with m.If(step == n_steps - 1):
-                        m.d.sync += [o_idx.eq(0), op_word.eq(0), op_lane.eq(0), op_within.eq(0)]
+                        m.d.sync += [o_idx.eq(0), op_word.eq(ol.base), op_lane.eq(0), op_within.eq(0)]
                         m.next = "OUT_READ"
                     with m.Else():
                         m.next = "STEP"

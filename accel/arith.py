@@ -5,7 +5,7 @@ a function of `model.intops` so that the hardware has a single place where the r
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Value, signed, unsigned
 
 from model import intops
 
@@ -24,6 +24,66 @@ def round_shift(x: Value, s: Value) -> Value:
     half = ((Const(1, unsigned(w + 2)) << s) >> 1)[:w + 1]    # 2^(s-1), and 0 when s = 0
     shifted = ((x.as_signed() + half.as_unsigned()) >> s)[:w].as_signed()
     return Mux(s >= w, 0, shifted)
+
+
+DSP_BITS = 16           # signed operand width of the multiplier blocks we plan for (iCE40 SB_MAC16: 16 x 16)
+
+
+def shift_add_mul(x: Value, bits: Value) -> Value:
+    """x * bits for a short unsigned `bits`, as a sum of shifted copies of x: adders in logic that synthesis
+    does not put into a multiplier block (a `*` would take a whole DSP for a few partial products)."""
+    terms = [Mux(bits[i], x, 0) << i for i in range(len(bits))]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def booth_mul(x: Value, w: Value) -> Value:
+    """x * w (both signed) from logic: radix-4 Booth digits of w in {-2..2} select 0, x or 2x (negated),
+    ceil(width(w) / 2) partial products summed. About 210 iCE40 LUT4s for 9 x 9 bits: the price of a
+    multiplier block that the device does not have."""
+    n = len(w) + (len(w) % 2)
+    wx = Cat(Const(0, 1), w, w[-1]) if len(w) % 2 else Cat(Const(0, 1), w)
+    terms = []
+    for d in range(n // 2):
+        b0, b1, b2 = wx[2 * d], wx[2 * d + 1], wx[2 * d + 2]
+        one = b0 ^ b1
+        two = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
+        mag = Mux(one, x, Mux(two, x << 1, 0))
+        terms.append(Mux(b2, -mag, mag) << (2 * d))
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def mul_signature():
+    """A multiplier shared between blocks: operands `a`, `b` (signed 16) out, their product `p` in, one cycle
+    later (the product register of the multiplier block)."""
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    return wiring.Signature({"a": Out(signed(DSP_BITS)), "b": Out(signed(DSP_BITS)),
+                             "p": In(signed(2 * DSP_BITS))})
+
+
+def round_shift_in(x: Value, s: Value, s_range: tuple[int, int]) -> Value:
+    """round_shift(x, s) for a shift s known to lie in s_range = (s_min, s_max): the step table of a program
+    holds few shifts, so the shifter needs only log2(s_max - s_min + 1) stages instead of log2(width).
+
+    For s >= 1, round_shift(x, s) = ((x >> (s - 1)) + 1) >> 1 (the half LSB added after dropping the bits
+    below it: they cannot carry into it), and x >> (s - 1) = (x >> (s_min - 1)) >> (s - s_min): a fixed
+    shift, then a short variable one. Result width: width(x) - s_min + 1 (signed).
+    """
+    s_min, s_max = s_range
+    if s_min == s_max:
+        return round_shift(x, s_min)
+    if s_min < 1:
+        return round_shift(x, s)
+    x = x.as_signed()
+    y = x >> (s_min - 1) if s_min > 1 else x
+    u = (s - s_min)[:max(1, (s_max - s_min).bit_length())].as_unsigned()
+    return ((y >> u) + 1) >> 1
 
 
 def clamp(x: Value, lo: Value, hi: Value) -> Value:

@@ -86,11 +86,12 @@ def _cache_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "build" / "cxxrtl"
 
 
-def build(program: IntProgram, lanes: int) -> Path:
-    """Compile (or find in the cache) the simulator of Accelerator(program, lanes); returns its path."""
+def build(program: IntProgram, lanes: int, logic_lanes: int = 0) -> Path:
+    """Compile (or find in the cache) the simulator of Accelerator(program, lanes, logic_lanes); returns its
+    path."""
     if not available():
         raise IntformerError("the compiled simulator needs g++ (apt-get install g++); use --engine amaranth")
-    dut = Accelerator(program, lanes)
+    dut = Accelerator(program, lanes, logic_lanes)
     plan = dut.plan
     x, out = plan.layouts["x"], plan.output
     driver = (DRIVER.replace("@HORIZON@", str(out.cols)).replace("@OUT_BITS@", str(out.bits))
@@ -118,9 +119,9 @@ def build(program: IntProgram, lanes: int) -> Path:
     return exe
 
 
-def simulate_cxxrtl(program: IntProgram, x_codes: np.ndarray, lanes: int):
+def simulate_cxxrtl(program: IntProgram, x_codes: np.ndarray, lanes: int, logic_lanes: int = 0):
     """Like `accel.simulate.simulate`: (words (B, H) int64, cycles per inference of the last window)."""
-    exe = build(program, lanes)
+    exe = build(program, lanes, logic_lanes)
     x_codes = np.asarray(x_codes, dtype=np.int64)
     batch = x_codes.shape[0]
     flat = x_codes.reshape(batch, -1)

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from model import intops
 
-from .arith import clamp, round_shift
+from .arith import clamp, round_shift, round_shift_in
 from .divsqrt import Isqrt, Reciprocal
 from .rowio import lookup_signature, read_signature, step_lane, write_signature
 
@@ -56,14 +56,16 @@ class LayerNormUnit(wiring.Component):
 
     Widths (`ln_widths`): codes signed `elem_width` E, D <= max_cols: S, Q, v, D S, D^2 x - D S, its
     product with inv (E + 2 log2 D + 36 bits) and n follow from the worst case; g, b signed
-    `g_width`, `b_width`; the output code signed `out_width`.
+    `g_width`, `b_width`; the output code signed `out_width`. The final shift s lies in `s_range`.
     """
 
     def __init__(self, *, lanes: int, elem_width: int, addr_width: int, max_rows: int, max_cols: int,
-                 eps_max: int, g_width: int, b_width: int, param_addr_width: int = 8, out_width: int = 9):
+                 eps_max: int, g_width: int, b_width: int, param_addr_width: int = 8, out_width: int = 9,
+                 s_range: tuple[int, int] = (0, 62)):
         self.lanes, self.elem_width, self.addr_width = lanes, elem_width, addr_width
         self.max_cols, self.out_width = max_cols, out_width
         self.g_width, self.b_width = g_width, b_width
+        self.s_range = s_range
         self.w = ln_widths(elem_width, max_cols, eps_max)
         self.eps_width = max(1, int(eps_max).bit_length())
         self.param_layout = data.StructLayout({"g": signed(g_width), "b": signed(b_width)})
@@ -237,7 +239,8 @@ class LayerNormUnit(wiring.Component):
         # stage 4: round, shift, clamp
         y5 = Signal(signed(self.out_width))
         v5, first5, last5 = Signal(), Signal(), Signal()
-        m.d.sync += [y5.eq(clamp(round_shift(acc4, self.s), self.lo, self.hi)), v5.eq(v4), first5.eq(first4),
+        m.d.sync += [y5.eq(clamp(round_shift_in(acc4, self.s, self.s_range), self.lo, self.hi)), v5.eq(v4),
+                     first5.eq(first4),
                      last5.eq(last4)]
 
         # stage 5: write along the output row

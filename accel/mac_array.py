@@ -7,6 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from model import intops
 
+from .arith import booth_mul
+
 
 def operand_range(bits: int) -> tuple[int, int]:
     """Every signed or unsigned code of `bits` bits: [-2^(bits-1), 2^bits - 1] (held in bits + 1 signed)."""
@@ -33,13 +35,20 @@ class MacArray(wiring.Component):
     Widths: x is signed x_bits + 1 (so unsigned x_bits codes fit), each w lane signed w_bits + 1; a
     product has x_bits + w_bits + 2 bits; the accumulators have `acc_width(x_bits, w_bits, k_max)` bits,
     the worst case over every code of those bit widths and k_max products (`intops.mac_bound`).
+
+    `acc_bits` narrows the accumulators where a tighter bound is known (the accelerator's plan bounds each
+    step by its weights and operand buffers; two's complement sums stay exact if the final sum fits).
+    `logic_lanes`: the last lanes multiply in logic (`arith.booth_mul`) instead of a multiplier block, for a
+    device with fewer blocks than lanes.
     """
 
     LATENCY = 2
 
-    def __init__(self, lanes: int, x_bits: int, w_bits: int, k_max: int, tag_width: int = 8):
+    def __init__(self, lanes: int, x_bits: int, w_bits: int, k_max: int, tag_width: int = 8, logic_lanes: int = 0,
+                 acc_bits: int | None = None):
         self.lanes, self.x_bits, self.w_bits, self.k_max = lanes, x_bits, w_bits, k_max
-        self.acc_width = acc_width(x_bits, w_bits, k_max)
+        self.logic_lanes = max(0, min(lanes, logic_lanes))
+        self.acc_width = acc_width(x_bits, w_bits, k_max) if acc_bits is None else acc_bits
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
             "x": In(signed(x_bits + 1)),
@@ -61,7 +70,8 @@ class MacArray(wiring.Component):
         # stage 1: products (a register after each multiplier keeps the DSP blocks fast)
         m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last), tag.eq(self.tag)]
         for l in range(self.lanes):
-            m.d.sync += prods[l].eq(self.x * self.w[l])
+            logic = l >= self.lanes - self.logic_lanes
+            m.d.sync += prods[l].eq(booth_mul(self.x, self.w[l]) if logic else self.x * self.w[l])
 
         # stage 2: accumulate; the group's sums are handed over on its last k
         m.d.sync += self.result_valid.eq(valid & last)

@@ -3,13 +3,21 @@
 Everything here is plain Python run at build time. The hardware (`accel.accelerator`) only instantiates what
 the plan says, and the simulator wrapper (`accel.simulate`) uses the same layouts to read buffers back.
 
-Buffer layout. Each program buffer is one memory of P-wide words; a word holds P codes of one row, so the
-MAC array reads P weights of a row at once when a buffer is the W operand (K^T, V, the pooled buffer).
+Buffer layout. Each program buffer lives in P-wide words; a word holds P codes of one row, so the MAC
+array reads P weights of a row at once when a buffer is the W operand (K^T, V, the pooled buffer).
 A buffer whose columns are read as W from a column offset (a head's slice of V) is cut into chunks of
 `chunk` columns, each chunk starting on a word boundary (padded to whole words); chunk is the greatest
 common divisor of the row width and every W slice's offset and width, so that each slice starts on a word.
 Element (r, c) then lies at word r * wpr + (c // chunk) * wpc + (c % chunk) // P, lane (c % chunk) % P.
 Without W slices, chunk = cols: plain row-major P-wide rows.
+
+Banks. Buffers share memories ("banks", one read and one write port each): two buffers may share one when
+no step reads both or writes both (`assign_banks` colours the conflict graph of the step table's read and
+write roles, packing for the fewest 4-kbit block RAMs). A buffer starts at word `base` of its bank; the
+step table names banks and carries start addresses with the base added. Codes narrower than the bank's
+lanes are stored as lane-wide two's complement (an unsigned code of the full lane width is read back
+zero-extended: the step table says so where a bank holds both kinds). The default model at P = 8 needs
+three banks of 64-bit words (12 iCE40 block RAMs) where one memory per buffer took 44.
 
 Step table. One entry ("macro step") per linear step, softmax or LayerNorm, except that a row step that
 directly follows the linear step producing its whole source buffer is fused with it: the row unit starts
@@ -27,7 +35,6 @@ from model.errors import IntformerError
 from model.program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
 
 from .arith import ext_width
-from .mac_array import acc_width, operand_range
 
 # read roles of a buffer memory in a step, and write roles
 R_NONE, R_X, R_W, R_RES, R_SM, R_LN = range(6)
@@ -56,6 +63,9 @@ class BufferLayout:
     lanes: int
     chunk: int
     wide: bool = False            # the output buffer (raw accumulators or 16-bit codes): read only by the output port
+    bank: int = 0                 # the memory (bank) that holds the buffer, from word `base` on
+    base: int = 0
+    lane_bits: int = 0            # bits of one lane in the bank's words (>= bits: codes stored sign- or zero-extended)
 
     @property
     def wpc(self) -> int:
@@ -84,13 +94,14 @@ class BufferLayout:
         return r * self.wpr + w, lane
 
     def unpack(self, words) -> np.ndarray:
-        """Words of the memory (ints) -> the buffer as a (rows, cols) int64 matrix."""
+        """Words of its bank (ints) -> the buffer as a (rows, cols) int64 matrix."""
         out = np.zeros((self.rows, self.cols), dtype=np.int64)
         mask = (1 << self.bits) - 1
+        lb = self.lane_bits or self.bits
         for r in range(self.rows):
             for c in range(self.cols):
                 w, lane = self.word_lane(r, c)
-                v = (int(words[w]) >> (lane * self.bits)) & mask
+                v = (int(words[self.base + w]) >> (lane * lb)) & mask
                 if self.signed and v >> (self.bits - 1):
                     v -= 1 << self.bits
                 out[r, c] = v
@@ -104,11 +115,130 @@ def pack_word(values, width: int) -> int:
     return word
 
 
+# The packing unit of the bank assignment: a 4-kbit block RAM in its shapes (the iCE40's SB_RAM40_4K; a Xilinx
+# RAMB18 has the same shapes at four times the depth, so what packs well into one packs well into the other).
+BLOCK_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))
+LOGIC_BITS = 256        # a memory of up to this many bits is built from flip-flops (yosys: ram_style "logic")
+BANK_COST = 0.25        # the port multiplexers of one more bank, in block RAMs (a tie breaker of the packing)
+
+
+def block_count(depth: int, width: int) -> int:
+    """4-kbit block RAMs for a depth x width memory in the cheapest shape."""
+    return min(ceil_div(depth, d) * ceil_div(width, w) for d, w in BLOCK_SHAPES)
+
+
+@dataclass
+class Bank:
+    """One buffer memory: a read port and a write port, P lanes of `lane_bits` per word, holding the buffers
+    `buffers` one after another (each from its layout's `base`)."""
+    index: int
+    buffers: list[str]
+    lanes: int
+    lane_bits: int
+    depth: int
+    wide: bool = False
+    signed_read: int | None = None      # 1/0: every read sign-/zero-extends a lane; None: the step table says
+
+    @property
+    def name(self) -> str:
+        return f"bank{self.index}"
+
+    @property
+    def width(self) -> int:
+        return self.lane_bits * self.lanes
+
+    @property
+    def logic(self) -> bool:
+        """Small enough for flip-flops (no block RAM)."""
+        return self.depth * self.width <= LOGIC_BITS
+
+
+def _bank_cost(layouts, members: list[str], lanes: int) -> float:
+    depth = sum(layouts[n].depth for n in members)
+    width = max(layouts[n].bits for n in members) * lanes
+    return 0.05 if depth * width <= LOGIC_BITS else block_count(depth, width)
+
+
+def assign_banks(layouts: dict[str, BufferLayout], reads: list[set], writes: list[set], lanes: int,
+                 tries: int = 64) -> list[list[str]]:
+    """Group the buffers into memories (banks) of one read and one write port.
+
+    Two buffers may share a bank when no (fused) step reads both or writes both (each step's read and write
+    roles: `reads`, `writes`, one set of buffer names per step); a wide buffer (raw output words) keeps a
+    bank of its own. Among the groupings found by greedy packing in several orders, each improved by moving
+    single buffers, the one with the fewest 4-kbit block RAMs (then the fewest banks) wins: fewer, fuller
+    block RAMs and fewer port multiplexers. Deterministic.
+    """
+    names = [n for n, lay in layouts.items() if not lay.wide]
+    conflict = {n: set() for n in layouts}
+    for group in list(reads) + list(writes):
+        for a in group:
+            conflict[a] |= set(group) - {a}
+
+    def cost(m):
+        return _bank_cost(layouts, m, lanes) if m else 0.0
+
+    def total(banks):
+        return sum(cost(b) + BANK_COST for b in banks if b)
+
+    def fits(n, bank):
+        return not (conflict[n] & set(bank))
+
+    def pack(order):
+        banks: list[list[str]] = []
+        for n in order:
+            best, best_delta = None, cost([n]) + BANK_COST
+            for b in banks:
+                if fits(n, b):
+                    delta = cost(b + [n]) - cost(b)
+                    if delta < best_delta - 1e-9:
+                        best, best_delta = b, delta
+            if best is None:
+                banks.append([n])
+            else:
+                best.append(n)
+        improved = True
+        while improved:                      # move one buffer to another (or a new) bank while that helps
+            improved = False
+            for b in banks:
+                for n in list(b):
+                    rest = [x for x in b if x != n]
+                    here = cost(b) + (0 if rest else BANK_COST)
+                    for c in banks + [[]]:
+                        if c is b or not fits(n, c):
+                            continue
+                        gain = here - (cost(rest) + cost(c + [n]) - cost(c) + (BANK_COST if not c else 0))
+                        if gain > 1e-9:
+                            b.remove(n)
+                            if c:
+                                c.append(n)
+                            else:
+                                banks.append([n])
+                            improved = True
+                            break
+                    if improved:
+                        break
+                if improved:
+                    break
+            banks = [b for b in banks if b]
+        return banks
+
+    size = {n: layouts[n].depth * layouts[n].bits for n in names}
+    orders = [sorted(names, key=lambda n: -size[n]), list(names), list(reversed(names))]
+    rng = np.random.default_rng(0)
+    orders += [list(rng.permutation(names)) for _ in range(tries)]
+    best = min((pack(o) for o in orders), key=lambda banks: (total(banks), len(banks)))
+    order = {n: i for i, n in enumerate(layouts)}
+    best = sorted((sorted(b, key=order.get) for b in best), key=lambda b: order[b[0]])
+    return best + [[n] for n, lay in layouts.items() if lay.wide]
+
+
 @dataclass
 class Plan:
     program: IntProgram
     lanes: int
     layouts: dict[str, BufferLayout]
+    banks: list[Bank]
     elem_width: int                     # common signed width of a code read from any code buffer
     code_width: int                     # signed width of the codes in the drain (up to 16: the skip path)
     x_bits: int                         # MAC operand widths (operands are signed x_bits + 1, w_bits + 1)
@@ -122,6 +252,7 @@ class Plan:
     bias_rom: list[int]
     lut_width: int
     lut_rom: list[int]
+    aff_in_width: int                   # signed width of the affine's input (its steps' value range)
     aff_m_width: int
     aff_b_width: int
     aff_rom: list[tuple[int, int]]
@@ -141,7 +272,23 @@ class Plan:
 
     @property
     def addr_width(self) -> int:
-        return max(1, max(lay.depth for lay in self.layouts.values()) - 1).bit_length()
+        return max(1, max(b.depth for b in self.banks) - 1).bit_length()
+
+    def shift_range(self, field: str, default: tuple[int, int] = (0, 62)) -> tuple[int, int]:
+        """(min, max) of a shift (or other) field over the steps that use it (`field` names the field, the
+        flag that marks a step using it is the field's prefix: rq_s -> rq)."""
+        flag = {"rq_s": "rq", "r_s": "res", "a_s": "aff", "ln_s": "ln", "sm_out_bits": "sm"}[field]
+        vals = [r[field] for r in self.steps if r.get(flag)]
+        return (min(vals), max(vals)) if vals else default
+
+    @property
+    def share_mul(self) -> bool:
+        """The affine (folded BatchNorm) and the softmax normalization share one multiplier block: there are
+        both, no step uses both at once, and both products fit a 16 x 16 block."""
+        sm = [r for r in self.steps if r["sm"]]
+        aff = [r for r in self.steps if r.get("aff")]
+        return (bool(sm) and bool(aff) and not any(r["sm"] and r.get("aff") for r in self.steps)
+                and self.aff_in_width <= 16 and self.aff_m_width <= 16)
 
     @property
     def output(self) -> BufferLayout:
@@ -200,16 +347,19 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
     codes = [lay for lay in layouts.values() if not lay.wide]
     elem_width = max([ext_width(lay.bits, lay.signed) for lay in codes] + [2])
 
-    # MAC operand widths and the accumulator (worst case over every code of those widths)
-    x_bits = max([1] + [program.buffers[s.x].bits for s in linear if s.x != ONES])
+    # MAC operand widths (signed: unsigned codes gain a bit) and the accumulator: the exact worst case of
+    # each step over every code its operand buffers can hold and the weights and biases it has
+    x_bits = max([1] + [ext_width(program.buffers[s.x].bits, program.buffers[s.x].signed) - 1
+                        for s in linear if s.x != ONES])
     w_vals = [program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
               for s in linear if s.w in program.tensors]
     rom_bits = max([2] + [intops.bits_signed(int(w.min()), int(w.max())) for w in w_vals if w.size])
-    w_bits = max([rom_bits - 1] + [program.buffers[s.w].bits for s in linear if s.w in program.buffers])
+    w_bits = max([rom_bits - 1] + [ext_width(program.buffers[s.w].bits, program.buffers[s.w].signed) - 1
+                                   for s in linear if s.w in program.buffers])
     k_max = max([1] + [s.k_len for s in linear])
-    acc_w = acc_width(x_bits, w_bits, k_max)
-    bias_max = max([0] + [int(np.abs(program.tensors[s.bias]).max()) for s in linear if s.bias])
-    lo, hi = intops.mac_bound(k_max, operand_range(x_bits), operand_range(w_bits), bias_max)
+    ranges = [_acc_range(s, program) for s in linear]
+    acc_w = intops.bits_signed(min([-1] + [r[0] for r, _ in ranges]), max([0] + [r[1] for r, _ in ranges]))
+    lo, hi = min([-1] + [r[0] for _, r in ranges]), max([0] + [r[1] for _, r in ranges])
     # codes in the drain: every requantization, table, residual and affine range (the forecast head's
     # skip path requantizes to 16-bit codes), and every buffer's codes
     bounds = [elem_width]
@@ -221,7 +371,22 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
             t = program.tensors[s.lut]
             bounds.append(intops.bits_signed(int(t.min()), int(t.max())))
     code_width = max(bounds)
-    drain_width = max(acc_w + 1, intops.bits_signed(lo, hi), code_width,
+    # what reaches the per-channel affine: the residual's, the table's or the requantizer's range
+    aff_in = [2]
+    for s in linear:
+        if s.affine is None:
+            continue
+        if s.residual is not None:
+            aff_in.append(intops.bits_signed(s.residual.lo, s.residual.hi))
+        elif s.lut:
+            t = program.tensors[s.lut]
+            aff_in.append(intops.bits_signed(int(t.min()), int(t.max())))
+        elif s.requant is not None:
+            aff_in.append(intops.bits_signed(s.requant.lo, s.requant.hi))
+        else:
+            aff_in.append(code_width)
+    aff_in_width = min(max(aff_in), code_width)
+    drain_width = max(acc_w, intops.bits_signed(lo, hi), code_width,
                       max([lay.bits for lay in layouts.values() if lay.wide] + [1]))
 
     # ROM contents: weights P-wide, the rest one value per word
@@ -258,7 +423,8 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         names.append(group)
         i += 1
 
-    # each buffer's role in each macro step (one read and one write port per buffer memory)
+    # each buffer's role in each macro step (one read and one write port per memory)
+    step_reads, step_writes = [], []
     for rec, group in zip(steps, names):
         reads, writes = {}, {}
 
@@ -280,9 +446,49 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         if rec["ln"]:
             use(reads, _name(layouts, rec["ln_src"]), R_LN)
             use(writes, _name(layouts, rec["ln_out"]), W_LN)
-        for name in layouts:
-            rec[f"rd{layouts[name].index}"] = reads.get(name, R_NONE)
-            rec[f"wr{layouts[name].index}"] = writes.get(name, W_NONE)
+        step_reads.append(reads)
+        step_writes.append(writes)
+
+    # buffers into banks; each buffer at a word offset in its bank
+    groups = assign_banks(layouts, [set(r) for r in step_reads], [set(w) for w in step_writes], P)
+    banks = []
+    for j, members in enumerate(groups):
+        lane_bits = max(layouts[n].bits for n in members)
+        base = 0
+        for n in members:
+            lay = layouts[n]
+            lay.bank, lay.base, lay.lane_bits = j, base, lane_bits
+            base += lay.depth
+        modes = {_reads_signed(layouts[n]) for n in members}
+        banks.append(Bank(j, members, P, lane_bits, max(1, base), wide=layouts[members[0]].wide,
+                          signed_read=modes.pop() if len(modes) == 1 else None))
+
+    # the step table addresses banks: buffer fields become bank indices, start addresses gain the base
+    for rec, reads, writes in zip(steps, step_reads, step_writes):
+        def rebase(buf_field, addr_field, rec=rec):
+            lay = layouts[_name(layouts, rec[buf_field])]
+            rec[buf_field] = lay.bank
+            rec[addr_field] = rec.get(addr_field, 0) + lay.base
+        if rec["lin"]:
+            if not rec.get("x_ones"):
+                rebase("x_buf", "x_word")
+            if not rec.get("w_rom"):
+                rebase("w_buf", "w_base")
+            if rec.get("res"):
+                rebase("r_buf", "r_word")
+            rebase("out_buf", "o_tbase" if rec["out_t"] else "o_word")
+        for unit in ("sm", "ln"):
+            if rec[unit]:
+                rebase(f"{unit}_src", f"{unit}_src_base")
+                rebase(f"{unit}_out", f"{unit}_out_base")
+        for b in banks:
+            rd = [reads[n] for n in b.buffers if n in reads]
+            wr = [writes[n] for n in b.buffers if n in writes]
+            assert len(rd) <= 1 and len(wr) <= 1, "assign_banks put two buffers of one port in a bank"
+            rec[f"rd{b.index}"] = rd[0] if rd else R_NONE
+            rec[f"wr{b.index}"] = wr[0] if wr else W_NONE
+            if b.signed_read is None:
+                rec[f"rs{b.index}"] = next((_reads_signed(layouts[n]) for n in b.buffers if n in reads), 0)
 
     keys = sorted({k for rec in steps for k in rec})
     for rec in steps:
@@ -295,13 +501,14 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         return intops.bits_signed(min(vals), max(vals)) if signed else intops.bits_unsigned(max(vals))
 
     return Plan(
-        program=program, lanes=P, layouts=layouts, elem_width=elem_width, code_width=code_width,
+        program=program, lanes=P, layouts=layouts, banks=banks, elem_width=elem_width, code_width=code_width,
         x_bits=x_bits, w_bits=w_bits,
         k_max=k_max, acc_width=acc_w, drain_width=drain_width,
         weight_width=weight_width, weight_words=weight_words or [0],
         bias_width=width(bias_rom), bias_rom=bias_rom or [0],
         lut_width=width(lut_rom), lut_rom=lut_rom or [0],
-        aff_m_width=max(16, width([m for m, _ in aff_rom])), aff_b_width=width([b for _, b in aff_rom]),
+        aff_in_width=aff_in_width, aff_m_width=max(16, width([m for m, _ in aff_rom])),
+        aff_b_width=width([b for _, b in aff_rom]),
         aff_rom=aff_rom or [(0, 0)],
         exp_width=max(intops.EXP_BITS + 1, width(exp_rom, signed=False)), exp_rom=exp_rom or [0],
         min_exp_sum=min_exp_sum,
@@ -312,6 +519,40 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         max_cols=max(b.cols for b in program.buffers.values()),
         stat_rows=stat_rows, field_widths=widths,
     )
+
+
+def _reads_signed(lay: BufferLayout) -> int:
+    """A lane read back from the bank is sign-extended (else zero-extended): codes narrower than the lane
+    are stored sign-extended, so only unsigned codes as wide as the lane need zero extension."""
+    return int(lay.signed or lay.bits < lay.lane_bits)
+
+
+def _acc_range(s: LinearStep, program: IntProgram) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(lo, hi) of step s's accumulators, and of accumulator + bias: the exact worst case over every code of
+    its X buffer (1 for the ones operand) and of its W buffer, or its weights column by column."""
+    if s.x == ONES:
+        xr = (1, 1)
+    else:
+        b = program.buffers[s.x]
+        xr = intops.code_range(b.bits, b.signed)
+    if s.w in program.tensors:
+        w = np.asarray(program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols], dtype=np.int64)
+        hi = np.maximum(w * xr[0], w * xr[1]).sum(axis=0)
+        lo = np.minimum(w * xr[0], w * xr[1]).sum(axis=0)
+    else:
+        b = program.buffers[s.w]
+        prods = [a * c for a in xr for c in intops.code_range(b.bits, b.signed)]
+        hi = np.full(s.cols, s.k_len * max(prods), dtype=np.int64)
+        lo = np.full(s.cols, s.k_len * min(prods), dtype=np.int64)
+    acc = (int(lo.min()), int(hi.max()))
+    if not s.bias:
+        return acc, acc
+    bias = np.asarray(program.tensors[s.bias], dtype=np.int64)
+    if bias.ndim == 2 and bias.shape[0] > 1:
+        bias = bias[:s.rows, :s.cols]
+    else:
+        bias = bias.reshape(-1)[:s.cols]
+    return acc, (int((lo + bias).min()), int((hi + bias).max()))
 
 
 def _name(layouts, index):

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from model import intops
 
-from .arith import clamp, round_shift
+from .arith import DSP_BITS, clamp, mul_signature, round_shift_in, shift_add_mul
 
 SHIFT_MAX = 62          # intops.quantize_multiplier never returns a larger shift
 
@@ -25,11 +25,18 @@ class Requantizer(wiring.Component):
 
     Widths: acc is signed `acc_width`; m is unsigned `m_bits` (15: M in [2^14, 2^15)); the product is
     acc_width + m_bits + 1 bits signed, the rounded sum one bit more; lo, hi and the output are signed
-    `out_width` (9 holds every signed or unsigned code of up to 8 bits). s is in [0, 62].
+    `out_width` (9 holds every signed or unsigned code of up to 8 bits). s is in `s_range` (default
+    [0, 62]; a program's few shifts make a short shifter, `arith.round_shift_in`).
+
+    Multiplier: one 16 x 16 block. An accumulator wider than 16 bits is split into its top 16 bits (signed,
+    times m in the block) and its low `low_bits` = acc_width - 16 bits (times m by shift and add in logic):
+    acc * m = (hi * m) << low_bits + lo * m, exactly.
     """
 
-    def __init__(self, acc_width: int, out_width: int = 9, m_bits: int = intops.MULT_BITS):
+    def __init__(self, acc_width: int, out_width: int = 9, m_bits: int = intops.MULT_BITS,
+                 s_range: tuple[int, int] = (0, SHIFT_MAX)):
         self.acc_width, self.out_width, self.m_bits = acc_width, out_width, m_bits
+        self.s_range = s_range
         super().__init__({
             "input": In(stream.Signature(signed(acc_width))),
             "output": Out(stream.Signature(signed(out_width))),
@@ -41,6 +48,11 @@ class Requantizer(wiring.Component):
 
     LATENCY = 3
 
+    @property
+    def low_bits(self) -> int:
+        """Accumulator bits below the 16 that the multiplier block takes."""
+        return max(0, self.acc_width - DSP_BITS)
+
     def elaborate(self, platform):
         m = Module()
         en = Signal()
@@ -51,13 +63,24 @@ class Requantizer(wiring.Component):
         prod = Signal(signed(prod_w))
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
-        shifted = Signal(signed(prod_w))
+        shifted = Signal(signed(len(round_shift_in(prod, s1, self.s_range))))
         out = Signal(signed(self.out_width))
+        acc = self.input.payload
+        L = self.low_bits
+        if L:
+            p_hi = Signal(signed(DSP_BITS + self.m_bits + 1))
+            p_lo = Signal(unsigned(L + self.m_bits))
+            with m.If(en):
+                m.d.sync += [p_hi.eq(acc[L:].as_signed() * self.m), p_lo.eq(shift_add_mul(self.m, acc[:L]))]
+            m.d.comb += prod.eq((p_hi << L) + p_lo)
+        else:
+            with m.If(en):
+                m.d.sync += prod.eq(acc * self.m)
         with m.If(en):
             m.d.sync += [
-                v1.eq(self.input.valid), prod.eq(self.input.payload * self.m),
+                v1.eq(self.input.valid),
                 s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi),
-                v2.eq(v1), shifted.eq(round_shift(prod, s1)), lo2.eq(lo1), hi2.eq(hi1),
+                v2.eq(v1), shifted.eq(round_shift_in(prod, s1, self.s_range)), lo2.eq(lo1), hi2.eq(hi1),
                 v3.eq(v2), out.eq(clamp(shifted, lo2, hi2)),
             ]
         m.d.comb += [self.output.valid.eq(v3), self.output.payload.eq(out)]
@@ -74,19 +97,31 @@ class ScaleShiftClamp(wiring.Component):
     Latency: 3 cycles (products; sum, round and shift; clamp). Widths: a, b signed `in_width`; ma, mb
     signed `m_width`; c signed `c_width`; output signed `out_width`; the sum has
     max(in_width + m_width, c_width) + 2 bits.
+
+    `shared_mul`: the product a * ma comes from a multiplier outside (the `mul` port, operands out, product
+    in one cycle later; `en` must stay high), so that blocks never busy at once can share one; in_width
+    and m_width are then at most 16. `use_b`: False leaves out b * mb (the folded BatchNorm has none).
+    s lies in `s_range` (a short shifter when a program has few shifts).
     """
 
     LATENCY = 3
 
-    def __init__(self, in_width: int, m_width: int, c_width: int, out_width: int = 9):
+    def __init__(self, in_width: int, m_width: int, c_width: int, out_width: int = 9, shared_mul: bool = False,
+                 use_b: bool = True, s_range: tuple[int, int] = (0, SHIFT_MAX)):
         self.in_width, self.m_width, self.c_width, self.out_width = in_width, m_width, c_width, out_width
-        super().__init__({
+        self.s_range = s_range
+        self.shared_mul, self.use_b = shared_mul, use_b
+        assert not shared_mul or max(in_width, m_width) <= DSP_BITS
+        ports = {
             "en": In(1, init=1),
             "valid_in": In(1), "a": In(signed(in_width)), "ma": In(signed(m_width)),
             "b": In(signed(in_width)), "mb": In(signed(m_width)), "c": In(signed(c_width)),
             "s": In(range(SHIFT_MAX + 1)), "lo": In(signed(out_width)), "hi": In(signed(out_width)),
             "valid_out": Out(1), "y": Out(signed(out_width)),
-        })
+        }
+        if shared_mul:
+            ports["mul"] = Out(mul_signature())
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -96,14 +131,22 @@ class ScaleShiftClamp(wiring.Component):
         c1 = Signal(signed(self.c_width))
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
-        shifted = Signal(signed(sum_w))
         total = Signal(signed(sum_w))
+        shifted = Signal(signed(len(round_shift_in(total, s1, self.s_range))))
         m.d.comb += total.eq(pa + pb + c1)
+        if self.shared_mul:
+            m.d.comb += [self.mul.a.eq(self.a), self.mul.b.eq(self.ma), pa.eq(self.mul.p)]
+        else:
+            with m.If(self.en):
+                m.d.sync += pa.eq(self.a * self.ma)
+        if self.use_b:
+            with m.If(self.en):
+                m.d.sync += pb.eq(self.b * self.mb)
         with m.If(self.en):
             m.d.sync += [
-                v1.eq(self.valid_in), pa.eq(self.a * self.ma), pb.eq(self.b * self.mb), c1.eq(self.c),
+                v1.eq(self.valid_in), c1.eq(self.c),
                 s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi),
-                v2.eq(v1), shifted.eq(round_shift(total, s1)), lo2.eq(lo1), hi2.eq(hi1),
+                v2.eq(v1), shifted.eq(round_shift_in(total, s1, self.s_range)), lo2.eq(lo1), hi2.eq(hi1),
                 v3.eq(v2), self.y.eq(clamp(shifted, lo2, hi2)),
             ]
         m.d.comb += self.valid_out.eq(v3)

@@ -1,12 +1,16 @@
 """What an accelerator build needs (multipliers, block RAM, logic), before synthesis, and whether it fits.
 
-The estimate follows the structure of `accel.accelerator` from its plan: one multiplier per MAC lane plus the
-few in the drain (requantizer, residual, affine) and in the row units; one memory per buffer and per ROM;
-logic from the widths of adders, shifters and multiplexers. Multipliers with an operand of 4 bits or less
-are counted as logic (that is where synthesis puts them). Memories go to block RAM in the cheapest of the
-device's aspect ratios; tiny ones, shallow ones where the device has distributed RAM, and the step table
-(read combinationally) go to distributed RAM or logic. The logic count is rough (within a factor of about 1.5 of what yosys reports): use it to choose
-the lane count, and the synthesis flow for the real figure.
+The estimate follows the structure of `accel.accelerator` from its plan: one multiplier per MAC lane (or, for
+lanes built in logic, a Booth multiplier's LUTs) plus the few in the drain (the requantizer's 16-bit block
+and its low bits in logic, the residual's two, the affine, shared with the softmax normalization where the
+plan says so) and in the row units; one memory per bank of buffers (`plan.banks`) and per ROM; logic from
+the widths of adders, shifters and multiplexers. A multiplier goes to a DSP block as yosys maps it: both
+operands at least 2 bits and the product at least the device's minimum width (iCE40: 11 bits, so 4-bit
+codes multiply in logic). Memories go to block RAM in the cheapest of the device's aspect ratios unless
+yosys would build them from logic: a bank small enough for flip-flops (`Bank.logic`), a ROM whose bits
+cost less as LUTs than its blocks, shallow memories where the device has distributed RAM. The logic count is
+rough (calibrated against yosys on the default model at 4 to 8 bits, P = 1 to 16: within about 15 %): use it
+to choose the lane count, and the synthesis flow (`boards.synth`, `bench/synth_bench.py`) for the real figure.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from model.errors import IntformerError
 from model.program import IntProgram
 
+from .arith import DSP_BITS
 from .layernorm import ln_widths
 from .plan import Plan, make_plan
 from .softmax import recip_bits
@@ -32,44 +37,66 @@ class Device:
     ram_blocks: int
     ram_configs: tuple            # (depth, width) shapes of one block RAM
     lutram_bits: int              # bits of distributed RAM per LUT (0: none)
+    dsp_y_min: int = 0            # yosys maps a product narrower than this to logic
 
 
 DEVICES = {
-    "ice40-up5k": Device("ice40-up5k", 5280, 4, 8, 16, 16, 30, ((256, 16), (512, 8), (1024, 4), (2048, 2)), 0),
+    "ice40-up5k": Device("ice40-up5k", 5280, 4, 8, 16, 16, 30, ((256, 16), (512, 8), (1024, 4), (2048, 2)), 0,
+                         dsp_y_min=11),
     "xc7s15": Device("xc7s15", 8000, 6, 20, 25, 18, 10,
-                     ((1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)), 64),
+                     ((1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)), 64, dsp_y_min=9),
     "ecp5-25f": Device("ecp5-25f", 24000, 4, 28, 18, 18, 56,
                        ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), 32),
 }
-SMALL_MEMORY_BITS = 256           # up to this, a memory is distributed RAM or flip-flops, not a block
 SHALLOW_DEPTH = 64                # up to this depth, distributed RAM (where the device has it) beats a block
+ROM_LOGIC_BITS = 1024             # iCE40 (yosys memory_libmap): a ROM costs 1/16 per bit in logic, 64 per block
+BOOTH_LUTS = 2.2                  # LUT4 per (x bit x w bit) of a MAC lane multiplied in logic (arith.booth_mul)
+# calibration of the logic model against yosys (synth_ice40, the default model at 4, 6 and 8 bits, P = 1 to 16):
+# what the per-lane parts and the fixed parts below come to in LUT4s per counted unit
+LANE_SCALE, BASE_SCALE = 1.7, 1.18
+LUT6_SCALE = 0.95                 # synth_xilinx's LUT count for the same design (it packs little more per LUT)
 
 
 @dataclass
 class Estimate:
     lanes: int
+    logic_lanes: int = 0
     multipliers: dict[str, tuple[int, int, int]] = field(default_factory=dict)   # name -> (a, b, count)
     memories: dict[str, tuple[int, int]] = field(default_factory=dict)           # name -> (depth, width)
-    logic: int = 0                # LUT4 equivalents, without memories and multipliers
-    table_bits: int = 0           # the step table (distributed ROM)
+    roms: set = field(default_factory=set)                                       # names of read-only memories
+    flipflop_memories: set = field(default_factory=set)                          # built from flip-flops
+    logic: int = 0                # LUT4 equivalents, without memories and block multipliers
+    parts: dict[str, float] = field(default_factory=dict)                       # logic by part of the design
 
     def dsp_count(self, dev: Device) -> int:
         return sum(n * _dsps(a, b, dev) for a, b, n in self.multipliers.values())
 
-    @staticmethod
-    def _distributed(depth: int, width: int, dev: Device) -> bool:
-        return depth * width <= SMALL_MEMORY_BITS or (dev.lutram_bits > 0 and depth <= SHALLOW_DEPTH)
+    def _distributed(self, name: str, dev: Device) -> bool:
+        depth, width = self.memories[name]
+        if name in self.flipflop_memories:
+            return True
+        if dev.lutram_bits > 0:
+            return depth <= SHALLOW_DEPTH or depth * width <= 256
+        if name in self.roms:
+            return depth * width <= ROM_LOGIC_BITS * _blocks(depth, width, dev)
+        return depth * width <= 64
 
     def ram_blocks(self, dev: Device) -> float:
-        return sum(_blocks(d, w, dev) for d, w in self.memories.values() if not self._distributed(d, w, dev))
+        return sum(_blocks(d, w, dev) for name, (d, w) in self.memories.items() if not self._distributed(name, dev))
 
     def lut_count(self, dev: Device) -> int:
-        luts = self.logic + sum(n * a * b for a, b, n in self.multipliers.values() if min(a, b) <= 4)
-        small = sum(d * w for d, w in self.memories.values() if self._distributed(d, w, dev))
-        luts += small // dev.lutram_bits if dev.lutram_bits else small      # iCE40: flip-flops and muxes
-        luts += self.table_bits // (dev.lutram_bits or 16)
+        luts = self.logic + sum(n * a * b for a, b, n in self.multipliers.values() if _dsps(a, b, dev) == 0)
+        for name, (d, w) in self.memories.items():
+            if not self._distributed(name, dev):
+                continue
+            if dev.lutram_bits and name not in self.flipflop_memories:
+                luts += math.ceil(d / dev.lutram_bits) * w / (1 if name in self.roms else 2)
+            elif name in self.roms:
+                luts += d * w / 16                       # a ROM in LUT4s
+            else:
+                luts += d * w / 2                        # flip-flops and read multiplexers
         if dev.lut_inputs == 6:
-            luts = luts * 0.6      # a LUT6 absorbs about 1.6 LUT4s
+            luts = luts * LUT6_SCALE
         return int(math.ceil(luts))
 
     def ram_bits(self) -> int:
@@ -79,7 +106,8 @@ class Estimate:
         return {"LUT": self.lut_count(dev), "DSP": self.dsp_count(dev), "RAM": self.ram_blocks(dev)}
 
     def summary(self, dev: Device | None = None) -> str:
-        lines = [f"P = {self.lanes}: {sum(n for *_, n in self.multipliers.values())} multipliers, "
+        lines = [f"P = {self.lanes} ({self.logic_lanes} in logic): "
+                 f"{sum(n for *_, n in self.multipliers.values())} multipliers, "
                  f"{self.ram_bits():,} RAM bits in {len(self.memories)} memories, ~{self.logic:,} LUT4 of logic"]
         if dev:
             need = self.needs(dev)
@@ -89,7 +117,7 @@ class Estimate:
 
 
 def _dsps(a: int, b: int, dev: Device) -> int:
-    if min(a, b) <= 4:
+    if min(a, b) < 2 or a + b < dev.dsp_y_min:
         return 0
     return min(math.ceil(a / dev.dsp_a) * math.ceil(b / dev.dsp_b), math.ceil(b / dev.dsp_a) * math.ceil(a / dev.dsp_b))
 
@@ -101,28 +129,42 @@ def _blocks(depth: int, width: int, dev: Device) -> float:
     return best
 
 
-def estimate(program: IntProgram, lanes: int, plan: Plan | None = None) -> Estimate:
-    """The resources of `Accelerator(program, lanes)`."""
+def _shift_stages(plan: Plan, field: str, default=(0, 62)) -> int:
+    lo, hi = plan.shift_range(field, default)
+    return (hi - lo).bit_length()
+
+
+def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_lanes: int = 0) -> Estimate:
+    """The resources of `Accelerator(program, lanes, logic_lanes)`."""
     plan = plan or make_plan(program, lanes)
-    P, E, A, DW = plan.lanes, plan.elem_width, plan.acc_width, plan.drain_width
-    est = Estimate(P)
+    P, E, A, DW, CW = plan.lanes, plan.elem_width, plan.acc_width, plan.drain_width, plan.code_width
+    L = max(0, min(P, logic_lanes))
+    est = Estimate(P, L)
     mul = est.multipliers
-    mul["mac lanes"] = (plan.x_bits + 1, plan.w_bits + 1, P)
-    mul["requantizer"] = (DW, 15, 1)
+    XB, WB = plan.x_bits + 1, plan.w_bits + 1
+    mul["mac lanes"] = (XB, WB, P - L)
+    mul["requantizer"] = (min(DW, DSP_BITS), 15, 1)
     steps = plan.steps
-    if any(r.get("res") for r in steps):
-        mul["residual"] = (E, 16, 2)
-    if any(r.get("aff") for r in steps):
-        mul["affine"] = (E, plan.aff_m_width, 1)
-    if any(r.get("trk_sum") for r in steps):
-        mul["row sum of squares"] = (E, E, 1)
+    res = any(r.get("res") for r in steps)
+    aff = any(r.get("aff") for r in steps)
     sm = any(r["sm"] for r in steps)
     ln = any(r["ln"] for r in steps)
-    if sm:
-        mul["softmax normalize"] = (plan.exp_width, recip_bits(plan.min_exp_sum), 1)
-        if any(r["sm"] and r["sm_poly"] for r in steps):
-            mul["softmax polynomial"] = (E, 20, 1)
-            mul["softmax polynomial slope"] = (15, 16, 1)
+    if res:
+        mul["residual source"] = (E, 16, 1)
+        mul["residual new"] = (CW, 16, 1)
+    if plan.share_mul:
+        mul["affine and softmax normalize (shared)"] = (DSP_BITS, DSP_BITS, 1)
+    else:
+        if aff:
+            mul["affine"] = (plan.aff_in_width, plan.aff_m_width, 1)
+        if sm:
+            mul["softmax normalize"] = (min(plan.exp_width, DSP_BITS - 1),
+                                        min(recip_bits(plan.min_exp_sum), DSP_BITS - 1), 1)
+    if any(r.get("trk_sum") for r in steps):
+        mul["row sum of squares"] = (E, E, 1)
+    if sm and any(r["sm"] and r["sm_poly"] for r in steps):
+        mul["softmax polynomial"] = (E, 20, 1)
+        mul["softmax polynomial slope"] = (15, 16, 1)
     if ln:
         w = ln_widths(E, plan.max_cols, plan.eps_max)
         mul["layernorm x^2"] = (E, E, 1)
@@ -133,53 +175,98 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None) -> Estim
         mul["layernorm * inv"] = (w["t1"], 35, 1)
         mul["layernorm affine"] = (w["n"], plan.ln_g_width, 1)
 
-    # memories: buffers, ROMs, row statistics, the softmax's local row buffer
-    for name, lay in plan.layouts.items():
-        est.memories[f"buffer {name}"] = (lay.depth, lay.bits * P)
+    # memories: the buffer banks, ROMs, row statistics, the softmax's local row buffer
+    for b in plan.banks:
+        name = f"bank {b.index} ({', '.join(b.buffers)})"
+        est.memories[name] = (b.depth, b.width)
+        if b.logic:
+            est.flipflop_memories.add(name)
     est.memories["weights"] = (len(plan.weight_words), plan.weight_width * P)
+    est.roms.add("weights")
     for name, rom, width in (("biases", plan.bias_rom, plan.bias_width), ("lut", plan.lut_rom, plan.lut_width),
                              ("affine", plan.aff_rom, plan.aff_m_width + plan.aff_b_width),
                              ("softmax tables", plan.exp_rom, plan.exp_width),
                              ("layernorm g, b", plan.ln_rom, plan.ln_g_width + plan.ln_b_width)):
-        if len(rom) > 1 or any(rom):
+        if len(rom) > 1 or any(v not in (0, (0, 0)) for v in rom):
             est.memories[name] = (len(rom), width)
-    if any(r.get("trk_max") or r.get("trk_sum") for r in steps):
-        est.memories["row statistics"] = (plan.stat_rows, E + (2 * E + 2 * plan.max_cols.bit_length() if ln else 0))
+            est.roms.add(name)
+    if any(r.get("trk_max") for r in steps) and sm:
+        est.memories["row maxima"] = (plan.stat_rows, E)
+    if any(r.get("trk_sum") for r in steps) and ln:
+        est.memories["row sums"] = (plan.stat_rows, 2 * E + 2 * plan.max_cols.bit_length())
     if sm:
         est.memories["softmax row buffer"] = (2 * (1 << max(1, (plan.max_cols - 1).bit_length())), plan.exp_width)
-    est.table_bits = len(steps) * sum(w for w, _ in plan.field_widths.values())
 
     # logic (LUT4): adders, shifters, multiplexers, counters
     AW = plan.addr_width
-    n_buf = len(plan.layouts)
-    logic = P * 2 * A                                   # accumulators and the drain's shift register
-    logic += 7 * (DW + 16) + 2 * 7 * (E + 18)           # three round-shift-clamp stages (log shifters)
-    logic += n_buf * (3 * AW + 2 * P * plan.layouts["x"].bits) + 3 * P * E * max(1, n_buf // 2)   # port muxes
-    logic += 12 * AW * 4 + 300                          # address walkers, issue sequencer, top control
+    banks = [b for b in plan.banks if not b.wide]
+    w_banks = {r["w_buf"] for r in steps if r["lin"] and not r.get("w_rom")}
+    parts = est.parts
+    parts["lanes"] = (2 * P * A                                        # accumulators, the drain's shift register
+                      + len(banks) * E * max(1, P - 1) // 2 + P * WB * len(w_banks))   # lane and W multiplexers
+    parts["logic lanes"] = L * BOOTH_LUTS * XB * WB                    # MAC lanes multiplied in logic
+    low = max(0, DW - DSP_BITS)
+    parts["drain"] = low * 17 + (DW + 16) * (2 + _shift_stages(plan, "rq_s")) + 2 * CW     # requantizer
+    if res:
+        parts["drain"] += (CW + 18) * (3 + _shift_stages(plan, "r_s"))
+    if aff:
+        parts["drain"] += (CW + 18) * (2 + _shift_stages(plan, "a_s"))
+    parts["control"] = len(banks) * (3 * AW + 2 * P) + 14 * AW + 8 * plan.max_cols.bit_length() + 500
     if sm:
-        logic += 400 + 6 * recip_bits(plan.min_exp_sum) + (300 if "sm_poly" in plan.field_widths else 0)
+        poly = any(r["sm_poly"] for r in steps if r["sm"])
+        parts["softmax"] = 250 + 6 * recip_bits(plan.min_exp_sum) + (300 if poly else 0)
     if ln:
         w = ln_widths(E, plan.max_cols, plan.eps_max)
-        logic += 3 * w["v"] + 2 * 36 + 7 * (w["n"] + plan.ln_g_width) + 600
+        parts["layernorm"] = 3 * w["v"] + 2 * 36 + 7 * (w["n"] + plan.ln_g_width) + 600
+    parts["lanes"] *= LANE_SCALE
+    for k in ("drain", "control", "softmax", "layernorm"):
+        if k in parts:
+            parts[k] *= BASE_SCALE
+    logic = sum(parts.values())
     est.logic = int(logic)
     return est
 
 
-def check_fit(program: IntProgram, lanes: int, device: str) -> Estimate:
-    """Raise IntformerError if `Accelerator(program, lanes)` does not fit `device`, naming the short
-    resource and the largest lane count that would fit; return the estimate otherwise."""
+def lanes_in_logic(program: IntProgram, lanes: int, device: str, plan: Plan | None = None) -> int:
+    """How many MAC lanes `Accelerator(program, lanes, logic_lanes=...)` must multiply in logic for its
+    multipliers to fit the device's DSP blocks (0 when they fit; `lanes` when even that is not enough)."""
+    dev = DEVICES[device]
+    plan = plan or make_plan(program, lanes)
+    est = estimate(program, lanes, plan)
+    a, b, _ = est.multipliers["mac lanes"]
+    per_lane = _dsps(a, b, dev)
+    over = est.dsp_count(dev) - dev.dsps
+    if over <= 0 or per_lane == 0:
+        return 0
+    return min(lanes, math.ceil(over / per_lane))
+
+
+def check_fit(program: IntProgram, lanes: int, device: str, logic_lanes: int | None = None) -> Estimate:
+    """Raise IntformerError if `Accelerator(program, lanes, logic_lanes)` does not fit `device`, naming the
+    short resource and the largest lane count that would fit; return the estimate otherwise.
+
+    logic_lanes None: as many MAC lanes in logic as the device's DSP blocks need (`lanes_in_logic`), for this
+    lane count and for the suggestion."""
     if device not in DEVICES:
         raise IntformerError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
     dev = DEVICES[device]
     limits = {"LUT": dev.luts, "DSP": dev.dsps, "RAM": dev.ram_blocks}
-    est = estimate(program, lanes)
+
+    def est_for(p):
+        plan = make_plan(program, p)
+        ll = lanes_in_logic(program, p, device, plan) if logic_lanes is None else logic_lanes
+        return estimate(program, p, plan, ll)
+    est = est_for(lanes)
     need = est.needs(dev)
     short = [k for k in limits if need[k] > limits[k]]
     if not short:
         return est
     best = None
     for p in range(lanes - 1, 0, -1):
-        n = estimate(program, p).needs(dev)
+        try:
+            n = est_for(p).needs(dev)
+        except IntformerError:          # a lane count the program's column slices do not allow
+            continue
         if all(n[k] <= limits[k] for k in limits):
             best = p
             break

@@ -20,25 +20,25 @@ _LAST: dict = {}
 
 
 def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: int | None = None,
-             read_buffers: bool = True, profile: dict | None = None, engine: str = "amaranth"):
+             read_buffers: bool = True, profile: dict | None = None, engine: str = "amaranth", logic_lanes: int = 0):
     """Run windows of input codes (B, rows, cols) through the accelerator with P = `lanes`.
 
     Returns (words (B, H) int64, cycles per inference of the last window). With `read_buffers` the buffer
     memories are read back after each window (for `first_mismatch`). A `profile` dict receives, for the
     last window, the cycles spent in each step of the step table ("load" and "output" for the ports;
     fused steps are named "a + b"). engine "cxxrtl" runs the same design compiled (`accel.cxxsim`),
-    about a hundred times faster, without buffer read-back or profile.
+    about a hundred times faster, without buffer read-back or profile. `logic_lanes`: as in `Accelerator`.
     """
     if engine == "cxxrtl":
         from .cxxsim import simulate_cxxrtl
-        words, cycles = simulate_cxxrtl(program, x_codes, lanes)
+        words, cycles = simulate_cxxrtl(program, x_codes, lanes, logic_lanes)
         _LAST.clear()
         _LAST.update(program=id(program), lanes=lanes, buffers=[])
         return words, cycles
     if engine != "amaranth":
         raise ValueError(f"unknown simulation engine {engine!r}: amaranth or cxxrtl")
     x_codes = np.asarray(x_codes, dtype=np.int64)
-    dut = Accelerator(program, lanes)
+    dut = Accelerator(program, lanes, logic_lanes)
     plan = dut.plan
     batch = x_codes.shape[0]
     horizon = plan.output.cols
@@ -72,8 +72,9 @@ def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: i
                 return
             cycles.append(ctx.get(dut.cycles))
             if read_buffers:
-                buffers.append({name: plan.layouts[name].unpack([ctx.get(mem.data[i]) for i in range(mem.depth)])
-                                for name, mem in dut.memories.items()})
+                words_of = {b.index: [ctx.get(dut.memories[b.name].data[i]) for i in range(b.depth)]
+                            for b in plan.banks}
+                buffers.append({name: lay.unpack(words_of[lay.bank]) for name, lay in plan.layouts.items()})
 
     spent = {}
 

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from model import intops
 
-from .arith import clamp, round_shift
+from .arith import DSP_BITS, clamp, mul_signature, round_shift_in, shift_add_mul
 from .divsqrt import Reciprocal
 from .rowio import lookup_signature, read_signature, step_lane, write_signature
 
@@ -44,18 +44,27 @@ class SoftmaxUnit(wiring.Component):
     (16: 1.0 = 2^15); the row sum exp_width + log2(max_cols); r recip_bits(min_sum) bits; e * r their sum;
     the polynomial: u = (max - z) * c of elem_width + 20 bits, f * P2 and f * slope 30 bits.
     Memory: the local buffer holds 2 x max_cols exponentials.
+
+    Multiplier: e * r in one 16 x 16 block: their low 15 bits (unsigned, so they fit signed operands)
+    multiply there, the few bits above (e < 2^16, r < 2^17) add shifted copies in logic:
+    e r = e_lo r_lo + 2^15 (e_hi r + r_hi e_lo). With `shared_mul` the block is outside (the `mul` port,
+    product one cycle after the operands), shared with a block never busy at the same time.
+    `out_bits` lies in `out_bits_range` (the final shift's range).
     """
 
     def __init__(self, *, lanes: int, elem_width: int, addr_width: int, max_rows: int, max_cols: int,
                  methods=("lut", "poly"), table_addr_width: int = 10, exp_width: int = 16,
-                 min_sum: int = 1 << intops.EXP_BITS, out_width: int = 9):
+                 min_sum: int = 1 << intops.EXP_BITS, out_width: int = 9, shared_mul: bool = False,
+                 out_bits_range: tuple[int, int] = (0, 8)):
         self.lanes, self.elem_width, self.addr_width = lanes, elem_width, addr_width
         self.methods = tuple(methods)
         self.exp_width, self.out_width = exp_width, out_width
         self.q_bits = recip_bits(min_sum)
         self.max_cols = max_cols
         self.sum_width = exp_width + max(1, max_cols).bit_length()
-        super().__init__({
+        self.shared_mul = shared_mul
+        self.out_bits_range = out_bits_range
+        ports = {
             "start": In(1), "busy": Out(1), "done": Out(1),
             "rows": In(range(max_rows + 1)), "cols": In(range(max_cols + 1)), "rows_ready": In(range(max_rows + 1)),
             "src_base": In(unsigned(addr_width)), "src_wpr": In(unsigned(addr_width)),
@@ -67,7 +76,10 @@ class SoftmaxUnit(wiring.Component):
             "wr": Out(write_signature(addr_width, lanes, out_width)),
             "table": Out(lookup_signature(table_addr_width, unsigned(exp_width))),
             "rmax": Out(lookup_signature(max(1, (max_rows - 1).bit_length()), signed(elem_width))),
-        })
+        }
+        if shared_mul:
+            ports["mul"] = Out(mul_signature())
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -240,15 +252,32 @@ class SoftmaxUnit(wiring.Component):
         m.d.sync += [nv1.eq(n_issue), nfirst1.eq(n_col == 0), nlast1.eq(n_last), npar1.eq(row_n[0])]
         prod2 = Signal(unsigned(self.exp_width + self.q_bits))
         nv2, nfirst2, nlast2 = Signal(), Signal(), Signal()
-        m.d.sync += [prod2.eq(e_rd.data * Mux(npar1, r[1], r[0])), nv2.eq(nv1), nfirst2.eq(nfirst1),
-                     nlast2.eq(nlast1)]
+        m.d.sync += [nv2.eq(nv1), nfirst2.eq(nfirst1), nlast2.eq(nlast1)]
+        SPLIT = DSP_BITS - 1
+        e1, r1 = e_rd.data, Mux(npar1, r[1], r[0])
+        e_lo, e_hi, r_lo, r_hi = e1[:SPLIT], e1[SPLIT:], r1[:SPLIT], r1[SPLIT:]
+        p_lo = Signal(unsigned(2 * SPLIT))
+        if self.shared_mul:
+            m.d.comb += [self.mul.a.eq(e_lo), self.mul.b.eq(r_lo), p_lo.eq(self.mul.p)]
+        else:
+            m.d.sync += p_lo.eq(e_lo * r_lo)
+        if len(e_hi) or len(r_hi):
+            p_hi = Signal(unsigned(self.exp_width + self.q_bits - SPLIT))
+            hi_terms = ([shift_add_mul(r1, e_hi)] if len(e_hi) else []) + \
+                ([shift_add_mul(e_lo, r_hi)] if len(r_hi) else [])
+            m.d.sync += p_hi.eq(sum(hi_terms[1:], hi_terms[0]))
+            m.d.comb += prod2.eq(p_lo + (p_hi << SPLIT))
+        else:
+            m.d.comb += prod2.eq(p_lo)
         prod_s = Signal(signed(len(prod2) + 1))
         m.d.comb += prod_s.eq(prod2)
         shift = Signal(range(intops.RECIP_BITS + 1))
         m.d.comb += shift.eq(intops.RECIP_BITS - self.out_bits)
         y3 = Signal(signed(self.out_width))
         nv3, nfirst3, nlast3 = Signal(), Signal(), Signal()
-        m.d.sync += [y3.eq(clamp(round_shift(prod_s, shift), 0, (1 << self.out_bits) - 1)), nv3.eq(nv2),
+        lo_b, hi_b = self.out_bits_range
+        s_range = (intops.RECIP_BITS - hi_b, intops.RECIP_BITS - lo_b)
+        m.d.sync += [y3.eq(clamp(round_shift_in(prod_s, shift, s_range), 0, (1 << self.out_bits) - 1)), nv3.eq(nv2),
                      nfirst3.eq(nfirst2), nlast3.eq(nlast2)]
 
         out_row = Signal(unsigned(self.addr_width))

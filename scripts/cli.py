@@ -37,5 +37,6 @@ def emit(result: dict, as_json: bool, table) -> None:
 
 
 def main():
-    from . import eval_cmd, run_cmd, sim_cmd, train_cmd  # noqa: F401  (registers the subcommands)
+    # importing the modules registers their subcommands
+    from . import build_cmd, eval_cmd, infer_cmd, program_cmd, run_cmd, sim_cmd, train_cmd  # noqa: F401
     cli()

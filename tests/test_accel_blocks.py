@@ -1,8 +1,10 @@
 """Each accelerator block against its `model.intops` golden model: random inputs, every output word compared."""
 import numpy as np
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
+from accel.arith import booth_mul, round_shift_in, shift_add_mul
 from accel.divsqrt import Isqrt, Reciprocal
 from accel.layernorm import LayerNormUnit
 from accel.mac_array import MacArray, operand_range
@@ -23,9 +25,11 @@ def run(dut, tb):
 # ------------------------------------------------------------------------------------------- requantizer
 
 @SETTINGS
-@given(bits=st.integers(2, 8), k=st.integers(1, 64), signed_out=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_requantizer(bits, k, signed_out, seed):
-    """Parameters change with every value (they travel with it); the output side applies back-pressure."""
+@given(bits=st.integers(2, 8), k=st.integers(1, 64), signed_out=st.booleans(), narrow=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_requantizer(bits, k, signed_out, narrow, seed):
+    """Parameters change with every value (they travel with it); the output side applies back-pressure;
+    `narrow`: the shifter covers only the shifts used (as the accelerator builds it from a program)."""
     rng = np.random.default_rng(seed)
     lo_acc, hi_acc = intops.mac_bound(k, intops.code_range(bits), intops.weight_range(bits))
     acc_w = intops.bits_signed(lo_acc, hi_acc)
@@ -36,7 +40,7 @@ def test_requantizer(bits, k, signed_out, seed):
     ss = np.where(rng.random(n) < 0.9, rng.integers(1, acc_w + 16, n), rng.integers(1, 63, n))
     lo, hi = intops.code_range(bits, signed_out)
     expect = [int(intops.requantize(a, mm, s, lo, hi)) for a, mm, s in zip(acc, ms, ss)]
-    dut = Requantizer(acc_w)
+    dut = Requantizer(acc_w, s_range=(int(ss.min()), int(ss.max())) if narrow else (0, 62))
     got = []
 
     async def tb(ctx):
@@ -64,8 +68,8 @@ def test_requantizer(bits, k, signed_out, seed):
 
 
 @SETTINGS
-@given(bits=st.integers(2, 8), residual=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_scale_shift_clamp(bits, residual, seed):
+@given(bits=st.integers(2, 8), residual=st.booleans(), narrow=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_scale_shift_clamp(bits, residual, narrow, seed):
     """The residual sum (intops.residual_add) and the folded BatchNorm (intops.requantize_per_channel)."""
     rng = np.random.default_rng(seed)
     n = 30
@@ -80,7 +84,8 @@ def test_scale_shift_clamp(bits, residual, seed):
         expect = [int(intops.residual_add(*v, lo, hi)) for v in zip(a, b, ma, mb, s)]
     else:
         expect = [int(intops.requantize_per_channel(x, mm, cc, ss, lo, hi)) for x, mm, cc, ss in zip(a, ma, c, s)]
-    dut = ScaleShiftClamp(in_width=bits + 1, m_width=16, c_width=32)
+    dut = ScaleShiftClamp(in_width=bits + 1, m_width=16, c_width=32,
+                          s_range=(int(s.min()), int(s.max())) if narrow else (0, 62))
     got = []
 
     async def tb(ctx):
@@ -99,12 +104,56 @@ def test_scale_shift_clamp(bits, residual, seed):
     assert got == expect
 
 
+def comb_outputs(m, inputs, outputs, vectors):
+    """Drive `inputs` with each vector of values in turn (a combinational module) and read `outputs`."""
+    got = []
+
+    async def tb(ctx):
+        for vec in vectors:
+            for sig, v in zip(inputs, vec):
+                ctx.set(sig, int(v))
+            got.append(tuple(ctx.get(o) for o in outputs))
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+def test_round_shift_in_and_logic_multipliers():
+    """The short shifter (a shift known to lie in a range) is intops.round_shift; the Booth multiplier and
+    shift-and-add are products: random and extreme operands."""
+    rng = np.random.default_rng(5)
+    for width, s_range in [(12, (1, 1)), (12, (1, 14)), (20, (3, 9)), (9, (0, 5)), (30, (12, 24)), (8, (2, 40))]:
+        xs = np.concatenate([rng.integers(-(1 << (width - 1)), 1 << (width - 1), 60),
+                             [-(1 << (width - 1)), (1 << (width - 1)) - 1, 0, -1, 1]])
+        ss = rng.integers(s_range[0], s_range[1] + 1, len(xs))
+        x, sh, y = Signal(signed(width)), Signal(range(63)), Signal(signed(width + 1))
+        m = Module()
+        m.d.comb += y.eq(round_shift_in(x, sh, s_range))
+        got = comb_outputs(m, (x, sh), (y,), zip(xs, ss))
+        assert got == [(int(intops.round_shift(int(a), int(b))),) for a, b in zip(xs, ss)], (width, s_range)
+    for xb, wb in [(3, 3), (5, 4), (9, 9), (4, 7)]:
+        x, w, u = Signal(signed(xb)), Signal(signed(wb)), Signal(unsigned(wb))
+        y, z = Signal(signed(xb + wb)), Signal(signed(xb + wb + 1))
+        m = Module()
+        m.d.comb += [y.eq(booth_mul(x, w)), z.eq(shift_add_mul(x, u))]
+        xv, wv = range(-(1 << (xb - 1)), 1 << (xb - 1)), range(-(1 << (wb - 1)), 1 << (wb - 1))
+        if xb * wb > 40:                  # extremes and a random sample
+            xv = sorted({*xv[:3], *xv[-3:], 0, *rng.choice(xv, 12).tolist()})
+            wv = sorted({*wv[:3], *wv[-3:], 0, *rng.choice(wv, 12).tolist()})
+        vectors = [(a, b, b % (1 << wb)) for a in xv for b in wv]
+        got = comb_outputs(m, (x, w, u), (y, z), vectors)
+        assert got == [(a * b, a * ub) for a, b, ub in vectors], (xb, wb)
+
+
 # --------------------------------------------------------------------------------------------- MAC array
 
 @SETTINGS
-@given(lanes=st.integers(1, 5), x_bits=st.integers(2, 8), w_bits=st.integers(2, 8), seed=st.integers(0, 2**32 - 1))
-def test_mac_array(lanes, x_bits, w_bits, seed):
-    """Groups of random length back to back (and sometimes with idle cycles inside), extreme operands."""
+@given(lanes=st.integers(1, 5), x_bits=st.integers(2, 8), w_bits=st.integers(2, 8), logic_lanes=st.integers(0, 3),
+       seed=st.integers(0, 2**32 - 1))
+def test_mac_array(lanes, x_bits, w_bits, logic_lanes, seed):
+    """Groups of random length back to back (and sometimes with idle cycles inside), extreme operands; some
+    lanes multiply in logic (Booth) instead of a multiplier block."""
     rng = np.random.default_rng(seed)
     k_max = 12
     xlo, xhi = operand_range(x_bits)
@@ -117,7 +166,7 @@ def test_mac_array(lanes, x_bits, w_bits, seed):
         w = np.full((k, lanes), wlo if rng.random() < .5 else whi) if corner else rng.integers(wlo, whi + 1, (k, lanes))
         groups.append((x, w))
     expect = [(list(intops.matmul_acc(x[None, :], w)[0]), gi) for gi, (x, w) in enumerate(groups)]
-    dut = MacArray(lanes, x_bits, w_bits, k_max)
+    dut = MacArray(lanes, x_bits, w_bits, k_max, logic_lanes=logic_lanes)
     got = []
 
     async def tb(ctx):

@@ -1,8 +1,11 @@
 """accel.resources: the estimate follows the design's structure, and check_fit names what is short."""
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
-from accel.resources import DEVICES, check_fit, estimate
+from accel.plan import LOGIC_BITS, block_count, make_plan
+from accel.resources import DEVICES, check_fit, estimate, lanes_in_logic
 from model.errors import IntformerError
 from program_factory import random_program
 
@@ -15,11 +18,51 @@ def program():
 def test_estimate_structure(program):
     e4, e8 = estimate(program, 4), estimate(program, 8)
     assert e4.multipliers["mac lanes"][2] == 4 and e8.multipliers["mac lanes"][2] == 8
-    assert {f"buffer {name}" for name in program.buffers} <= set(e4.memories)
+    plan = make_plan(program, 4)
+    banks = [name for name in e4.memories if name.startswith("bank ")]
+    assert len(banks) == len(plan.banks) < len(program.buffers)
     # one weight word per (k, group): twice the lanes, about half the words, the same bits
     assert e8.memories["weights"][0] < e4.memories["weights"][0]
     for dev in DEVICES.values():
         assert e8.dsp_count(dev) > e4.dsp_count(dev) and e8.lut_count(dev) > e4.lut_count(dev)
+    # MAC lanes in logic trade DSP blocks for LUTs
+    up5k = DEVICES["ice40-up5k"]
+    e8l = estimate(program, 8, logic_lanes=4)
+    assert e8l.multipliers["mac lanes"][2] == 4
+    assert e8l.dsp_count(up5k) == e8.dsp_count(up5k) - 4 and e8l.lut_count(up5k) > e8.lut_count(up5k)
+
+
+def test_banks_share_memories_without_port_conflicts(program):
+    """Every buffer in exactly one bank at its own words; no step reads (or writes) two buffers of a bank;
+    fewer, fuller block RAMs than one memory per buffer."""
+    for lanes in (1, 2, 4, 8):
+        plan = make_plan(program, lanes)
+        held = [n for b in plan.banks for n in b.buffers]
+        assert sorted(held) == sorted(program.buffers)
+        for b in plan.banks:
+            spans = sorted((plan.layouts[n].base, plan.layouts[n].base + plan.layouts[n].depth) for n in b.buffers)
+            assert all(e0 <= s1 for (_, e0), (s1, _) in pairwise(spans)) and spans[-1][1] <= b.depth
+        for rec in plan.steps:
+            for b in plan.banks:                   # one role per port: the table holds one code per bank
+                assert rec[f"rd{b.index}"] in range(6) and rec[f"wr{b.index}"] in range(4)
+        own = sum(block_count(lay.depth, lay.bits * lanes) for lay in plan.layouts.values()
+                  if lay.depth * lay.bits * lanes > LOGIC_BITS)
+        shared = sum(block_count(b.depth, b.width) for b in plan.banks if not b.logic)
+        assert shared < own
+    # the default model at P = 8: three banks of 64-bit words, 12 block RAMs (one memory per buffer: 44)
+    plan = make_plan(program, 8)
+    assert sum(block_count(b.depth, b.width) for b in plan.banks if not b.logic) <= 12
+
+
+def test_lanes_in_logic_fit_the_up5k(program):
+    """The UP5K's eight DSP blocks: P = 4 needs no MAC lane in logic, P = 8 four; check_fit picks them."""
+    assert lanes_in_logic(program, 4, "ice40-up5k") == 0
+    assert lanes_in_logic(program, 8, "ice40-up5k") == 4
+    assert lanes_in_logic(program, 8, "xc7s15") == 0
+    est = check_fit(program, 8, "ice40-up5k")
+    assert est.logic_lanes == 4 and est.dsp_count(DEVICES["ice40-up5k"]) <= 8
+    with pytest.raises(IntformerError, match="DSP"):
+        check_fit(program, 8, "ice40-up5k", logic_lanes=0)
 
 
 def test_check_fit_names_the_short_resource_and_a_lane_count_that_fits(program):

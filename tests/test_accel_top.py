@@ -9,8 +9,8 @@ from model.intref import run_program
 from program_factory import random_inputs, random_program
 
 
-def check(program, x, lanes):
-    words, cycles = simulate(program, x, lanes)
+def check(program, x, lanes, logic_lanes=0):
+    words, cycles = simulate(program, x, lanes, logic_lanes=logic_lanes)
     expected, trace = run_program(program, x, trace=True)
     assert (words == expected).all(), first_mismatch(program, x, words, expected)
     # every buffer as the reference leaves it (the output words alone can hide a wrong intermediate)
@@ -35,13 +35,14 @@ def test_random_programs(bits, lanes, n, m, heads, dh, ffn, horizon, norm, activ
     check(program, random_inputs(rng, program, 2), lanes)
 
 
-@pytest.mark.parametrize("lanes", [1, 3, 4])
-def test_two_layers_every_option(lanes):
-    """Two layers (a layer's output feeds the next), two heads, LayerNorm, GELU, polynomial softmax."""
+@pytest.mark.parametrize("lanes, logic_lanes", [(1, 0), (3, 1), (4, 0)])
+def test_two_layers_every_option(lanes, logic_lanes):
+    """Two layers (a layer's output feeds the next), two heads, LayerNorm, GELU, polynomial softmax; MAC
+    lanes in logic too."""
     rng = np.random.default_rng(lanes)
     program = random_program(rng, n=4, m=2, d=4, heads=2, ffn=6, horizon=2, bits=6, norm="layer",
                              activation="gelu", softmax="poly", pooling="flatten", layers=2, skip=True)
-    check(program, random_inputs(rng, program, 1), lanes)
+    check(program, random_inputs(rng, program, 1), lanes, logic_lanes)
 
 
 def test_cycles_near_mac_bound():

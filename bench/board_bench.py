@@ -1,0 +1,113 @@
+"""Board builds of the default model at several lane counts: resources, Fmax, cycles, latency, energy estimate.
+
+    python bench/board_bench.py [--run RUN] [--boards icebreaker orangecrab] [--lanes 1 2 4 8]
+                                [--clock MHZ] [--bare] [--out DIR]
+
+The model is RUN's, or else the default configuration (n = 24, d = 16, one layer, one head, FFN 64, 8 bits)
+trained for one quick epoch on the embedded data (the structure, not the accuracy, decides the build).
+Each (board, P) goes through `boards.build.build` with the YoWASP tools: the serial-link top where the
+board has a USB-serial bridge (iCEBreaker, ULX3S, ...), the accelerator alone (--bare) where it has none
+(OrangeCrab) or with --bare. Configurations that do not fit (the pre-synthesis estimate, or nextpnr) or
+that miss timing are listed with the reason, not built further. The clock is the board oscillator unless
+--clock asks for a PLL. Energy is `boards.power`'s estimate, not a measurement. A benchmark, not a test:
+an iCE40 build takes a minute or two on two cores, an ECP5 build a few.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+from boards import build as B  # noqa: E402
+from model.errors import IntformerError  # noqa: E402
+
+NO_UART = {"orangecrab"}        # boards whose USB port is wired to the FPGA itself: no serial link top
+
+
+def default_run(folder: Path) -> Path:
+    """The default configuration, trained for one short epoch (about ten seconds)."""
+    import torch
+    from click.testing import CliRunner
+
+    from scripts import train_cmd  # noqa: F401  (registers `train`)
+    from scripts.cli import cli
+
+    torch.set_num_threads(1)
+    run = folder / "default-run"
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--patience", "1", "--max-train-windows", "500",
+                                      "--out", str(run), "--force", "--json"])
+    if result.exit_code:
+        raise SystemExit(f"training the default model failed: {result.output}{result.exception}")
+    return run
+
+
+def row(r: dict) -> str:
+    res = r["resources"]
+    logic = res.get("LC") or res.get("LUT")
+    lat_fmax = r["cycles_per_inference"] / r["fmax_mhz"] if r.get("fmax_mhz") else float("nan")
+    s = r["stage_seconds"]
+    tool_seconds = s.get("yosys", 0) + s.get("nextpnr-ice40", 0) + s.get("nextpnr-ecp5", 0)
+    return (f"{r['board']:<11}{r['lanes']:>3} {r['top']:<5}{logic['used']:>7,}/{logic['available']:<7,}"
+            f"{res.get('FF', {}).get('used', 0):>7,}{res['DSP']['used']:>5}/{res['DSP']['available']:<4}"
+            f"{res['BRAM']['used']:>4}/{res['BRAM']['available']:<4}{r['clock_mhz']:>7.1f}{r['fmax_mhz']:>7.1f}"
+            f"{r['cycles_per_inference']:>8,}{r['latency_us']:>9.1f}{lat_fmax:>9.1f}{r['power_mw_estimate']:>8.1f}"
+            f"{r['energy_uj_estimate']:>9.3f}{tool_seconds:>7.0f}")
+
+
+HEADER = (f"{'board':<11}{'P':>3} {'top':<5}{'logic used/avail':>15}{'FF':>7}{'DSP':>9}{'BRAM':>9}{'clock':>7}"
+          f"{'Fmax':>7}{'cycles':>8}{'lat us':>9}{'@Fmax':>9}{'mW est':>8}{'uJ est':>9}{'tool s':>7}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, default=None, help="a run folder (default: train the default model)")
+    ap.add_argument("--boards", nargs="+", default=["icebreaker", "orangecrab"])
+    ap.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--clock", type=float, default=None, help="MHz (default: the board oscillator)")
+    ap.add_argument("--bare", action="store_true", help="the accelerator alone on every board")
+    ap.add_argument("--no-fit-check", action="store_true",
+                    help="skip the pre-synthesis estimate: let nextpnr say what fits")
+    ap.add_argument("--out", type=Path, default=None, help="keep the build folders here (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="write every result to this JSON file")
+    a = ap.parse_args()
+
+    from model import runfolder
+    with tempfile.TemporaryDirectory() as tmp:
+        root = a.out or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        run_path = a.run or default_run(root)
+        program = runfolder.open_run(run_path).program
+        print(f"model: {run_path} ({program.macs():,} MACs per inference)", flush=True)
+        print(HEADER, flush=True)
+        results, skipped = [], []
+        for board_name in a.boards:
+            for lanes in a.lanes:
+                top = "bare" if a.bare or board_name in NO_UART else "link"
+                out = B.prepare_out(root / f"build-{board_name}-P{lanes}-{top}", True)
+                start = time.perf_counter()
+                try:
+                    r = B.build(program, board_name, lanes, a.clock, out, top=top, check_timing=False,
+                                fit_check=not a.no_fit_check)
+                except IntformerError as exc:
+                    reason = str(exc).splitlines()[0]
+                    skipped.append((board_name, lanes, reason))
+                    print(f"{board_name:<11}{lanes:>3} {top:<5}skipped ({time.perf_counter() - start:.0f} s): "
+                          f"{reason}", flush=True)
+                    continue
+                results.append(r)
+                print(row(r) + ("" if r["timing_met"] else "  TIMING NOT MET"), flush=True)
+        if a.json:
+            a.json.write_text(json.dumps({"results": results, "skipped": skipped}, indent=2))
+        print(f"\n{len(results)} built, {len(skipped)} skipped; logic is iCE40 logic cells (LC) or ECP5 LUT4s; "
+              f"'lat us' at the build clock, '@Fmax' at nextpnr's Fmax; energy per inference from the "
+              f"boards.power model (an estimate, core power only)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The host side of `intformer infer`: windows to a board over its serial port, every forecast checked.
+
+`open_port` opens the serial port (pyserial, exclusively, so that two hosts never share one board) and turns
+the usual failures into one clear `IntformerError`: no such port, port busy, no permission.
+
+`Session` speaks `boards.protocol`: INFO once (is it the run's model?), then INFER frames with sequence
+numbers, up to `in_flight` (1 or 2: the device holds one window computing and one waiting) outstanding,
+and RESULT frames matched to their window by SEQ. A window whose reply does not come within `reply_timeout`,
+or comes back as a retryable ERROR (bad CRC, frame timeout, busy), is sent again, up to `retries` times,
+after a silence longer than the device's frame timeout (the protocol's host rules); an ERROR saying the
+request itself is wrong (length, command, code) fails the window at once. Replies with an unknown SEQ (late
+replies to a window already resent) are counted and ignored.
+
+Every window ends in exactly one of: matched (the words equal `model.intref.run_program`'s), mismatched,
+failed (no good reply after the retries). The tally also counts frames sent, retries, device errors by
+kind, stale replies and bytes the decoder skipped.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.errors import IntformerError
+
+from . import protocol as P
+
+RETRYABLE = (P.ERR_CRC, P.ERR_TIMEOUT, P.ERR_BUSY)
+
+
+def open_port(device: str, baud: int, timeout: float = 0.01):
+    """Open `device` as a raw 8N1 serial port at `baud` (exclusive). IntformerError when it cannot."""
+    try:
+        import serial
+    except ImportError:
+        raise IntformerError("pyserial is not installed: pip install 'pyserial>=3.5'") from None
+    try:
+        return serial.Serial(device, baudrate=baud, bytesize=8, parity="N", stopbits=1, timeout=timeout,
+                             write_timeout=5.0, exclusive=True)
+    except ValueError as exc:
+        raise IntformerError(f"{device}: {exc}") from None
+    except serial.SerialException as exc:
+        text = str(exc)
+        errno = getattr(exc, "errno", None)
+        if errno == 2 or "No such file" in text or "could not open port" in text and "No such" in text:
+            raise IntformerError(f"{device}: no such serial port; is the board plugged in? (the USB-serial "
+                                 f"bridge is usually /dev/ttyUSB* or /dev/ttyACM*; the iCEBreaker's is the "
+                                 f"second one, e.g. /dev/ttyUSB1)") from None
+        if errno in (11, 16) or "lock" in text.lower() or "busy" in text.lower():
+            raise IntformerError(f"{device}: the serial port is busy (another program has it open: a terminal, "
+                                 f"another intformer infer?)") from None
+        if errno == 13 or "Permission denied" in text:
+            raise IntformerError(f"{device}: permission denied; add this user to the port's group (usually "
+                                 f"dialout) or use a udev rule") from None
+        raise IntformerError(f"{device}: cannot open the serial port: {text}") from None
+
+
+@dataclass
+class Tally:
+    windows: int = 0                 # windows to run
+    sent: int = 0                    # windows sent at least once
+    answered: int = 0                # windows with a RESULT (matched + mismatched)
+    matched: int = 0
+    mismatched: int = 0
+    failed: int = 0
+    frames_sent: int = 0             # INFER frames written, retries included
+    retries: int = 0
+    timeouts: int = 0                # replies that did not come in time
+    stale_replies: int = 0           # replies with an unknown SEQ (late, after a resend)
+    device_errors: dict = field(default_factory=dict)      # ERROR replies by name
+    decode_errors: int = 0           # stretches of bytes the decoder skipped (garbage, bad CRC, truncated)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Session:
+    """The protocol over an open port (anything with `write(bytes)` and `read(n)`, see the module doc)."""
+
+    def __init__(self, port, reply_timeout: float = 1.0, retries: int = 3, in_flight: int = 2,
+                 frame_timeout: float = P.FRAME_TIMEOUT_S, clock=time.monotonic):
+        if in_flight not in (1, 2):
+            raise IntformerError(f"in_flight must be 1 or 2 (the device holds two windows), not {in_flight}")
+        if retries < 0 or reply_timeout <= 0:
+            raise IntformerError("--retries must be >= 0 and --timeout > 0")
+        self.port, self.reply_timeout, self.retries = port, reply_timeout, retries
+        self.in_flight, self.frame_timeout, self.clock = in_flight, frame_timeout, clock
+        self.decoder = P.FrameDecoder()
+        self._seq = 0
+        self._last_rx = clock()
+        self.tally = Tally()
+
+    # ------------------------------------------------------------------------------------ the line
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 255 + 1          # 1..255: an ERROR for a frame cut before its SEQ carries 0
+        return self._seq
+
+    def _read(self) -> list[P.Frame]:
+        waiting = getattr(self.port, "in_waiting", 0)
+        data = self.port.read(max(1, waiting))
+        now = self.clock()
+        if data:
+            self._last_rx = now
+            frames = self.decoder.feed(data)
+        elif self.decoder.pending and now - self._last_rx > 2 * self.frame_timeout:
+            frames = self.decoder.flush()                 # a partial frame the line gave up on
+        else:
+            frames = []
+        self.tally.decode_errors += len(self.decoder.take_errors())
+        return frames
+
+    def _write(self, cmd: int, seq: int, payload: bytes) -> None:
+        self.port.write(P.encode_frame(cmd, seq, payload))
+        flush = getattr(self.port, "flush", None)
+        if flush:
+            flush()
+
+    def _quiet(self) -> None:
+        """Silence longer than the device's frame timeout (reading what arrives meanwhile is fine)."""
+        end = self.clock() + 2 * self.frame_timeout
+        while self.clock() < end:
+            for frame in self._read():
+                self.tally.stale_replies += 1
+        self.decoder.flush()
+        self.tally.decode_errors += len(self.decoder.take_errors())
+
+    # ---------------------------------------------------------------------------------------- INFO
+    def info(self) -> P.DeviceInfo:
+        last = "no reply"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._quiet()
+            seq = self._next_seq()
+            self._write(P.INFO, seq, b"")
+            deadline = self.clock() + self.reply_timeout
+            while self.clock() < deadline:
+                for frame in self._read():
+                    if frame.seq != seq:
+                        self.tally.stale_replies += 1
+                    elif frame.cmd == P.INFO_REPLY:
+                        return P.DeviceInfo.from_payload(frame.payload)
+                    elif frame.cmd == P.ERROR:
+                        code = frame.payload[0] if frame.payload else 0
+                        last = f"device error {code} ({P.ERROR_NAMES.get(code, 'unknown')})"
+                        deadline = 0
+                        break
+            else:
+                last = f"no reply within {self.reply_timeout:g} s"
+        raise IntformerError(f"the device does not answer INFO ({last} after {self.retries + 1} tries): is the "
+                             f"board programmed with an `intformer build` bitstream (not --bare), and is this its "
+                             f"serial port and baud rate?")
+
+    # --------------------------------------------------------------------------------------- INFER
+    def run(self, codes: np.ndarray, expected: np.ndarray, info: P.DeviceInfo, progress=None) -> dict:
+        """Send every window of `codes` (B, ...) and check its RESULT against `expected` (B, H)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        batch = len(codes)
+        t = self.tally
+        t.windows = batch
+        payloads = [P.infer_payload(c, info) for c in codes]
+        got = np.zeros((batch, info.n_outputs), dtype=np.int64)
+        state = ["waiting"] * batch               # waiting, sent, matched, mismatched, failed
+        attempts = [0] * batch
+        failures: dict[int, str] = {}
+        round_trips = []
+        queue = collections.deque(range(batch))
+        outstanding: dict[int, tuple[int, float]] = {}   # seq -> (window, sent at)
+        quiet_until = 0.0
+        done = 0
+        start = self.clock()
+
+        def settle(w: int, outcome: str, reason: str | None = None) -> None:
+            nonlocal done
+            state[w] = outcome
+            done += 1
+            if reason:
+                failures[w] = reason
+            if progress:
+                progress(done, batch)
+
+        def retry_or_fail(w: int, reason: str) -> None:
+            nonlocal quiet_until
+            quiet_until = self.clock() + 2 * self.frame_timeout
+            if attempts[w] <= self.retries:
+                t.retries += 1
+                queue.appendleft(w)
+            else:
+                t.failed += 1
+                settle(w, "failed", f"{reason} (after {attempts[w]} tries)")
+
+        while queue or outstanding:
+            now = self.clock()
+            while queue and len(outstanding) < self.in_flight and now >= quiet_until:
+                if quiet_until and not outstanding:
+                    self.decoder.flush()                   # the silence is over: start clean
+                    t.decode_errors += len(self.decoder.take_errors())
+                    quiet_until = 0.0
+                w = queue.popleft()
+                seq = self._next_seq()
+                self._write(P.INFER, seq, payloads[w])
+                if attempts[w] == 0:
+                    t.sent += 1
+                attempts[w] += 1
+                t.frames_sent += 1
+                outstanding[seq] = (w, self.clock())
+            for frame in self._read():
+                if frame.seq not in outstanding:
+                    t.stale_replies += 1
+                    continue
+                w, sent_at = outstanding.pop(frame.seq)
+                if frame.cmd == P.RESULT and len(frame.payload) == info.n_outputs * P.WORD_BYTES:
+                    got[w] = P.result_words(frame.payload)
+                    round_trips.append(self.clock() - sent_at)
+                    t.answered += 1
+                    if np.array_equal(got[w], expected[w]):
+                        t.matched += 1
+                        settle(w, "matched")
+                    else:
+                        t.mismatched += 1
+                        settle(w, "mismatched")
+                elif frame.cmd == P.ERROR:
+                    code = frame.payload[0] if frame.payload else 0
+                    name = P.ERROR_NAMES.get(code, f"error {code}")
+                    t.device_errors[name] = t.device_errors.get(name, 0) + 1
+                    if code in RETRYABLE:
+                        retry_or_fail(w, f"device error {code} ({name})")
+                    else:
+                        t.failed += 1
+                        settle(w, "failed", f"device error {code} ({name}): the request itself is wrong")
+                else:
+                    retry_or_fail(w, f"unexpected reply {frame!r}")
+            now = self.clock()
+            for seq, (w, sent_at) in list(outstanding.items()):
+                if now - sent_at > self.reply_timeout:
+                    del outstanding[seq]
+                    t.timeouts += 1
+                    retry_or_fail(w, f"no reply within {self.reply_timeout:g} s")
+        seconds = self.clock() - start
+
+        result = {"tally": t.to_dict(), "seconds": seconds,
+                  "windows_per_second": t.answered / seconds if seconds > 0 else 0.0,
+                  "mean_round_trip_ms": 1000 * float(np.mean(round_trips)) if round_trips else None,
+                  "failures": {int(w): r for w, r in sorted(failures.items())}}
+        bad = [w for w in range(batch) if state[w] == "mismatched"]
+        if bad:
+            w = bad[0]
+            h = int(np.flatnonzero(got[w] != expected[w])[0])
+            result["first_mismatch"] = {"window": w, "word": h, "expected": int(expected[w, h]),
+                                        "got": int(got[w, h])}
+        self.words = got
+        return result
+
+
+def link_bound(info: P.DeviceInfo, baud: int, in_flight: int) -> float:
+    """Windows per second the serial line allows (10 bits a byte): with two windows in flight the request
+    and reply directions overlap, with one they take turns."""
+    up = P.OVERHEAD + info.n_inputs
+    down = P.OVERHEAD + info.n_outputs * P.WORD_BYTES
+    bytes_per_s = baud / 10
+    return bytes_per_s / (max(up, down) if in_flight > 1 else up + down)

@@ -1,0 +1,108 @@
+"""`intformer build`: a run's integer model as a bitstream for a development board, with its resources,
+Fmax, cycles, latency and an energy estimate."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from model import runfolder
+from model.errors import IntformerError
+
+from .cli import cli, emit
+
+AUTO_LANES = (16, 8, 4, 2, 1)
+
+
+def auto_lanes(program, board_name: str) -> int:
+    """The largest lane count of AUTO_LANES that the pre-synthesis estimate says fits the board's device
+    (for a device the estimate does not cover, the nearest smaller one it does)."""
+    from accel.resources import check_fit
+    from boards.build import board
+
+    b = board(board_name)
+    device = b.fit_device or {"ecp5": "ecp5-25f", "xc7": "xc7s15"}.get(b.family, "ice40-up5k")
+    for p in AUTO_LANES:
+        try:
+            check_fit(program, p, device)
+            return p
+        except IntformerError:
+            continue
+    check_fit(program, 1, device)          # raises, naming what does not fit
+    return 1
+
+
+def build_run(run_path, board_name: str, lanes: int | None, clock: float | None, out: Path | None, force: bool,
+              bare: bool = False, baud: int = 115200, progress=None, fit_check: bool = True) -> dict:
+    from boards.build import board, build, default_out, prepare_out
+
+    board(board_name)                            # an unknown board fails before anything else
+    run = runfolder.open_run(run_path)
+    if lanes is None:
+        lanes = auto_lanes(run.program, board_name)
+        if progress:
+            progress(f"lanes: P = {lanes} (the largest the resource estimate allows; --lanes to choose)")
+    out = Path(out) if out else default_out(run.path, board_name, lanes)
+    prepare_out(out, force)
+    return build(run.program, board_name, lanes, clock, out, progress=progress, top="bare" if bare else "link",
+                 baud=baud, fit_check=fit_check)
+
+
+def print_build(r: dict) -> None:
+    click.echo(f"board       {r['board']} ({r.get('board_description', '')}), device {r['device']}, "
+               f"P = {r['lanes']}, top: {r.get('top', 'link')}")
+    source = ("PLL from %g MHz" % r["oscillator_mhz"]) if r.get("clock_source") == "PLL" else "oscillator"
+    fmax = f"{r['fmax_mhz']:.1f} MHz" if r.get("fmax_mhz") is not None else "unknown"
+    met = {True: "timing met", False: "TIMING NOT MET", None: ""}[r.get("timing_met")]
+    click.echo(f"clock       {r['clock_mhz']:g} MHz ({source}); Fmax {fmax}  {met}")
+    click.echo(f"{'resource':<10}{'used':>8}{'available':>11}{'':>7}")
+    for name, v in r["resources"].items():
+        pct = f"{100 * v['used'] / v['available']:.0f}%" if v["available"] else ""
+        click.echo(f"{name:<10}{v['used']:>8,}{v['available']:>11,}{pct:>7}")
+    click.echo(f"cycles      {r['cycles_per_inference']:,} per inference ({r['macs_per_inference']:,} MACs); "
+               f"latency {r['latency_us']:,.1f} us; {r['inferences_per_second']:,.0f} inferences/s (compute only)")
+    click.echo(f"power       {r['power_mw_estimate']:.1f} mW, {r['energy_uj_estimate']:.3g} uJ per inference "
+               f"(ESTIMATE: boards.power model, core only)")
+    click.echo(f"bitstream   {r['bitstream'] or 'none'}")
+    if r.get("stage_seconds"):
+        click.echo("seconds     " + ", ".join(f"{k} {v:g}" for k, v in r["stage_seconds"].items()))
+    for note in r.get("notes", []):
+        click.echo(f"note: {note}")
+    if r.get("message"):
+        click.echo(f"note: {r['message']}")
+
+
+@cli.command("build")
+@click.argument("run", type=click.Path())
+@click.option("--board", "board_name", required=True,
+              help="icebreaker, orangecrab, ulx3s (25F), ulx3s-85f, arty_s7 (S7-50), arty_s7_25, cmod_s7.")
+@click.option("--lanes", type=click.IntRange(min=1), default=None,
+              help="MAC lanes P (default: the largest of 16, 8, 4, 2, 1 the resource estimate says fits).")
+@click.option("--clock", type=click.FloatRange(min=1.0), default=None, metavar="MHZ",
+              help="Clock in MHz (default: the board oscillator; another value puts a PLL in front, iCE40 and "
+                   "ECP5 boards).")
+@click.option("--baud", type=click.IntRange(min=1200), default=115200, show_default=True,
+              help="Serial link baud rate.")
+@click.option("--bare", is_flag=True,
+              help="The accelerator alone, without the serial link (resources and timing only; boards without "
+                   "a USB-serial bridge such as the OrangeCrab).")
+@click.option("--no-fit-check", "no_fit_check", is_flag=True,
+              help="Skip the pre-synthesis resource estimate (it errs on the safe side) and let nextpnr decide.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Build folder (default: RUN/build-<board>-P<lanes>).")
+@click.option("--force", is_flag=True, help="Rebuild into an existing build folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def build_cmd(run, board_name, lanes, clock, baud, bare, no_fit_check, out, force, as_json):
+    """Build the run's model as a bitstream for a board (yosys + nextpnr) and report resources, Fmax,
+    cycles per inference, latency and an energy estimate."""
+    def progress(message):
+        click.echo(message, err=True)
+
+    result = build_run(run, board_name, lanes, clock, out, force, bare=bare, baud=baud, progress=progress,
+                       fit_check=not no_fit_check)
+    emit(result, as_json, print_build)
+    if as_json and result.get("message"):
+        click.echo(f"note: {result['message']}", err=True)
+    if result.get("timing_met") is False:
+        sys.exit(1)

@@ -1,0 +1,115 @@
+"""`intformer infer`: test windows through a programmed board over its serial port, every forecast checked
+against the integer reference."""
+from __future__ import annotations
+
+import sys
+
+import click
+import numpy as np
+
+from model import runfolder
+from model.data import make_windows
+from model.errors import IntformerError
+from model.intref import quantize_input, run_program
+
+from .cli import cli, emit
+
+
+def infer_run(run_path, port: str, data_path=None, windows: str = "16", baud: int = 115200, timeout: float = 1.0,
+              retries: int = 3, in_flight: int = 2, split: str = "test", progress: bool = False,
+              port_obj=None) -> dict:
+    from boards import protocol as P
+    from boards.host import Session, link_bound, open_port
+
+    run = runfolder.open_run(run_path)
+    cfg = run.config
+    series = run.series(path=data_path) if data_path else run.series()
+    test = make_windows(series, run.scaler, cfg.window, cfg.horizon, split)
+    count = len(test.x) if windows == "all" else int(windows) if str(windows).isdigit() else -1
+    if count < 1:
+        raise IntformerError(f"--windows must be a positive number or 'all', got {windows}")
+    if len(test.x) == 0:
+        raise IntformerError(f"the {split} split has no windows")
+    codes = quantize_input(run.program, test.x[:count])
+    expected = run_program(run.program, codes)
+
+    port_h = port_obj if port_obj is not None else open_port(port, baud)
+    try:
+        session = Session(port_h, reply_timeout=timeout, retries=retries, in_flight=in_flight)
+        info = session.info()
+        mine = P.DeviceInfo.from_program(run.program, info.lanes)
+        if (info.n_inputs, info.n_outputs, info.checksum) != (mine.n_inputs, mine.n_outputs, mine.checksum):
+            raise IntformerError(
+                f"the board runs another model (checksum {info.checksum:08x}, {info.n_inputs} inputs, "
+                f"{info.n_outputs} outputs; this run's: {mine.checksum:08x}, {mine.n_inputs}, {mine.n_outputs}); "
+                f"program it with `intformer program {run_path} --board ...`")
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(codes), unit="window", file=sys.stderr, leave=False)
+
+        def tick(done, total):
+            if bar is not None:
+                bar.update(done - bar.n)
+
+        result = session.run(codes, expected, info, progress=tick)
+        if bar is not None:
+            bar.close()
+    finally:
+        if port_obj is None:
+            port_h.close()
+    t = result["tally"]
+    return {"port": port, "baud": baud, "windows": len(codes), "split": split,
+            "device": {"lanes": info.lanes, "n_inputs": info.n_inputs, "n_outputs": info.n_outputs,
+                       "checksum": f"{info.checksum:08x}"},
+            **{k: t[k] for k in ("sent", "answered", "matched", "mismatched", "failed", "frames_sent", "retries",
+                                 "timeouts", "stale_replies", "device_errors", "decode_errors")},
+            "seconds": result["seconds"], "windows_per_second": result["windows_per_second"],
+            "mean_round_trip_ms": result["mean_round_trip_ms"],
+            "link_bound_windows_per_second": link_bound(info, baud, in_flight), "in_flight": in_flight,
+            "failures": {str(k): v for k, v in result["failures"].items()},
+            **({"first_mismatch": result["first_mismatch"]} if "first_mismatch" in result else {})}
+
+
+def print_infer(r: dict) -> None:
+    d = r["device"]
+    click.echo(f"device on {r['port']}: P = {d['lanes']}, {d['n_inputs']} inputs -> {d['n_outputs']} outputs, "
+               f"model {d['checksum']} (this run's)")
+    verdict = "all bit-exact" if r["matched"] == r["windows"] else \
+        f"{r['mismatched']} MISMATCHED, {r['failed']} FAILED"
+    click.echo(f"{r['windows']} windows: sent {r['sent']}, answered {r['answered']}, matched {r['matched']}, "
+               f"mismatched {r['mismatched']}, failed {r['failed']}: {verdict}")
+    click.echo(f"frames sent {r['frames_sent']} ({r['retries']} retries, {r['timeouts']} timeouts), "
+               f"device errors {r['device_errors'] or 'none'}, stale replies {r['stale_replies']}, "
+               f"decoder skips {r['decode_errors']}")
+    rt = f"{r['mean_round_trip_ms']:.2f} ms" if r["mean_round_trip_ms"] is not None else "-"
+    click.echo(f"throughput {r['windows_per_second']:,.1f} windows/s ({r['seconds']:.2f} s; mean round trip {rt}; "
+               f"the line allows {r['link_bound_windows_per_second']:,.0f}/s at {r['baud']} baud)")
+    if "first_mismatch" in r:
+        click.echo(f"first mismatch: {r['first_mismatch']}")
+    for w, reason in list(r["failures"].items())[:5]:
+        click.echo(f"window {w} failed: {reason}")
+
+
+@cli.command("infer")
+@click.argument("run", type=click.Path())
+@click.option("--port", required=True, help="The board's serial port, e.g. /dev/ttyUSB1 (iCEBreaker).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+              help="CSV file with the run's columns (default: the run's own data).")
+@click.option("--windows", default="16", show_default=True, help="Test windows to send, or 'all'.")
+@click.option("--baud", type=click.IntRange(min=1200), default=115200, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
+              help="Seconds to wait for a reply before resending.")
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Resends of a window before it counts as failed.")
+@click.option("--in-flight", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="Windows outstanding at once (the device holds two).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def infer_cmd(run, port, data_path, windows, baud, timeout, retries, in_flight, as_json):
+    """Run test windows on a programmed board over its serial port; check every forecast against the integer
+    reference and report throughput. Exit status 1 if any window mismatched or failed."""
+    result = infer_run(run, port, data_path, windows, baud, timeout, retries, in_flight,
+                       progress=not as_json and sys.stderr.isatty())
+    emit(result, as_json, print_infer)
+    if result["mismatched"] or result["failed"]:
+        sys.exit(1)
