@@ -9,51 +9,27 @@ model.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pkgutil
 import stat
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-import scripts
 from boards import build as B
 from boards import power
 from model import runfolder
 from model.errors import IntformerError
-from scripts.cli import cli
-
-for _mod in pkgutil.iter_modules(scripts.__path__):
-    if _mod.name.endswith("_cmd"):
-        importlib.import_module(f"scripts.{_mod.name}")
+from cli_helpers import SMALL, invoke, ok, user_error
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-SMALL = ["--window", "8", "--d-model", "8", "--ffn", "16", "--epochs", "1", "--patience", "1",
-         "--max-train-windows", "200", "--no-float"]
 UP5K_BIN_BYTES = 104090            # an iCE40UP5K bitstream is always this long
 
 
-def invoke(*args, env=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True, env=env)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.output, result.stderr, result.exception)
-    return result
-
-
-def user_error(result, *words):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [l for l in result.stderr.splitlines() if l.strip() and l.startswith("error: ")]
-    assert len(lines) == 1, result.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
+def user_error_build(result, *words):
+    """A build's progress lines may stand beside its one error line on stderr."""
+    return user_error(result, *words, only_line=False)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +90,7 @@ def test_build_table_and_rebuild_refused(run_dir, built, capsys):
     for words in ("icebreaker", "18 MHz (PLL from 12 MHz)", "timing met", "LC", "BRAM", "cycles", "uJ per inference",
                   "ESTIMATE", "top.bin"):
         assert words in text, (words, text)
-    user_error(invoke("build", run_dir, "--board", "icebreaker", "--lanes", "1"), "already exists", "--force")
+    user_error_build(invoke("build", run_dir, "--board", "icebreaker", "--lanes", "1"), "already exists", "--force")
 
 
 def test_program_the_real_build(run_dir, built, tmp_path, monkeypatch):
@@ -131,17 +107,17 @@ def test_program_the_real_build(run_dir, built, tmp_path, monkeypatch):
 
 
 def test_too_many_lanes_refused_before_synthesis(run_dir):
-    line = user_error(invoke("build", run_dir, "--board", "icebreaker", "--lanes", "64"),
+    line = user_error_build(invoke("build", run_dir, "--board", "icebreaker", "--lanes", "64"),
                       "does not fit the ice40-up5k", "--lanes")
     assert "multipliers" in line or "logic" in line or "block RAM" in line
     assert not (run_dir / "build-icebreaker-P64" / "build.json").exists()
 
 
 def test_board_without_serial_link_and_unknown_board(run_dir, tmp_path):
-    user_error(invoke("build", run_dir, "--board", "orangecrab", "--lanes", "1", "--out", tmp_path / "oc"),
+    user_error_build(invoke("build", run_dir, "--board", "orangecrab", "--lanes", "1", "--out", tmp_path / "oc"),
                "UART", "--bare")
-    user_error(invoke("build", run_dir, "--board", "de0nano"), "unknown board", "icebreaker")
-    user_error(invoke("build", run_dir, "--board", "icebreaker", "--clock", "300", "--out", tmp_path / "x"),
+    user_error_build(invoke("build", run_dir, "--board", "de0nano"), "unknown board", "icebreaker")
+    user_error_build(invoke("build", run_dir, "--board", "icebreaker", "--clock", "300", "--out", tmp_path / "x"),
                "16 to 275 MHz")
 
 

@@ -4,10 +4,8 @@ a missing bitstream), and `intformer infer` against a fake device on a pseudo-te
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pkgutil
 import select
 import stat
 import threading
@@ -16,41 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-import scripts
 from boards import protocol as P
 from model import runfolder
 from model.intref import run_program
-from scripts.cli import cli
-
-for _mod in pkgutil.iter_modules(scripts.__path__):
-    if _mod.name.endswith("_cmd"):
-        importlib.import_module(f"scripts.{_mod.name}")
+from cli_helpers import SMALL as TINY, invoke, ok, user_error
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TINY = ["--window", "8", "--d-model", "8", "--ffn", "16", "--epochs", "1", "--patience", "1",
-        "--max-train-windows", "200", "--no-float"]
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True, env=env)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.output, result.stderr, result.exception)
-    return result
-
-
-def user_error(result, *words):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
