@@ -11,7 +11,7 @@ Datapath (see `accel.plan` for the memory layouts and the step table):
   LayerNorm gamma/beta;
 * the MAC array fed by the issue sequencer: one X element broadcast and one P-wide W word per cycle,
   groups of P output columns back to back (a group with fewer k than lanes waits for the drain);
-* the drain: the group's P sums are shifted out one per cycle through
+* the drain: the group's P sums are shifted out one per cycle (the MAC array's result registers shift) through
   bias -> requantize -> look-up table -> residual -> per-channel affine -> write, a fixed 11-cycle
   pipeline that overlaps the next groups' accumulation; it also keeps each row's maximum (softmax) or
   sum and sum of squares (LayerNorm) for a fused row step;
@@ -271,18 +271,17 @@ class Accelerator(wiring.Component):
                      mac.x.eq(Mux(f("x_ones"), 1, x_elem)), mac.w.eq(w_word)]
 
         # ------------------------------------------------------------------------------ the drain
-        dbuf = Signal(data.ArrayLayout(signed(plan.acc_width), P))
+        # the MAC array's result registers shift the group's sums out, one per cycle from result[0]: the
+        # first in the cycle the group arrives (result_valid), then `dcnt` more
         dcnt = Signal(range(P + 1))
         v0 = Signal()
-        m.d.comb += v0.eq(dcnt != 0)
-        with m.If(v0):
-            for l in range(P - 1):
-                m.d.sync += dbuf[l].eq(dbuf[l + 1])
-            m.d.sync += dcnt.eq(dcnt - 1)
+        m.d.comb += [v0.eq(mac.result_valid | (dcnt != 0)), mac.shift.eq(v0)]
         with m.If(mac.result_valid):
-            m.d.sync += [dbuf.eq(mac.result), dcnt.eq(mac.result_tag)]
-            with m.If(dcnt > 1):
+            m.d.sync += dcnt.eq(mac.result_tag - 1)
+            with m.If(dcnt != 0):                 # the last group is not out yet: a scheduling bug
                 m.d.sync += self.error.eq(1)
+        with m.Elif(v0):
+            m.d.sync += dcnt.eq(dcnt - 1)
 
         # D0: column counter, bias address
         d_col = Signal(range(plan.max_cols + 1))
@@ -314,11 +313,11 @@ class Accelerator(wiring.Component):
         # D1: + bias; D1..D4: requantize (raw values bypass it for the output head)
         DW = plan.drain_width
         acc1 = Signal(signed(plan.acc_width))
-        m.d.sync += acc1.eq(dbuf[0])
+        m.d.sync += acc1.eq(mac.result[0])
         v1 = Signal(signed(DW))
         m.d.comb += v1.eq(acc1 + Mux(f("bias"), brom.data, 0))
         CW = plan.code_width
-        m.submodules.rq = rq = Requantizer(DW, CW, s_range=plan.shift_range("rq_s"))
+        m.submodules.rq = rq = Requantizer(DW, CW, s_range=plan.shift_range("rq_s"), static_params=True)
         m.d.comb += [rq.input.valid.eq(valid[1]), rq.input.payload.eq(v1), rq.m.eq(f("rq_m")), rq.s.eq(f("rq_s")),
                      rq.lo.eq(f("rq_lo")), rq.hi.eq(f("rq_hi")), rq.output.ready.eq(1)]
         raw4 = delay(v1, 3, "raw")
@@ -346,7 +345,8 @@ class Accelerator(wiring.Component):
         val5 = Signal(signed(DW))
         val4_d = delay(val4, 1, "val4")
         m.d.comb += val5.eq(Mux(f("lut"), lrom.data, val4_d))
-        m.submodules.resadd = resadd = ScaleShiftClamp(CW, 16, 1, CW, s_range=plan.shift_range("r_s"))
+        m.submodules.resadd = resadd = ScaleShiftClamp(CW, 16, 1, CW, s_range=plan.shift_range("r_s"),
+                                                       static_params=True)
         m.d.comb += [resadd.valid_in.eq(valid[5]), resadd.a.eq(res_elem), resadd.ma.eq(f("r_msrc")),
                      resadd.b.eq(val5[:CW].as_signed()), resadd.mb.eq(f("r_mnew")), resadd.c.eq(0),
                      resadd.s.eq(f("r_s")), resadd.lo.eq(f("r_lo")), resadd.hi.eq(f("r_hi"))]
@@ -362,7 +362,8 @@ class Accelerator(wiring.Component):
             m.d.sync += a_ptr.eq(Mux(rowend[7], f("a_base"), a_ptr + 1))
         AIW = plan.aff_in_width
         m.submodules.affine = affine = ScaleShiftClamp(AIW, am_w, plan.aff_b_width, CW, shared_mul=plan.share_mul,
-                                                       use_b=False, s_range=plan.shift_range("a_s"))
+                                                       use_b=False, s_range=plan.shift_range("a_s"),
+                                                       static_params=True)
         m.d.comb += [affine.valid_in.eq(valid[8]), affine.a.eq(val8[:AIW].as_signed()), affine.ma.eq(aff_m),
                      affine.b.eq(0), affine.mb.eq(0), affine.c.eq(aff_b),
                      affine.s.eq(f("a_s")), affine.lo.eq(f("a_lo")), affine.hi.eq(f("a_hi"))]
@@ -476,7 +477,7 @@ class Accelerator(wiring.Component):
         # one multiplier block for the affine and the softmax normalization (never busy in the same step)
         if plan.share_mul:
             mul_a, mul_b = Signal(signed(16)), Signal(signed(16))
-            mul_p = Signal(signed(32))
+            mul_p = Signal(signed(32), reset_less=True)           # the DSP block's output register
             m.d.comb += [mul_a.eq(Mux(f("sm"), sm.mul.a, affine.mul.a)), mul_b.eq(Mux(f("sm"), sm.mul.b, affine.mul.b)),
                          sm.mul.p.eq(mul_p), affine.mul.p.eq(mul_p)]
             m.d.sync += mul_p.eq(mul_a * mul_b)
@@ -519,8 +520,9 @@ class Accelerator(wiring.Component):
 
             def write(addr, lane, value, wp=wp, b=b):
                 lane_value = Signal(signed(b.lane_bits) if value.shape().signed else unsigned(b.lane_bits))
-                m.d.comb += [lane_value.eq(value), wp.addr.eq(addr), wp.data.eq(lane_value.replicate(P)),
-                             wp.en.eq((Const(1, P) << lane)[:P] if P > 1 else 1)]
+                n = b.lanes
+                m.d.comb += [lane_value.eq(value), wp.addr.eq(addr), wp.data.eq(lane_value.replicate(n)),
+                             wp.en.eq((Const(1, n) << lane)[:n] if n > 1 else 1)]
             if j == xl.bank:
                 with m.If(ld_en):
                     write(ld_word, ld_lane, self.input.payload)

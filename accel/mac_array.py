@@ -29,8 +29,11 @@ class MacArray(wiring.Component):
     copied to `result` with a one-cycle `result_valid` pulse, and `tag` (for example the number of
     valid lanes of the group) comes out with them as `result_tag`. A new group may start on the very next
     cycle: `result` stays stable until the next group's last k, so the drain has K cycles to take it.
+    `shift` (a cycle without a new result) moves `result` down one lane (result[l] takes result[l + 1]): the
+    result registers are the drain's shift register, read at result[0].
 
-    Latency: 2 cycles from the `last` input to `result_valid` (a product register, then the accumulator).
+    Latency: 3 cycles from the `last` input to `result_valid` (a product register, the accumulator, the
+    result register).
 
     Widths: x is signed x_bits + 1 (so unsigned x_bits codes fit), each w lane signed w_bits + 1; a
     product has x_bits + w_bits + 2 bits; the accumulators have `acc_width(x_bits, w_bits, k_max)` bits,
@@ -42,7 +45,7 @@ class MacArray(wiring.Component):
     device with fewer blocks than lanes.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, lanes: int, x_bits: int, w_bits: int, k_max: int, tag_width: int = 8, logic_lanes: int = 0,
                  acc_bits: int | None = None):
@@ -50,7 +53,7 @@ class MacArray(wiring.Component):
         self.logic_lanes = max(0, min(lanes, logic_lanes))
         self.acc_width = acc_width(x_bits, w_bits, k_max) if acc_bits is None else acc_bits
         super().__init__({
-            "valid": In(1), "first": In(1), "last": In(1),
+            "valid": In(1), "first": In(1), "last": In(1), "shift": In(1),
             "x": In(signed(x_bits + 1)),
             "w": In(data.ArrayLayout(signed(w_bits + 1), lanes)),
             "tag": In(unsigned(tag_width)),
@@ -62,7 +65,9 @@ class MacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         prod_w = self.x_bits + self.w_bits + 2
-        prods = [Signal(signed(prod_w), name=f"prod{l}") for l in range(self.lanes)]
+        # no reset on the product registers: yosys then moves them into the DSP blocks (an iCE40 SB_MAC16's
+        # output register has only an asynchronous reset)
+        prods = [Signal(signed(prod_w), name=f"prod{l}", reset_less=True) for l in range(self.lanes)]
         accs = [Signal(signed(self.acc_width), name=f"acc{l}") for l in range(self.lanes)]
         valid, first, last = Signal(), Signal(), Signal()
         tag = Signal.like(self.tag)
@@ -73,8 +78,7 @@ class MacArray(wiring.Component):
             logic = l >= self.lanes - self.logic_lanes
             m.d.sync += prods[l].eq(booth_mul(self.x, self.w[l]) if logic else self.x * self.w[l])
 
-        # stage 2: accumulate; the group's sums are handed over on its last k
-        m.d.sync += self.result_valid.eq(valid & last)
+        # stage 2: accumulate
         for l in range(self.lanes):
             total = Signal(signed(self.acc_width), name=f"sum{l}")
             with m.If(first):
@@ -83,8 +87,18 @@ class MacArray(wiring.Component):
                 m.d.comb += total.eq(accs[l] + prods[l])
             with m.If(valid):
                 m.d.sync += accs[l].eq(total)
-                with m.If(last):
-                    m.d.sync += self.result[l].eq(total)
+
+        # stage 3: a group's sums are copied from the accumulators the cycle after its last k (the adders
+        # then drive only the accumulators: an iCE40 logic cell holds the adder and its register)
+        done, done_tag = Signal(), Signal.like(tag)
+        m.d.sync += [done.eq(valid & last), self.result_valid.eq(done)]
         with m.If(valid & last):
-            m.d.sync += self.result_tag.eq(tag)
+            m.d.sync += done_tag.eq(tag)
+        with m.If(done):
+            m.d.sync += self.result_tag.eq(done_tag)
+            for l in range(self.lanes):
+                m.d.sync += self.result[l].eq(accs[l])
+        with m.Elif(self.shift):
+            for l in range(self.lanes - 1):
+                m.d.sync += self.result[l].eq(self.result[l + 1])
         return m

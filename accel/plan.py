@@ -333,7 +333,9 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
     chunks = _chunks(program, P)
     layouts = {}
     for i, (name, b) in enumerate(program.buffers.items()):
-        layouts[name] = BufferLayout(name, i, b.rows, b.cols, b.bits, b.signed, P, chunks[name], name in wide)
+        # a wide buffer (raw output words, read only by the output port) needs no more lanes than a chunk
+        lanes = min(P, chunks[name]) if name in wide else P
+        layouts[name] = BufferLayout(name, i, b.rows, b.cols, b.bits, b.signed, lanes, chunks[name], name in wide)
     for s in program.steps:
         used = (s.x, s.w) if isinstance(s, LinearStep) else (s.src, s.out)
         for name in used:
@@ -460,7 +462,7 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
             lay.bank, lay.base, lay.lane_bits = j, base, lane_bits
             base += lay.depth
         modes = {_reads_signed(layouts[n]) for n in members}
-        banks.append(Bank(j, members, P, lane_bits, max(1, base), wide=layouts[members[0]].wide,
+        banks.append(Bank(j, members, layouts[members[0]].lanes, lane_bits, max(1, base), wide=layouts[members[0]].wide,
                           signed_read=modes.pop() if len(modes) == 1 else None))
 
     # the step table addresses banks: buffer fields become bank indices, start addresses gain the base

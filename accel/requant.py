@@ -28,15 +28,19 @@ class Requantizer(wiring.Component):
     `out_width` (9 holds every signed or unsigned code of up to 8 bits). s is in `s_range` (default
     [0, 62]; a program's few shifts make a short shifter, `arith.round_shift_in`).
 
+    `static_params`: s, lo and hi stay constant while values are in the pipeline (the accelerator changes
+    them only between steps, with the drain empty), so they are used where needed instead of travelling
+    with the value: some 70 flip-flops less (m is sampled with the value either way).
+
     Multiplier: one 16 x 16 block. An accumulator wider than 16 bits is split into its top 16 bits (signed,
     times m in the block) and its low `low_bits` = acc_width - 16 bits (times m by shift and add in logic):
     acc * m = (hi * m) << low_bits + lo * m, exactly.
     """
 
     def __init__(self, acc_width: int, out_width: int = 9, m_bits: int = intops.MULT_BITS,
-                 s_range: tuple[int, int] = (0, SHIFT_MAX)):
+                 s_range: tuple[int, int] = (0, SHIFT_MAX), static_params: bool = False):
         self.acc_width, self.out_width, self.m_bits = acc_width, out_width, m_bits
-        self.s_range = s_range
+        self.s_range, self.static_params = s_range, static_params
         super().__init__({
             "input": In(stream.Signature(signed(acc_width))),
             "output": Out(stream.Signature(signed(out_width))),
@@ -60,7 +64,7 @@ class Requantizer(wiring.Component):
 
         prod_w = self.acc_width + self.m_bits + 1
         v1, v2, v3 = Signal(), Signal(), Signal()
-        prod = Signal(signed(prod_w))
+        prod = Signal(signed(prod_w), reset_less=True)
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
         shifted = Signal(signed(len(round_shift_in(prod, s1, self.s_range))))
@@ -68,19 +72,23 @@ class Requantizer(wiring.Component):
         acc = self.input.payload
         L = self.low_bits
         if L:
-            p_hi = Signal(signed(DSP_BITS + self.m_bits + 1))
-            p_lo = Signal(unsigned(L + self.m_bits))
+            p_hi = Signal(signed(DSP_BITS + self.m_bits + 1), reset_less=True)    # into the DSP block
+            p_lo = Signal(unsigned(L + self.m_bits), reset_less=True)
             with m.If(en):
                 m.d.sync += [p_hi.eq(acc[L:].as_signed() * self.m), p_lo.eq(shift_add_mul(self.m, acc[:L]))]
             m.d.comb += prod.eq((p_hi << L) + p_lo)
         else:
             with m.If(en):
                 m.d.sync += prod.eq(acc * self.m)
+        if self.static_params:
+            m.d.comb += [s1.eq(self.s), lo2.eq(self.lo), hi2.eq(self.hi)]
+        else:
+            with m.If(en):
+                m.d.sync += [s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi), lo2.eq(lo1), hi2.eq(hi1)]
         with m.If(en):
             m.d.sync += [
                 v1.eq(self.input.valid),
-                s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi),
-                v2.eq(v1), shifted.eq(round_shift_in(prod, s1, self.s_range)), lo2.eq(lo1), hi2.eq(hi1),
+                v2.eq(v1), shifted.eq(round_shift_in(prod, s1, self.s_range)),
                 v3.eq(v2), out.eq(clamp(shifted, lo2, hi2)),
             ]
         m.d.comb += [self.output.valid.eq(v3), self.output.payload.eq(out)]
@@ -101,15 +109,17 @@ class ScaleShiftClamp(wiring.Component):
     `shared_mul`: the product a * ma comes from a multiplier outside (the `mul` port, operands out, product
     in one cycle later; `en` must stay high), so that blocks never busy at once can share one; in_width
     and m_width are then at most 16. `use_b`: False leaves out b * mb (the folded BatchNorm has none).
-    s lies in `s_range` (a short shifter when a program has few shifts).
+    s lies in `s_range` (a short shifter when a program has few shifts). `static_params`: s, lo and hi
+    stay constant while values are in the pipeline (as in `Requantizer`); the products' factors and c
+    travel with the value either way.
     """
 
     LATENCY = 3
 
     def __init__(self, in_width: int, m_width: int, c_width: int, out_width: int = 9, shared_mul: bool = False,
-                 use_b: bool = True, s_range: tuple[int, int] = (0, SHIFT_MAX)):
+                 use_b: bool = True, s_range: tuple[int, int] = (0, SHIFT_MAX), static_params: bool = False):
         self.in_width, self.m_width, self.c_width, self.out_width = in_width, m_width, c_width, out_width
-        self.s_range = s_range
+        self.s_range, self.static_params = s_range, static_params
         self.shared_mul, self.use_b = shared_mul, use_b
         assert not shared_mul or max(in_width, m_width) <= DSP_BITS
         ports = {
@@ -127,7 +137,8 @@ class ScaleShiftClamp(wiring.Component):
         m = Module()
         sum_w = max(self.in_width + self.m_width, self.c_width) + 2
         v1, v2, v3 = Signal(), Signal(), Signal()
-        pa, pb = Signal(signed(self.in_width + self.m_width)), Signal(signed(self.in_width + self.m_width))
+        pw = self.in_width + self.m_width
+        pa, pb = Signal(signed(pw), reset_less=True), Signal(signed(pw), reset_less=True)     # into the DSP blocks
         c1 = Signal(signed(self.c_width))
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
@@ -142,11 +153,15 @@ class ScaleShiftClamp(wiring.Component):
         if self.use_b:
             with m.If(self.en):
                 m.d.sync += pb.eq(self.b * self.mb)
+        if self.static_params:
+            m.d.comb += [s1.eq(self.s), lo2.eq(self.lo), hi2.eq(self.hi)]
+        else:
+            with m.If(self.en):
+                m.d.sync += [s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi), lo2.eq(lo1), hi2.eq(hi1)]
         with m.If(self.en):
             m.d.sync += [
                 v1.eq(self.valid_in), c1.eq(self.c),
-                s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi),
-                v2.eq(v1), shifted.eq(round_shift_in(total, s1, self.s_range)), lo2.eq(lo1), hi2.eq(hi1),
+                v2.eq(v1), shifted.eq(round_shift_in(total, s1, self.s_range)),
                 v3.eq(v2), self.y.eq(clamp(shifted, lo2, hi2)),
             ]
         m.d.comb += self.valid_out.eq(v3)

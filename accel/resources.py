@@ -241,12 +241,14 @@ def lanes_in_logic(program: IntProgram, lanes: int, device: str, plan: Plan | No
     return min(lanes, math.ceil(over / per_lane))
 
 
-def check_fit(program: IntProgram, lanes: int, device: str, logic_lanes: int | None = None) -> Estimate:
+def check_fit(program: IntProgram, lanes: int, device: str, logic_lanes: int | None = 0) -> Estimate:
     """Raise IntformerError if `Accelerator(program, lanes, logic_lanes)` does not fit `device`, naming the
     short resource and the largest lane count that would fit; return the estimate otherwise.
 
-    logic_lanes None: as many MAC lanes in logic as the device's DSP blocks need (`lanes_in_logic`), for this
-    lane count and for the suggestion."""
+    logic_lanes: as given to `Accelerator` (default 0: every MAC lane on a DSP block, the Accelerator's
+    default); None: as many MAC lanes in logic as the device's DSP blocks need (`lanes_in_logic`), for this
+    lane count and for the suggestion: build `Accelerator(program, lanes, lanes_in_logic(...))` then. The
+    UP5K takes P = 4 with the default, P = 8 with four lanes in logic (the default model at 8 bits)."""
     if device not in DEVICES:
         raise IntformerError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
     dev = DEVICES[device]

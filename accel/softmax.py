@@ -256,7 +256,7 @@ class SoftmaxUnit(wiring.Component):
         SPLIT = DSP_BITS - 1
         e1, r1 = e_rd.data, Mux(npar1, r[1], r[0])
         e_lo, e_hi, r_lo, r_hi = e1[:SPLIT], e1[SPLIT:], r1[:SPLIT], r1[SPLIT:]
-        p_lo = Signal(unsigned(2 * SPLIT))
+        p_lo = Signal(unsigned(2 * SPLIT), reset_less=True)
         if self.shared_mul:
             m.d.comb += [self.mul.a.eq(e_lo), self.mul.b.eq(r_lo), p_lo.eq(self.mul.p)]
         else:

@@ -120,7 +120,7 @@ def main() -> None:
                   + f"  {'yes' if res.fits() else 'NO':>4}  {est:>17}  {sec:>4.0f}", flush=True)
             if res.fits():
                 best[(device, b)] = max(best.get((device, b), 0), p)
-    print("\nlargest P that fits (yosys counts; 'logic': MAC lanes multiplied in logic):")
+    print("\nlargest P that fits, of those tried (yosys counts; 'logic': MAC lanes multiplied in logic):")
     for device in a.devices:
         print(f"  {device}: " + ", ".join(f"{b} bits: P = {best.get((device, b), 'none')}" for b in a.bits))
 

@@ -26,10 +26,11 @@ def run(dut, tb):
 
 @SETTINGS
 @given(bits=st.integers(2, 8), k=st.integers(1, 64), signed_out=st.booleans(), narrow=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
-def test_requantizer(bits, k, signed_out, narrow, seed):
+       static=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_requantizer(bits, k, signed_out, narrow, static, seed):
     """Parameters change with every value (they travel with it); the output side applies back-pressure;
-    `narrow`: the shifter covers only the shifts used (as the accelerator builds it from a program)."""
+    `narrow`: the shifter covers only the shifts used (as the accelerator builds it from a program);
+    `static`: one shift for every value, not carried along (as within an accelerator step)."""
     rng = np.random.default_rng(seed)
     lo_acc, hi_acc = intops.mac_bound(k, intops.code_range(bits), intops.weight_range(bits))
     acc_w = intops.bits_signed(lo_acc, hi_acc)
@@ -38,9 +39,11 @@ def test_requantizer(bits, k, signed_out, narrow, seed):
     acc[:4] = [lo_acc, hi_acc, 0, -1]
     ms = rng.integers(1 << 14, 1 << 15, n)
     ss = np.where(rng.random(n) < 0.9, rng.integers(1, acc_w + 16, n), rng.integers(1, 63, n))
+    if static:
+        ss[:] = ss[0]
     lo, hi = intops.code_range(bits, signed_out)
     expect = [int(intops.requantize(a, mm, s, lo, hi)) for a, mm, s in zip(acc, ms, ss)]
-    dut = Requantizer(acc_w, s_range=(int(ss.min()), int(ss.max())) if narrow else (0, 62))
+    dut = Requantizer(acc_w, s_range=(int(ss.min()), int(ss.max())) if narrow else (0, 62), static_params=static)
     got = []
 
     async def tb(ctx):
@@ -68,8 +71,9 @@ def test_requantizer(bits, k, signed_out, narrow, seed):
 
 
 @SETTINGS
-@given(bits=st.integers(2, 8), residual=st.booleans(), narrow=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_scale_shift_clamp(bits, residual, narrow, seed):
+@given(bits=st.integers(2, 8), residual=st.booleans(), narrow=st.booleans(), static=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_scale_shift_clamp(bits, residual, narrow, static, seed):
     """The residual sum (intops.residual_add) and the folded BatchNorm (intops.requantize_per_channel)."""
     rng = np.random.default_rng(seed)
     n = 30
@@ -80,12 +84,14 @@ def test_scale_shift_clamp(bits, residual, narrow, seed):
     mb = rng.integers(0, 1 << 15, n) if residual else np.zeros(n, np.int64)
     c = np.zeros(n, np.int64) if residual else rng.integers(-(1 << 30), 1 << 30, n)
     s = rng.integers(1, 30, n)
+    if static:
+        s[:] = s[0]
     if residual:
         expect = [int(intops.residual_add(*v, lo, hi)) for v in zip(a, b, ma, mb, s)]
     else:
         expect = [int(intops.requantize_per_channel(x, mm, cc, ss, lo, hi)) for x, mm, cc, ss in zip(a, ma, c, s)]
     dut = ScaleShiftClamp(in_width=bits + 1, m_width=16, c_width=32,
-                          s_range=(int(s.min()), int(s.max())) if narrow else (0, 62))
+                          s_range=(int(s.min()), int(s.max())) if narrow else (0, 62), static_params=static)
     got = []
 
     async def tb(ctx):

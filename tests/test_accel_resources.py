@@ -55,14 +55,16 @@ def test_banks_share_memories_without_port_conflicts(program):
 
 
 def test_lanes_in_logic_fit_the_up5k(program):
-    """The UP5K's eight DSP blocks: P = 4 needs no MAC lane in logic, P = 8 four; check_fit picks them."""
+    """The UP5K's eight DSP blocks: P = 4 needs no MAC lane in logic, P = 8 four; check_fit picks them when
+    asked (logic_lanes=None), and by default checks what Accelerator(program, lanes) builds."""
     assert lanes_in_logic(program, 4, "ice40-up5k") == 0
     assert lanes_in_logic(program, 8, "ice40-up5k") == 4
     assert lanes_in_logic(program, 8, "xc7s15") == 0
-    est = check_fit(program, 8, "ice40-up5k")
+    assert check_fit(program, 4, "ice40-up5k").logic_lanes == 0
+    est = check_fit(program, 8, "ice40-up5k", logic_lanes=None)
     assert est.logic_lanes == 4 and est.dsp_count(DEVICES["ice40-up5k"]) <= 8
-    with pytest.raises(IntformerError, match="DSP"):
-        check_fit(program, 8, "ice40-up5k", logic_lanes=0)
+    with pytest.raises(IntformerError, match="DSP.*--lanes 4"):
+        check_fit(program, 8, "ice40-up5k")
 
 
 def test_check_fit_names_the_short_resource_and_a_lane_count_that_fits(program):
