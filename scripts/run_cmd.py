@@ -1,50 +1,116 @@
 """`intformer run`: the main job. Data -> QAT training (and the float baseline) -> export -> integer
-evaluation -> bit-exact simulation of test windows on the accelerator."""
+evaluation -> bit-exact simulation of test windows on the accelerator -> build for the board -> a report
+folder (Markdown, HTML, PNG figures) and a short summary."""
 from __future__ import annotations
 
+import json
+import sys
+import time
 from pathlib import Path
 
 import click
 
+from model.errors import IntformerError
+
 from .cli import cli, emit
-from .eval_cmd import evaluate_run, print_eval
 from .options import data_options, data_spec, model_options
-from .sim_cmd import print_sim, simulate_run
-from .train_cmd import print_train, train_run
+from .report import summary_lines, write_report
+
+STAGES = 5
+
+
+def _stage(quiet: bool, k: int, text: str) -> None:
+    if not quiet:
+        click.echo(f"[{k}/{STAGES}] {text}", err=True)
 
 
 def print_run(r: dict) -> None:
-    print_eval(r["eval"])
     click.echo("")
-    print_sim(r["sim"])
+    click.echo("summary")
+    for line in summary_lines(r):
+        click.echo(f"  {line}")
+    click.echo(f"  report: {r['report']['markdown']} and {Path(r['report']['html']).name}")
+    click.echo(f"  total {r['seconds']:.0f} s")
 
 
 @cli.command()
 @data_options
 @model_options
-@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes P.")
-@click.option("--sim-windows", default="64", show_default=True,
-              help="Test windows to run through the simulated accelerator, or 'all'.")
+@click.option("--board", "board_name", default="icebreaker", show_default=True,
+              help="Board to build for (see `intformer build --help`).")
+@click.option("--lanes", type=click.IntRange(min=1), default=None,
+              help="MAC lanes P (default: the largest of 16, 8, 4, 2, 1 that the resource estimate says fits "
+                   "the board).")
+@click.option("--clock", type=click.FloatRange(min=1.0), default=None, metavar="MHZ",
+              help="Clock for the build (default: the board's oscillator).")
+@click.option("--build/--no-build", "do_build", default=True, show_default=True,
+              help="Build the bitstream (yosys, nextpnr: a few minutes).")
+@click.option("--sim-windows", default=None,
+              help="Test windows to run through the simulated accelerator, or 'all' (default: all with the "
+                   "compiled engine, 8 with Amaranth's simulator).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/run-<time>).")
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time, lanes, sim_windows, out, force,
-        as_json, **kw):
-    """Train, export, evaluate and simulate a model end to end (on the embedded default data unless --data)."""
+def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time, board_name, lanes, clock,
+        do_build, sim_windows, out, force, as_json, **kw):
+    """Train, export, evaluate, simulate bit-exactly and build a model end to end, and write a report
+    (on the embedded default data unless --data)."""
     from accel import cxxsim
+    from boards.build import board
+    from model import runfolder
 
+    from .build_cmd import auto_lanes, build_run
+    from .eval_cmd import evaluate_run
+    from .sim_cmd import simulate_run
+    from .train_cmd import train_run
+
+    started = time.perf_counter()
+    quiet = as_json
+    board(board_name)                        # an unknown board fails before training
     spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time)
-    trained = train_run(spec, kw, out, force, progress=not as_json)
-    if not as_json:
-        print_train(trained)
-        click.echo("evaluating ...", err=True)
-    evaluated = evaluate_run(trained["run"], None, None)
-    if not as_json:
-        click.echo("simulating the accelerator ...", err=True)
+
+    _stage(quiet, 1, "training the float baseline and the QAT model")
+    trained = train_run(spec, kw, out, force, progress=not quiet)
+    run_dir = Path(trained["run"])
+    program = runfolder.open_run(run_dir).program
+    if lanes is None:
+        lanes = auto_lanes(program, board_name)
+
+    _stage(quiet, 2, "evaluating the float, fake-quant and integer models on the test split")
+    report_dir = run_dir / "report"
+    report_dir.mkdir(exist_ok=True)
+    evaluated = evaluate_run(run_dir, None, report_dir / "forecast.png")
+
     engine = "cxxrtl" if cxxsim.available() else "amaranth"
-    simulated = simulate_run(trained["run"], sim_windows, lanes, engine)
-    result = {"train": trained, "eval": evaluated, "sim": simulated}
+    windows = sim_windows or ("all" if engine == "cxxrtl" else "8")
+    _stage(quiet, 3, f"simulating the accelerator (P = {lanes}, {engine} engine, {windows} test windows), "
+                     f"every word against the integer reference")
+    simulated = simulate_run(run_dir, windows, lanes, engine)
+
+    built = None
+    if do_build:
+        _stage(quiet, 4, f"building for {board_name} (P = {lanes})")
+        try:
+            built = build_run(run_dir, board_name, lanes, clock, None, True,
+                              progress=None if quiet else (lambda m: click.echo(f"      {m}", err=True)))
+        except IntformerError as exc:            # the report still gets written, and says why
+            built = {"board": board_name, "lanes": lanes, "error": str(exc)}
+    else:
+        _stage(quiet, 4, "build skipped (--no-build)")
+
+    _stage(quiet, 5, "writing the report")
+    history_path = run_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else {}
+    result = {"train": trained, "eval": evaluated, "sim": simulated, "build": built,
+              "config": json.loads((run_dir / "run.json").read_text())["model"], "finished": time.time()}
+    result["report"] = write_report(report_dir, result, history, evaluated.get("plot"))
+    result["seconds"] = time.perf_counter() - started
     emit(result, as_json, print_run)
     if simulated["mismatches"]:
-        raise SystemExit(1)
+        sys.exit(1)
+    if built is not None and "error" in built:
+        click.echo(f"error: {built['error']}", err=True)
+        sys.exit(2)
+    if built is not None and built.get("timing_met") is False:
+        sys.exit(1)

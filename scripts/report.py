@@ -1,0 +1,210 @@
+"""The report of an `intformer run`: a folder with report.md, report.html (the same text, rendered by the
+`markdown` package) and PNG figures drawn with matplotlib.
+
+    forecast.png   forecast against truth on the test split (float, fake-quant and integer paths)
+    errors.png     test MSE of the float, fake-quant and integer models beside the naive baselines
+    training.png   validation MSE per epoch of the float and QAT models
+    resources.png  resources used against the device's, from the build (or the pre-synthesis estimate)
+
+The Markdown file is the source; the HTML page is rendered from it, so the two cannot differ.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; }}
+code {{ background: #f4f4f4; padding: 0 0.2rem; }}
+</style></head><body>
+{body}
+</body></html>
+"""
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_errors(path: Path, test: dict, baselines: dict) -> None:
+    """Bars of test MSE (scaled): the models, then the naive baselines in grey."""
+    plt = _plt()
+    names = list(test) + list(baselines)
+    values = [test[k]["mse"] for k in test] + [baselines[k]["mse"] for k in baselines]
+    colors = ["tab:blue"] * len(test) + ["0.6"] * len(baselines)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    bars = ax.bar(range(len(names)), values, color=colors)
+    ax.bar_label(bars, labels=[f"{v:.4g}" for v in values], fontsize=8)
+    ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8, rotation=15)
+    ax.set_ylabel("test MSE (scaled)")
+    ax.set_title("test error: models (blue) and naive baselines (grey)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training(path: Path, history: dict) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for kind, epochs in history.items():
+        ax.plot([e["epoch"] for e in epochs], [e["val_mse"] for e in epochs], marker=".", label=kind)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MSE (scaled)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_resources(path: Path, resources: dict, device: str, source: str) -> None:
+    """Used / available per resource, in percent of the device."""
+    plt = _plt()
+    names = [k for k, v in resources.items() if v.get("available")]
+    pct = [100.0 * resources[k]["used"] / resources[k]["available"] for k in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    colors = ["tab:red" if p > 100 else "tab:green" for p in pct]
+    bars = ax.barh(names, pct, color=colors)
+    ax.bar_label(bars, labels=[f"{resources[k]['used']:,} / {resources[k]['available']:,}" for k in names],
+                 fontsize=8, padding=3)
+    ax.axvline(100, color="black", lw=0.8)
+    ax.set_xlim(0, max([110.0] + [p * 1.25 for p in pct]))
+    ax.set_xlabel(f"% of the {device} ({source})")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(x, spec: str = ",.1f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def render_markdown(r: dict, figures: dict[str, str]) -> str:
+    """The report text. `r` is the `intformer run` result (train, eval, sim, build); figures maps a figure
+    name to its file name in the report folder."""
+    train, ev, sim, build = r["train"], r["eval"], r["sim"], r.get("build")
+    cfg = r["config"]
+    out = [f"# intformer run: {train['data']}", "",
+           f"Run folder `{train['run']}`, {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['finished']))}. "
+           f"Inputs {', '.join(train['inputs'])}; target {train['target']}.", "",
+           "## Summary", ""]
+    out += [f"- {line}" for line in summary_lines(r)]
+    out += ["", "## Model", "",
+            _table(["window", "horizon", "d_model", "heads", "layers", "FFN", "bits", "norm", "activation",
+                    "softmax", "MACs / inference"],
+                   [[cfg["window"], cfg["horizon"], cfg["d_model"], cfg["heads"], cfg["layers"], cfg["ffn"],
+                     cfg["bits"], cfg["norm"], cfg["activation"], cfg["softmax"],
+                     f"{train['macs_per_inference']:,}"]]), ""]
+    out += ["## Test error", "",
+            f"{ev['windows']} test windows. MSE and MAE in the scaled space; original units in brackets.", ""]
+    rows = [[name.replace("_", " "), f"{e['mse']:.5f} ({e['mse_original']:.4g})",
+             f"{e['mae']:.5f} ({e['mae_original']:.4g})"]
+            for name, e in list(ev["test"].items()) + list(ev["baselines"].items())]
+    out += [_table(["model", "MSE", "MAE"], rows), ""]
+    if "agreement" in ev:
+        a = ev["agreement"]
+        out += [f"Fake-quant against integer: {a['exact_fraction'] * 100:.2f} % of words equal, largest "
+                f"difference {a['max_abs_lsb']:g} LSB.", ""]
+    for key, caption in (("errors", "Test MSE"), ("forecast", "Forecast against truth (first step)"),
+                         ("training", "Validation MSE per epoch")):
+        if key in figures:
+            out += [f"![{caption}]({figures[key]})", ""]
+    out += ["## Bit-exact hardware simulation", "", sim_verdict(sim), "",
+            _table(["engine", "lanes P", "cycles / inference", "x MAC bound", "simulated cycles/s"],
+                   [[sim["engine"], sim["lanes"], f"{sim['cycles_per_inference']:,}",
+                     f"{sim['mac_bound_ratio']:.3f}", f"{sim['sim_cycles_per_second']:,.0f}"]]), ""]
+    out += ["## Board", ""]
+    if build is None:
+        out += [r.get("build_skipped", "No build (`--no-build`)."), ""]
+    elif "error" in build:
+        out += [f"The build for {build['board']} failed: {build['error']}", ""]
+    else:
+        timing = {True: "met", False: "NOT met", None: "unknown"}[build.get("timing_met")]
+        out += [_table(["board", "device", "lanes P", "clock MHz", "Fmax MHz", "timing", "cycles",
+                        "latency us", "power mW (estimate)", "energy uJ (estimate)"],
+                       [[build["board"], build["device"], build["lanes"], f"{build['clock_mhz']:g}",
+                         _fmt(build.get("fmax_mhz")), timing, f"{build['cycles_per_inference']:,}",
+                         _fmt(build["latency_us"]), _fmt(build.get("power_mw_estimate"), ".2f"),
+                         _fmt(build["energy_uj_estimate"], ".3g")]]), "",
+                _table(["resource", "used", "available", "%"],
+                       [[k, f"{v['used']:,}", f"{v['available']:,}",
+                         f"{100 * v['used'] / v['available']:.0f}" if v["available"] else ""]
+                        for k, v in build["resources"].items()]), "",
+                f"Bitstream `{build['bitstream']}`. The energy figure is an ESTIMATE from `boards/power.py` "
+                f"(its coefficients and their sources are written there), not a measurement.", ""]
+        if "resources" in figures:
+            out += [f"![Resources]({figures['resources']})", ""]
+    return "\n".join(out) + "\n"
+
+
+def sim_verdict(sim: dict) -> str:
+    if sim["mismatches"] == 0:
+        return (f"**Bit-exact**: {sim['windows']} test windows, {sim['words']:,} output words compared with "
+                f"the integer reference, 0 mismatches.")
+    return (f"**{sim['mismatches']} MISMATCHES** in {sim['words']:,} words over {sim['windows']} windows; first: "
+            f"{sim.get('first_mismatch')}")
+
+
+def summary_lines(r: dict) -> list[str]:
+    ev, sim, build = r["eval"], r["sim"], r.get("build")
+    integer = ev["test"]["integer"]["mse"]
+    persistence = ev["baselines"]["persistence"]["mse"]
+    lines = [f"integer model test MSE {integer:.5f} against persistence {persistence:.5f} "
+             f"({'better' if integer < persistence else 'NOT better'} than repeating the last value)"]
+    if "float" in ev["test"]:
+        fl = ev["test"]["float"]["mse"]
+        lines.append(f"float baseline {fl:.5f}; integer / float = {integer / fl:.3f}")
+    lines.append(sim_verdict(sim).replace("**", ""))
+    if build and "error" not in build:
+        lines.append(f"{build['board']} ({build['device']}), P = {build['lanes']}: "
+                     f"{build['cycles_per_inference']:,} cycles, {build['latency_us']:,.1f} us at "
+                     f"{build['clock_mhz']:g} MHz (Fmax {_fmt(build.get('fmax_mhz'))} MHz), "
+                     f"{build['energy_uj_estimate']:.3g} uJ per inference (estimate)")
+    elif build:
+        lines.append(f"build for {build['board']} FAILED: {build['error']}")
+    return lines
+
+
+def write_report(folder: Path, r: dict, history: dict, forecast_png: str | None) -> dict:
+    """Write report.md, report.html and the figures into `folder` (created; files in it are replaced: it
+    belongs to the run). Returns the paths."""
+    import markdown
+
+    folder.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, str] = {}
+    if forecast_png:
+        figures["forecast"] = Path(forecast_png).name
+    plot_errors(folder / "errors.png", r["eval"]["test"], r["eval"]["baselines"])
+    figures["errors"] = "errors.png"
+    if history:
+        plot_training(folder / "training.png", history)
+        figures["training"] = "training.png"
+    build = r.get("build")
+    if build and "error" not in build:
+        plot_resources(folder / "resources.png", build["resources"], build["device"], "nextpnr / yosys")
+        figures["resources"] = "resources.png"
+    text = render_markdown(r, figures)
+    (folder / "report.md").write_text(text)
+    body = markdown.markdown(text, extensions=["tables"])
+    title = f"intformer run: {r['train']['data']}"
+    (folder / "report.html").write_text(HTML_PAGE.format(title=title, body=body))
+    (folder / "result.json").write_text(json.dumps(r, indent=2, sort_keys=True))
+    return {"folder": str(folder), "markdown": str(folder / "report.md"), "html": str(folder / "report.html"),
+            "figures": {k: str(folder / v) for k, v in figures.items()}}
