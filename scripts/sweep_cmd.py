@@ -1,0 +1,129 @@
+"""`intformer sweep`: multi-objective design-space exploration (see scripts/sweep.py), resumable, with
+several worker processes sharing one Optuna storage, and a Pareto report."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from model.errors import IntformerError
+
+from .cli import cli, emit
+from .options import data_options, data_spec
+from .sweep import (OBJECTIVES, SPACE, Settings, fail_stale, open_study, parse_space, run_worker, summary,
+                    trial_rows, write_sweep_report)
+
+
+def _clocks(items) -> dict:
+    out = {}
+    for item in items:
+        name, _, mhz = item.partition("=")
+        try:
+            out[name.strip()] = float(mhz)
+        except ValueError:
+            raise IntformerError(f"--clock {item!r}: expected BOARD=MHZ, e.g. icebreaker=18") from None
+    return out
+
+
+def prepare_settings(out: Path, resume: bool, force: bool, make: callable) -> Settings:
+    """New settings (an empty or new folder), the stored ones (--resume), or refusal."""
+    stored = out / "sweep.json"
+    if resume:
+        if not stored.exists():
+            raise IntformerError(f"{out}: no sweep to resume (no sweep.json); start one without --resume")
+        return Settings(**json.loads(stored.read_text()))
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise IntformerError(f"{out}: a sweep folder already exists; add --resume to continue it (with a "
+                                 f"larger --trials) or --force to start over")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = make()
+    stored.write_text(json.dumps(settings.to_dict(), indent=2, sort_keys=True))
+    return settings
+
+
+def print_sweep(r: dict) -> None:
+    s = r["summary"]
+    click.echo(f"{s['trials']} trials: " + ", ".join(f"{v} {k}" for k, v in sorted(s["states"].items()))
+               + f"; {s['workers']} worker process(es); {r['seconds']:.0f} s")
+    click.echo(f"Pareto front ({len(s['pareto'])} trials; objectives: {', '.join(OBJECTIVES)}):")
+    for p in sorted(s["pareto"], key=lambda p: p["latency_us"]):
+        q = p["params"]
+        click.echo(f"  #{p['number']:<4} {q['board']} P={q['lanes']} n={q['window']} d={q['d_model']} "
+                   f"h={q['heads']} L={q['layers']} ffn={q['ffn']} {q['bits']}-bit {q['norm']} {q['softmax']}: "
+                   f"MSE {p['test_mse']:.5f}, {p['latency_us']:,.1f} us, {100 * p['resource_fraction']:.0f} %, "
+                   f"{p['energy_uj']:.3g} uJ  -> {p['run']}")
+    click.echo(f"report: {r['report']['markdown']}")
+
+
+@cli.command()
+@data_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"),
+              show_default=True, help="Sweep folder: settings, the trials' run folders, the report.")
+@click.option("--trials", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Trials in the study in all (complete, pruned or failed), across workers and resumptions.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine, sharing the storage.")
+@click.option("--space", multiple=True, metavar="NAME=A,B,...",
+              help="Choices of one dimension (repeatable); dimensions: " + ", ".join(SPACE) + ".")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Epochs per trial.")
+@click.option("--max-train-windows", type=click.IntRange(min=1), default=None,
+              help="Train each trial on a random subset of this many windows.")
+@click.option("--float/--no-float", "float_baseline", default=False, show_default=True,
+              help="Train a float baseline first in each trial (QAT then starts from it; twice the time).")
+@click.option("--clock", multiple=True, metavar="BOARD=MHZ",
+              help="Clock at which latency and energy are reckoned (default: the board's oscillator).")
+@click.option("--storage", default=None,
+              help="Optuna storage shared by the workers: a journal file path (default SWEEP/optuna.journal) or "
+                   "an RDB URL (postgresql://..., sqlite:///...) for workers on several machines.")
+@click.option("--study", default="intformer", show_default=True, help="Study name in the storage.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the sweep in --out with its stored settings.")
+@click.option("--force", is_flag=True, help="Start over in an existing sweep folder (deletes it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def sweep(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, trials, workers, space,
+          epochs, max_train_windows, float_baseline, clock, storage, study, seed, resume, force, as_json):
+    """Search the design space (model shape, bits, lanes, norm, softmax, board) for the Pareto front of test
+    error, latency, resources and energy; configurations that cannot fit are pruned before training."""
+    started = time.perf_counter()
+
+    def make():
+        return Settings(out=str(out), storage=storage or str(out / "optuna.journal"), study=study, trials=trials,
+                        space=parse_space(space), epochs=epochs, max_train_windows=max_train_windows,
+                        float_baseline=float_baseline, seed=seed, clock_mhz=_clocks(clock),
+                        data=data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time))
+
+    parse_space(space)                     # bad --space or --clock fail before any folder is touched
+    _clocks(clock)
+    settings = prepare_settings(out, resume, force, make)
+    settings.trials = trials
+    study_obj = open_study(settings, create=True)
+    stale = fail_stale(study_obj) if resume else 0
+    if stale and not as_json:
+        click.echo(f"{stale} trial(s) left running by an interrupted sweep marked failed", err=True)
+    if not as_json:
+        click.echo(f"sweep {settings.study}: {trials} trials, {workers} worker(s), storage {settings.storage}",
+                   err=True)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=run_worker, args=(settings, as_json, k)) for k in range(1, workers)]
+    for p in procs:
+        p.start()
+    try:
+        run_worker(settings, as_json)
+    finally:
+        for p in procs:
+            p.join()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    rows = trial_rows(open_study(settings, create=True))
+    result = {"sweep": str(out), "storage": settings.storage, "study": settings.study,
+              "summary": summary(rows), "trials": rows, "seconds": time.perf_counter() - started}
+    result["report"] = write_sweep_report(out / "report", rows, settings)
+    emit(result, as_json, print_sweep)
+    if failed:
+        raise IntformerError(f"{len(failed)} worker process(es) exited with an error (exit codes {failed}); the "
+                             f"trials they finished are kept: run again with --resume")
