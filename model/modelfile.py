@@ -83,7 +83,30 @@ def load(path: str | Path) -> tuple[IntProgram, dict]:
             if len(chunk) != t["nbytes"]:
                 raise ValueError(f"tensor {t['name']} runs past the payload")
             tensors[t["name"]] = np.frombuffer(chunk, dtype="<i8").astype(np.int64).reshape(t["shape"])
-        program = IntProgram.from_structure(header["program"], tensors)
-    except (ValueError, KeyError, TypeError) as exc:
+        program = IntProgram.from_structure(header["program"], tensors).check()
+        _check_header(header, program)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError, MemoryError) as exc:
         raise IntformerError(f"{path}: malformed export file ({exc}); export it again") from None
     return program, header
+
+
+def _check_header(header: dict, program: IntProgram) -> None:
+    """The configuration and scaler records must be valid and describe the program's input."""
+    from .config import ModelConfig
+    from .data import Scaler
+
+    if "config" in header:
+        try:
+            cfg = ModelConfig.from_dict(header["config"]).validate()
+        except IntformerError as exc:
+            raise ValueError(f"configuration record: {exc}") from None
+        if (program.input.rows, program.input.cols) != (cfg.n_tokens, cfg.token_dim):
+            raise ValueError(f"the configuration's window ({cfg.n_tokens} x {cfg.token_dim}) is not the program's "
+                             f"input buffer ({program.input.rows} x {program.input.cols})")
+    if "scaler" in header:
+        try:
+            scaler = Scaler.from_dict(header["scaler"])
+        except IntformerError as exc:
+            raise ValueError(str(exc)) from None
+        if "config" in header and scaler.mean.shape[0] != header["config"].get("inputs", scaler.mean.shape[0]):
+            raise ValueError("the scaler's inputs are not the configuration's")

@@ -175,6 +175,14 @@ class IntProgram:
         return cls(buffers, tensors, steps, data["output"], float(data["output_scale"]),
                    float(data["input_scale"]), bool(data.get("series_tokens", False)))
 
+    def check(self) -> "IntProgram":
+        """Raise ValueError naming the first inconsistency: a step that reads or writes outside its buffers,
+        a missing or misshapen tensor, a shift or range out of bounds. The loader runs it, so that a hand-edited
+        (or corrupt and re-checksummed) file is refused instead of failing later inside the reference or the
+        hardware generator."""
+        _check_program(self)
+        return self
+
     # ------------------------------------------------------------------------------------- summaries
     @property
     def input(self) -> Buffer:
@@ -184,3 +192,127 @@ class IntProgram:
         """Multiply-accumulates of one inference: the linear steps' rows x k x cols (mean pooling, a sum of
         ones times codes, is not counted: it has no multiplies)."""
         return sum(s.rows * s.k_len * s.cols for s in self.steps if isinstance(s, LinearStep) and s.x != ONES)
+
+
+# ----------------------------------------------------------------------------------------- consistency
+
+_MAX_DIM = 1 << 16
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
+
+
+def _is_int(v, lo: int | None = None, hi: int | None = None) -> bool:
+    return (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            and (lo is None or v >= lo) and (hi is None or v <= hi))
+
+
+def _check_clamp(where: str, s, lo, hi) -> None:
+    _need(_is_int(s, 0, 62), f"{where}: shift {s!r} outside 0..62")
+    _need(_is_int(lo, -(1 << 62), 1 << 62) and _is_int(hi, -(1 << 62), 1 << 62) and lo <= hi,
+          f"{where}: clamp range {lo!r}..{hi!r} is not a range")
+
+
+def _check_program(p: IntProgram) -> None:
+    bufs, tens = p.buffers, p.tensors
+    _need("x" in bufs and p.output in bufs, "the input buffer x or the output buffer is missing")
+    for name, b in bufs.items():
+        _need(isinstance(b, Buffer) and b.name == name, f"buffer {name!r}: malformed")
+        _need(_is_int(b.rows, 1, _MAX_DIM) and _is_int(b.cols, 1, _MAX_DIM) and _is_int(b.bits, 1, 64)
+              and isinstance(b.signed, bool), f"buffer {name!r}: rows, cols, bits or signed out of range")
+    _need(bufs[p.output].rows == 1, f"the output buffer {p.output!r} must have one row")
+    for name, t in tens.items():
+        _need(isinstance(t, np.ndarray) and t.dtype == np.int64 and t.size <= 1 << 24, f"tensor {name!r}: malformed")
+    for scale in (p.output_scale, p.input_scale):
+        _need(np.isfinite(scale) and scale > 0, f"scale {scale!r} is not a positive number")
+
+    def tensor(where, name, shape=None, ndim=None):
+        _need(isinstance(name, str) and name in tens, f"{where}: no tensor {name!r}")
+        t = tens[name]
+        _need(shape is None or tuple(t.shape) == tuple(shape), f"{where}: tensor {name!r} has shape "
+              f"{tuple(t.shape)}, expected {tuple(shape) if shape else ''}")
+        _need(ndim is None or t.ndim == ndim, f"{where}: tensor {name!r} has {t.ndim} dimensions, expected {ndim}")
+        return t
+
+    def buffer(where, name):
+        _need(isinstance(name, str) and name in bufs, f"{where}: no buffer {name!r}")
+        return bufs[name]
+
+    for st in p.steps:
+        where = f"step {getattr(st, 'name', '?')!r}"
+        _need(isinstance(st, (LinearStep, SoftmaxStep, LayerNormStep)) and isinstance(st.name, str), f"{where}: malformed")
+        _need(_is_int(st.rows, 1, _MAX_DIM) and _is_int(st.cols, 1, _MAX_DIM), f"{where}: rows or cols out of range")
+        if isinstance(st, LinearStep):
+            for f in ("x_col", "w_row", "w_col", "out_col"):
+                _need(_is_int(getattr(st, f), 0, _MAX_DIM), f"{where}: {f} {getattr(st, f)!r} out of range")
+            for f in ("x_flat", "out_transposed"):
+                _need(isinstance(getattr(st, f), bool), f"{where}: {f} is not true or false")
+            _need(_is_int(st.k_len, 1, 1 << 20), f"{where}: k_len {st.k_len!r} out of range")
+            if st.x != ONES:
+                xb = buffer(where, st.x)
+                if st.x_flat:
+                    _need(st.rows == 1 and st.k_len <= xb.rows * xb.cols, f"{where}: reads past buffer {st.x!r}")
+                else:
+                    _need(st.rows <= xb.rows and st.x_col + st.k_len <= xb.cols, f"{where}: reads past buffer {st.x!r}")
+            if isinstance(st.w, str) and st.w in tens:
+                w = tensor(where, st.w, ndim=2)
+                w_rows, w_cols = w.shape
+            else:
+                wb = buffer(where, st.w)
+                w_rows, w_cols = wb.rows, wb.cols
+            _need(st.w_row + st.k_len <= w_rows and st.w_col + st.cols <= w_cols, f"{where}: reads past W {st.w!r}")
+            ob = buffer(where, st.out)
+            if st.out_transposed:
+                _need(st.out_col + st.cols <= ob.rows and st.rows <= ob.cols, f"{where}: writes past buffer {st.out!r}")
+            else:
+                _need(st.rows <= ob.rows and st.out_col + st.cols <= ob.cols, f"{where}: writes past buffer {st.out!r}")
+            if st.bias is not None:
+                b = tensor(where, st.bias)
+                _need(tuple(b.shape) in ((st.cols,), (st.rows, st.cols)), f"{where}: bias {st.bias!r} has shape "
+                      f"{tuple(b.shape)}")
+            rq = st.requant
+            if rq is not None:
+                _need(isinstance(rq, Requant) and _is_int(rq.m, -(1 << 31), 1 << 31), f"{where}: malformed requantization")
+                _check_clamp(where, rq.s, rq.lo, rq.hi)
+            _need(rq is not None or (st.lut is None and st.residual is None and st.affine is None),
+                  f"{where}: a table, residual or affine needs a requantization")
+            if st.lut is not None:
+                tensor(where, st.lut, shape=(rq.hi - rq.lo + 1,))
+                _need(st.lut_range is not None and len(st.lut_range) == 2
+                      and _is_int(st.lut_range[0]) and _is_int(st.lut_range[1]) and st.lut_range[0] <= st.lut_range[1],
+                      f"{where}: malformed table range")
+            r = st.residual
+            if r is not None:
+                _need(isinstance(r, Residual) and _is_int(r.m_src, -(1 << 31), 1 << 31)
+                      and _is_int(r.m_new, -(1 << 31), 1 << 31), f"{where}: malformed residual")
+                _check_clamp(where, r.s, r.lo, r.hi)
+                src = buffer(where, r.src)
+                if r.row is not None or r.col is not None:
+                    _need(_is_int(r.row, 0, src.rows - 1) and _is_int(r.col, 0, src.cols - 1),
+                          f"{where}: residual element outside buffer {r.src!r}")
+                else:
+                    _need(st.rows <= src.rows and st.out_col + st.cols <= src.cols and not st.out_transposed,
+                          f"{where}: residual reads past buffer {r.src!r}")
+            a = st.affine
+            if a is not None:
+                _need(isinstance(a, Affine), f"{where}: malformed affine")
+                for t in (a.m, a.b):
+                    tensor(where, t, shape=(st.cols,))
+                _check_clamp(where, a.s, a.lo, a.hi)
+        else:
+            src, out = buffer(where, st.src), buffer(where, st.out)
+            _need(st.rows <= min(src.rows, out.rows) and st.cols <= min(src.cols, out.cols),
+                  f"{where}: reads or writes past its buffers")
+            if isinstance(st, SoftmaxStep):
+                _need(st.method in ("lut", "poly") and _is_int(st.out_bits, 1, 32) and _is_int(st.c, 0, 1 << 31),
+                      f"{where}: malformed softmax")
+                if st.method == "lut":
+                    tensor(where, st.table, ndim=1)
+                    _need(tens[st.table].size >= 1, f"{where}: empty exponential table")
+            else:
+                for t in (st.g, st.b):
+                    tensor(where, t, shape=(st.cols,))
+                _check_clamp(where, st.s, st.lo, st.hi)
+                _need(_is_int(st.eps, 0, 1 << 62), f"{where}: eps {st.eps!r} out of range")

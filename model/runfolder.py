@@ -25,17 +25,58 @@ from .qat import QATForecaster
 from .train import TrainedModels
 
 
-def prepare(out: Path, force: bool) -> Path:
-    """Create an empty run folder; an existing one is kept unless --force."""
+def prepare(out: Path, force: bool, options: dict | None = None) -> Path:
+    """Create an empty run folder; an existing one is kept unless --force. A folder that an interrupted run
+    left half-written (run.json says "training", or there is no run.json) is named as such, with the two
+    ways out: --force cleans it, --resume trains it again with the options recorded in it. `options` (the
+    data spec and the command's options) are recorded in run.json for --resume."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise IntformerError(f"{out}: exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if not force:
-            raise IntformerError(f"{out}: run folder already exists; choose another --out or add --force "
-                                 f"to overwrite it")
+            status = run_status(out)
+            if status == "complete":
+                raise IntformerError(f"{out}: run folder already exists; choose another --out or add --force "
+                                     f"to overwrite it")
+            raise IntformerError(f"{out}: a run folder left half-written by an interrupted run ({status}); add "
+                                 f"--resume to train it again with its recorded options, or --force to clean it "
+                                 f"and start over")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "run.json", {"status": "training", "started": time.time()})
+    info = {"status": "training", "started": time.time()}
+    if options is not None:
+        info["options"] = options
+    _write_json(out / "run.json", info)
     return out
+
+
+def run_status(path: Path) -> str:
+    """ "complete", or what is wrong with the folder: "status 'training'", "no run.json", "unreadable run.json"."""
+    status_file = Path(path) / "run.json"
+    if not status_file.is_file():
+        return "no run.json"
+    try:
+        status = json.loads(status_file.read_text()).get("status")
+    except (ValueError, AttributeError, OSError):
+        return "unreadable run.json"
+    return "complete" if status == "complete" else f"status {status!r}"
+
+
+def interrupted_options(out: Path) -> dict:
+    """The options an interrupted run recorded (for --resume); raises when the folder is not such a run."""
+    out = Path(out)
+    status = run_status(out) if out.is_dir() else "no such folder"
+    if status == "complete":
+        raise IntformerError(f"{out}: this run finished; nothing to resume (add --force to train it again)")
+    if status in ("no such folder", "no run.json", "unreadable run.json"):
+        raise IntformerError(f"{out}: not an interrupted run folder ({status}); nothing to resume: train with "
+                             f"`intformer train --out {out}`" + (" --force" if out.exists() else ""))
+    info = json.loads((out / "run.json").read_text())
+    if not isinstance(info.get("options"), dict):
+        raise IntformerError(f"{out}: this interrupted run recorded no options to resume with; add --force to "
+                             f"clean it and train again")
+    return info["options"]
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -95,9 +136,10 @@ def open_run(path: str | Path) -> Run:
     status_file = path / "run.json"
     if not status_file.exists():
         raise IntformerError(f"{path}: not a run folder (no run.json); train one with `intformer train --out {path}`")
+    status = run_status(path)
+    if status != "complete":
+        raise IntformerError(f"{path}: this run did not finish ({status}); train it again with "
+                             f"`intformer train --out {path} --resume` (its recorded options) or `--force`")
     info = json.loads(status_file.read_text())
-    if info.get("status") != "complete":
-        raise IntformerError(f"{path}: this run did not finish (status {info.get('status')!r}); train it again "
-                             f"with `intformer train --out {path} --force`")
     program, header = modelfile.load(path / "model.intf")
     return Run(path, info, program, header)

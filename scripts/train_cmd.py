@@ -1,13 +1,15 @@
 """`intformer train`: data -> float baseline and QAT model -> integer export, in a run folder."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import click
 
 from model import runfolder
-from model.data import load_series
+from model.data import _window_targets as window_targets, load_series
+from model.errors import IntformerError
 from model.train import bind_data, train_models
 
 from .cli import cli, emit
@@ -18,12 +20,25 @@ def default_out() -> Path:
     return Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
 
 
-def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: bool) -> dict:
+MAX_TOKENS = 512     # attention needs tokens^2 memory per window: beyond this, gigabytes per batch
+
+
+def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: bool, resume: bool = False) -> dict:
+    options = {"spec": dict(spec), "kw": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
     mcfg, tcfg = configs(kw)
     series = load_series(**spec)
     bind_data(mcfg, series)
-    out = runfolder.prepare(out or default_out(), force)
-    trained = train_models(series, mcfg, tcfg, progress=progress)
+    if mcfg.n_tokens > MAX_TOKENS:
+        raise IntformerError(f"--window {mcfg.window}: {mcfg.n_tokens} tokens is more than the {MAX_TOKENS} this "
+                             f"intformer trains (attention needs tokens^2 memory); shorten --window")
+    for split in ("train", "val", "test"):      # before the run folder exists: a window too long for the data
+        window_targets(series, mcfg.window, mcfg.horizon, split)
+    out = runfolder.prepare(out or default_out(), force or resume, options)
+    try:
+        trained = train_models(series, mcfg, tcfg, progress=progress)
+    except IntformerError:                      # the folder holds nothing of value: leave nothing behind
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     runfolder.save(out, trained, spec, mcfg, tcfg.to_dict())
     return {"run": str(out), "data": series.name, "inputs": series.columns, "target": series.target,
             "macs_per_inference": trained.program.macs(), "train_seconds": trained.seconds,
@@ -44,9 +59,22 @@ def print_train(r: dict) -> None:
 @model_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/run-<time>).")
-@click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run folder (or clean one an interrupted run left).")
+@click.option("--resume", is_flag=True, help="Train the interrupted run in --out again, with the data and options "
+                                             "recorded in it (training starts over; the command's own data and "
+                                             "model options are ignored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, force, as_json, **kw):
+def train(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, force, resume, as_json,
+          **kw):
     """Train a QAT Transformer forecaster (and its float baseline) and export its integer model."""
     spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time)
-    emit(train_run(spec, kw, out, force, progress=not as_json), as_json, print_train)
+    if resume:
+        if out is None:
+            raise IntformerError("--resume needs --out: the folder of the interrupted run")
+        if force:
+            raise IntformerError("--resume and --force exclude each other: --resume trains the interrupted run "
+                                 "again with its options, --force cleans it for the options given now")
+        recorded = runfolder.interrupted_options(out)
+        spec, kw = dict(recorded["spec"]), {**kw, **recorded["kw"]}
+        kw["bits_override"] = tuple(kw.get("bits_override") or ())
+    emit(train_run(spec, kw, out, force, progress=not as_json, resume=resume), as_json, print_train)
