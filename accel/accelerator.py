@@ -345,7 +345,7 @@ class Accelerator(wiring.Component):
         val5 = Signal(signed(DW))
         val4_d = delay(val4, 1, "val4")
         m.d.comb += val5.eq(Mux(f("lut"), lrom.data, val4_d))
-        m.submodules.resadd = resadd = ScaleShiftClamp(CW, 16, 1, CW, s_range=plan.shift_range("r_s"),
+        m.submodules.resadd = resadd = ScaleShiftClamp(CW, plan.res_m_width, 1, CW, s_range=plan.shift_range("r_s"),
                                                        static_params=True)
         m.d.comb += [resadd.valid_in.eq(valid[5]), resadd.a.eq(res_elem), resadd.ma.eq(f("r_msrc")),
                      resadd.b.eq(val5[:CW].as_signed()), resadd.mb.eq(f("r_mnew")), resadd.c.eq(0),

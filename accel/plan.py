@@ -282,6 +282,14 @@ class Plan:
         return (min(vals), max(vals)) if vals else default
 
     @property
+    def res_m_width(self) -> int:
+        """Signed width of the residual multipliers m_src and m_new: 16, or what a program's constants need
+        (a ratio of scales beyond 2^14 has no 15-bit multiplier with a shift >= 1, `model.qat.shift_for`:
+        e.g. 2-bit input codes skipped into a 16-bit head)."""
+        vals = [r[k] for r in self.steps if r.get("res") for k in ("r_msrc", "r_mnew")] + [0]
+        return max(16, intops.bits_signed(min(vals), max(vals)))
+
+    @property
     def share_mul(self) -> bool:
         """The affine (folded BatchNorm) and the softmax normalization share one multiplier block: there are
         both, no step uses both at once, and both products fit a 16 x 16 block."""

@@ -150,8 +150,8 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
     sm = any(r["sm"] for r in steps)
     ln = any(r["ln"] for r in steps)
     if res:
-        mul["residual source"] = (E, 16, 1)
-        mul["residual new"] = (CW, 16, 1)
+        mul["residual source"] = (E, plan.res_m_width, 1)
+        mul["residual new"] = (CW, plan.res_m_width, 1)
     if plan.share_mul:
         mul["affine and softmax normalize (shared)"] = (DSP_BITS, DSP_BITS, 1)
     else:

@@ -195,3 +195,15 @@ def test_device_parser_rejects_corrupted_frames_then_accepts_a_good_one():
     assert len(seen) == len(kinds)
     assert seen[0][1] == [P.ERR_CRC]                       # one flipped bit: a CRC error, nothing else
     assert all(codes for kind, codes in seen if kind != "sof"), seen
+
+
+def test_found_by_fuzzing_a_residual_multiplier_beyond_16_bits(tmp_path):
+    """bench/fuzz_bench.py --seed 1 found it: 2-bit input codes skipped into the 16-bit head make a ratio of
+    scales near 10^6, whose multiplier (with the smallest shift, 1) needs 23 bits; the accelerator's residual
+    multiplier was 16 bits wide and wrapped where the reference clamps. It is now sized from the program."""
+    cfg = ModelConfig(window=2, inputs=2, horizon=1, d_model=11, heads=1, layers=2, ffn=5, bits=2, io_bits=2,
+                      norm="batch", activation="relu", softmax="lut", pooling="flatten", tokens="time", skip=True,
+                      target_index=1)
+    result = fuzz.check_config(cfg, 1000012, engine="amaranth", lanes=3, data_windows=1, random_windows=0,
+                               tmp_dir=tmp_path)
+    assert result.windows >= 5
