@@ -38,5 +38,5 @@ def emit(result: dict, as_json: bool, table) -> None:
 
 def main():
     # importing the modules registers their subcommands
-    from . import build_cmd, eval_cmd, infer_cmd, program_cmd, run_cmd, sim_cmd, sweep_cmd, train_cmd  # noqa: F401
+    from . import build_cmd, eval_cmd, infer_cmd, program_cmd, run_cmd, sim_cmd, sweep_cmd, train_cmd, verify_cmd  # noqa: F401
     cli()

