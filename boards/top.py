@@ -2,26 +2,48 @@
 
 `SimTop(program, lanes, divisor)` is the whole device with plain `rx` / `tx` pins (UART receiver and
 transmitter, `boards.link.Link`, `accel.Accelerator`): what the simulation tests drive bit by bit, and what
-every board top contains. `make_top(program, lanes, board)` wraps it for one of `BOARDS`: the UART pins of
-the board's USB-serial bridge (amaranth-boards' resource "uart" 0), the divisor from the board's clock and
-the baud rate, the frame timeout (`protocol.FRAME_TIMEOUT_S`) in cycles, and status LEDs:
+every board top contains. `SpiSimTop(program, lanes)` is the same device behind an SPI peripheral
+(`boards.spi`: pins `sck`, `copi`, `cipo`, `cs_n`) instead of the UART. `make_top(program, lanes, board,
+link=...)` wraps one of them for one of `BOARDS`: with the UART link, the UART pins of the board's
+USB-serial bridge (amaranth-boards' resource "uart" 0) and the divisor from the board's clock and the baud
+rate; with the SPI link, the pins of `SPI_PINS` (added to the platform as the resource "spi_link" 0); the
+frame timeout (`protocol.FRAME_TIMEOUT_S`) in cycles, and status LEDs. The link is the UART where the board
+has one, SPI otherwise (the OrangeCrab); `link="spi"` puts any board's link on SPI.
 
-    board        clock    UART (USB bridge)     LEDs: alive / busy / error / rx activity
-    icebreaker   12 MHz   FTDI 2232H ch. B      led 1 (green): alive, on while busy; led 0 (red): error
-    ulx3s        25 MHz   FTDI FT231X           led 0 / 1 / 2 / 3
-    arty_s7      100 MHz  FTDI 2232H ch. B      led 0 / 1 / 2 / 3
-    cmod_s7      12 MHz   FTDI 2232H ch. B      led 0 / 1 / 2 / 3
-    orangecrab   48 MHz   none: refused         (its USB port is wired to the FPGA itself)
+    board        clock    UART (USB bridge)      SPI link pins: CS / COPI / CIPO / SCK   LEDs
+    icebreaker   12 MHz   FTDI 2232H ch. B       PMOD1A 1 / 2 / 3 / 4                    led 1 (green), led 0 (red)
+    ulx3s        25 MHz   FTDI FT231X            GP0 / GP1 / GP2 / GP3                   led 0 / 1 / 2 / 3
+    arty_s7      100 MHz  FTDI 2232H ch. B       JA 1 / 2 / 3 / 4                        led 0 / 1 / 2 / 3
+    cmod_s7      12 MHz   FTDI 2232H ch. B       JA 1 / 2 / 3 / 4                        led 0 / 1 / 2 / 3
+    orangecrab   48 MHz   none (SPI by default)  Feather 10 / MO / MI / SCK              RGB LED: g / - / r / b
+
+LED roles: alive / busy / error / rx activity (iCEBreaker: green alive, on while busy; red error; the
+OrangeCrab's RGB LED likewise: green alive and busy, red error, blue rx activity). The SPI pins follow the
+Pmod SPI pinout (Digilent's Pmod interface type 2: 1 CS, 2 COPI, 3 CIPO, 4 SCK). On the OrangeCrab they
+are the Feather header's SPI pins and its pin 10 for CS (amaranth-boards' connector "io" 0: "sck" R17,
+"copi" N16, "cipo" N15, "10" B8); a Raspberry Pi's SPI0 connects as
+
+    OrangeCrab (Feather)   FPGA pin   signal          Raspberry Pi (40-pin header)
+    SCK                    R17        SCK  (in)       pin 23, GPIO11, SPI0 SCLK
+    MO (copi)              N16        COPI (in)       pin 19, GPIO10, SPI0 MOSI
+    MI (cipo)              N15        CIPO (out)      pin 21, GPIO9,  SPI0 MISO
+    10                     B8         CS_n (in)       pin 24, GPIO8,  SPI0 CE0  (-> /dev/spidev0.0)
+    GND                    -          ground          pin 25 (or any GND)
+
+all 3.3 V (LVCMOS33; CS_n has a pull-up, so an unconnected select leaves the device deselected). SPI mode
+0, SCK at most sys_clk / 8 (each phase at least `spi.MIN_HALF_PERIOD` = 4 cycles): 6 MHz at 48 MHz.
 
 "alive" blinks at 1 Hz (the clock runs and the design is configured); "busy" is on while the accelerator
 computes or a reply is sent; "error" lights for 0.2 s after an ERROR reply, a dropped reply, a UART framing
-error or overrun, and stays on after an accelerator drain overrun (a scheduling bug); "rx activity" lights
-for 0.05 s after each received byte.
+error or overrun (SPI: a receive overrun), and stays on after an accelerator drain overrun (a scheduling
+bug); "rx activity" lights for 0.05 s after each received byte (SPI: each received byte other than the
+filler 0x00 a polling host clocks).
 """
 from __future__ import annotations
 
 import importlib
 
+from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
@@ -32,16 +54,35 @@ from model.program import IntProgram
 
 from . import protocol as P
 from .link import Link
+from .spi import FILLER, SPIPeripheral
 from .uart import UARTRx, UARTTx, divisor_for
 
 # board -> (module, default platform class, led roles)
 BOARDS = {
     "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", {"alive": 1, "error": 0}),
-    "orangecrab": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_25FPlatform", {}),
+    "orangecrab": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_25FPlatform", {}),      # RGB_LEDS
     "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_25F_Platform", {"alive": 0, "busy": 1, "error": 2, "activity": 3}),
     "arty_s7": ("amaranth_boards.arty_s7", "ArtyS7_50Platform", {"alive": 0, "busy": 1, "error": 2, "activity": 3}),
     "cmod_s7": ("amaranth_boards.cmod_s7", "CmodS7_Platform", {"alive": 0, "busy": 1, "error": 2, "activity": 3}),
 }
+
+# boards with an RGB LED instead of single LEDs: role -> colour of rgb_led 0
+RGB_LEDS = {"orangecrab": {"alive": "g", "error": "r", "activity": "b"}}
+
+# the SPI link's pins: board -> (connector, number, {signal: connector pin}, I/O attributes, pull-up attribute)
+SPI_PINS = {
+    "orangecrab": ("io", 0, {"cs_n": "10", "copi": "copi", "cipo": "cipo", "sck": "sck"},
+                   {"IO_TYPE": "LVCMOS33"}, {"PULLMODE": "UP"}),
+    "icebreaker": ("pmod", 0, {"cs_n": "1", "copi": "2", "cipo": "3", "sck": "4"},
+                   {"IO_STANDARD": "SB_LVCMOS"}, {"PULLUP": 1}),
+    "ulx3s": ("gpio", 0, {"cs_n": "0+", "copi": "1+", "cipo": "2+", "sck": "3+"},
+              {"IO_TYPE": "LVCMOS33"}, {"PULLMODE": "UP"}),
+    "arty_s7": ("pmod", 0, {"cs_n": "1", "copi": "2", "cipo": "3", "sck": "4"},
+                {"IOSTANDARD": "LVCMOS33"}, {"PULLUP": "TRUE"}),
+    "cmod_s7": ("pmod", 0, {"cs_n": "1", "copi": "2", "cipo": "3", "sck": "4"},
+                {"IOSTANDARD": "LVCMOS33"}, {"PULLUP": "TRUE"}),
+}
+LINKS = ("uart", "spi")
 
 ERROR_LED_S = 0.2
 ACTIVITY_LED_S = 0.05
@@ -60,18 +101,56 @@ def _has(platform, name: str, number: int = 0) -> bool:
     return (name, number) in platform.resources
 
 
-def check_board(board: str):
-    """The board's platform instance, once it is known to have what the link needs (a UART, LEDs)."""
+def spi_resource(board: str) -> Resource:
+    """The SPI link's pins on `board` as the amaranth resource "spi_link" 0 (subsignals sck, copi, cs_n in,
+    cipo out; see `SPI_PINS` and the module docstring)."""
+    conn, number, pins, attrs, pull = SPI_PINS[board]
+    dirs = {"cs_n": "i", "copi": "i", "cipo": "o", "sck": "i"}
+    return Resource("spi_link", 0, *[
+        Subsignal(sig, Pins(pins[sig], dir=dirs[sig], conn=(conn, number)),
+                  *([Attrs(**pull)] if sig == "cs_n" else []))
+        for sig in ("cs_n", "copi", "cipo", "sck")], Attrs(**attrs))
+
+
+def default_link(board: str) -> str:
+    """The link a board gets unless told: the UART where it has a USB-serial bridge, SPI otherwise."""
+    return "uart" if _has(platform_class(board)(), "uart") else "spi"
+
+
+def check_board(board: str, link: str = "uart"):
+    """The board's platform instance, once it is known to have what the link needs (a UART, or SPI pins in
+    `SPI_PINS`; LEDs)."""
     platform = platform_class(board)()
-    if not _has(platform, "uart"):
+    if link not in LINKS:
+        raise IntformerError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
+    if link == "uart" and not _has(platform, "uart"):
         usable = ", ".join(b for b in BOARDS if _has(platform_class(b)(), "uart"))
         raise IntformerError(f"board {board!r} has no UART resource in amaranth-boards (no USB-serial bridge: "
                              f"its USB port is wired to the FPGA itself, which would need a USB core); "
-                             f"the serial link runs on {usable}")
+                             f"the serial link runs on {usable}; --link spi puts the link on SPI pins")
+    if link == "spi" and board not in SPI_PINS:
+        raise IntformerError(f"no SPI link pins defined for board {board!r} (boards.top.SPI_PINS has "
+                             f"{', '.join(SPI_PINS)})")
     for role, number in BOARDS[board][2].items():
         if not _has(platform, "led", number):
             raise IntformerError(f"board {board!r} has no LED {number} for {role}")
+    if board in RGB_LEDS and not _has(platform, "rgb_led"):
+        raise IntformerError(f"board {board!r} has no RGB LED")
     return platform
+
+
+def _connect(m: Module, link: Link, acc: Accelerator) -> None:
+    """The link's accelerator side to the accelerator."""
+    m.d.comb += [
+        acc.input.valid.eq(link.acc_input.valid),
+        acc.input.payload.eq(link.acc_input.payload),           # truncated to the code width
+        link.acc_input.ready.eq(acc.input.ready),
+        link.acc_output.valid.eq(acc.output.valid),
+        link.acc_output.payload.eq(acc.output.payload),         # sign-extended to 32 bits
+        acc.output.ready.eq(link.acc_output.ready),
+        acc.start.eq(link.acc_start),
+        link.acc_busy.eq(acc.busy),
+    ]
 
 
 class SimTop(wiring.Component):
@@ -110,19 +189,64 @@ class SimTop(wiring.Component):
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.output, link.rx)
         wiring.connect(m, link.tx, utx.input)
+        _connect(m, link, acc)
         m.d.comb += [
-            acc.input.valid.eq(link.acc_input.valid),
-            acc.input.payload.eq(link.acc_input.payload),           # truncated to the code width
-            link.acc_input.ready.eq(acc.input.ready),
-            link.acc_output.valid.eq(acc.output.valid),
-            link.acc_output.payload.eq(acc.output.payload),         # sign-extended to 32 bits
-            acc.output.ready.eq(link.acc_output.ready),
-            acc.start.eq(link.acc_start),
-            link.acc_busy.eq(acc.busy),
             self.busy.eq(acc.busy | utx.busy),
             self.error.eq(link.error | link.dropped | urx.frame_error | urx.overrun),
             self.acc_error.eq(acc.error),
             self.activity.eq(urx.output.valid & urx.output.ready),
+        ]
+        return m
+
+
+class SpiSimTop(wiring.Component):
+    """The device behind SPI: `boards.spi.SPIPeripheral` (transmit FIFO of `fifo_depth` bytes), `Link`,
+    `Accelerator`.
+
+    Ports: `sck`, `copi`, `cs_n` (in; cs_n idles high), `cipo` (out); status: `busy` (computing, or reply
+    bytes wait for the host to clock them out), `error` (pulse: ERROR reply queued, reply dropped, SPI
+    receive overrun), `acc_error` (the accelerator's sticky drain overrun flag), `activity` (pulse: a byte
+    other than the filler was received). `timeout_cycles` is the frame timeout (default 4096 cycles: the
+    boards use `protocol.FRAME_TIMEOUT_S`). SCK at most sys_clk / (2 x `spi.MIN_HALF_PERIOD`).
+    """
+
+    def __init__(self, program: IntProgram, lanes: int, timeout_cycles: int | None = None,
+                 fifo_depth: int = 16):
+        self.program, self.lanes = program, lanes
+        self.info = P.DeviceInfo.from_program(program, lanes)
+        self.accelerator = Accelerator(program, lanes)
+        out_bits = self.accelerator.plan.output.bits
+        if out_bits > 8 * P.WORD_BYTES:
+            raise IntformerError(f"output words of {out_bits} bits do not fit the link's {8 * P.WORD_BYTES}-bit "
+                                 f"words")
+        self.timeout_cycles = timeout_cycles or 4096
+        self.spi = SPIPeripheral(fifo_depth)
+        super().__init__({
+            "sck": In(1),
+            "copi": In(1),
+            "cs_n": In(1, init=1),
+            "cipo": Out(1),
+            "busy": Out(1),
+            "error": Out(1),
+            "acc_error": Out(1),
+            "activity": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.acc = acc = self.accelerator
+        m.submodules.spi = spi = self.spi
+        m.submodules.link = link = Link(self.info, self.timeout_cycles)
+        m.d.comb += [spi.sck.eq(self.sck), spi.copi.eq(self.copi), spi.cs_n.eq(self.cs_n),
+                     self.cipo.eq(spi.cipo)]
+        wiring.connect(m, spi.output, link.rx)
+        wiring.connect(m, link.tx, spi.input)
+        _connect(m, link, acc)
+        m.d.comb += [
+            self.busy.eq(acc.busy | spi.pending),
+            self.error.eq(link.error | link.dropped | spi.overrun),
+            self.acc_error.eq(acc.error),
+            self.activity.eq(spi.output.valid & spi.output.ready & (spi.output.payload != FILLER)),
         ]
         return m
 
@@ -147,11 +271,17 @@ class _Stretch(Elaboratable):
 
 
 class BoardTop(Elaboratable):
-    """`SimTop` on a board's UART pins and LEDs (see the module docstring); made by `make_top`."""
+    """`SimTop` (link "uart") or `SpiSimTop` (link "spi") on a board's pins and LEDs (see the module
+    docstring); made by `make_top`."""
 
-    def __init__(self, program: IntProgram, lanes: int, board: str, baud: int, clock_hz: float, divisor: int):
-        self.board, self.baud, self.clock_hz, self.divisor = board, baud, clock_hz, divisor
-        self.core = SimTop(program, lanes, self.divisor, timeout_cycles=round(P.FRAME_TIMEOUT_S * clock_hz))
+    def __init__(self, program: IntProgram, lanes: int, board: str, baud: int, clock_hz: float,
+                 divisor: int | None, link: str = "uart"):
+        self.board, self.baud, self.clock_hz, self.divisor, self.link = board, baud, clock_hz, divisor, link
+        timeout = round(P.FRAME_TIMEOUT_S * clock_hz)
+        if link == "spi":
+            self.core = SpiSimTop(program, lanes, timeout_cycles=timeout)
+        else:
+            self.core = SimTop(program, lanes, self.divisor, timeout_cycles=timeout)
         self.leds = BOARDS[board][2]
 
     def elaborate(self, platform):
@@ -159,10 +289,20 @@ class BoardTop(Elaboratable):
         m.submodules.core = core = self.core
         if platform is None:                      # elaborated without a board (e.g. rtlil of the logic alone)
             return m
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.rx_pin = rx_pin = io.Buffer("i", uart.rx)
-        m.submodules.tx_pin = tx_pin = io.Buffer("o", uart.tx)
-        m.d.comb += [core.rx.eq(rx_pin.i), tx_pin.o.eq(core.tx)]
+        if self.link == "spi":
+            if ("spi_link", 0) not in platform.resources:
+                platform.add_resources([spi_resource(self.board)])
+            pins = platform.request("spi_link", 0, dir="-")
+            for name in ("sck", "copi", "cs_n"):
+                m.submodules[f"{name}_pin"] = buf = io.Buffer("i", getattr(pins, name))
+                m.d.comb += getattr(core, name).eq(buf.i)
+            m.submodules.cipo_pin = cipo = io.Buffer("o", pins.cipo)
+            m.d.comb += cipo.o.eq(core.cipo)
+        else:
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.rx_pin = rx_pin = io.Buffer("i", uart.rx)
+            m.submodules.tx_pin = tx_pin = io.Buffer("o", uart.tx)
+            m.d.comb += [core.rx.eq(rx_pin.i), tx_pin.o.eq(core.tx)]
 
         half = max(1, round(self.clock_hz / 2))
         beat = Signal(range(half))
@@ -175,21 +315,33 @@ class BoardTop(Elaboratable):
         m.submodules.act_led = act = _Stretch(round(ACTIVITY_LED_S * self.clock_hz))
         m.d.comb += [err.pulse.eq(core.error), act.pulse.eq(core.activity)]
         roles = {"alive": alive, "busy": core.busy, "error": err.out | core.acc_error, "activity": act.out}
-        if "busy" not in self.leds:
+        rgb = RGB_LEDS.get(self.board)
+        if "busy" not in (rgb or self.leds):
             roles["alive"] = alive | core.busy
+        if rgb:
+            colours = platform.request("rgb_led", 0, dir={"r": "-", "g": "-", "b": "-"})
+            for role, colour in rgb.items():
+                m.submodules[f"led_{role}"] = led = io.Buffer("o", getattr(colours, colour))
+                m.d.comb += led.o.eq(roles[role])
         for role, number in self.leds.items():
             m.submodules[f"led_{role}"] = led = io.Buffer("o", platform.request("led", number, dir="-"))
             m.d.comb += led.o.eq(roles[role])
         return m
 
 
-def make_top(program: IntProgram, lanes: int, board: str, baud: int = 115200, clock_hz: float | None = None):
-    """The top for `board` (one of `BOARDS`): the accelerator with P = `lanes` behind the serial link at
-    `baud`, on the board's UART and LEDs. `clock_hz` is the frequency of the `sync` domain the design runs
-    in: by default the board's default clock, which the platform then provides; with another value the
-    caller provides that domain (a PLL) itself. Raises `IntformerError` for an unknown board, a board
-    without a UART, or a baud rate the clock cannot make."""
-    platform = check_board(board)
+def make_top(program: IntProgram, lanes: int, board: str, baud: int = 115200, clock_hz: float | None = None,
+             link: str | None = None):
+    """The top for `board` (one of `BOARDS`): the accelerator with P = `lanes` behind the serial link, on the
+    board's UART at `baud` (link "uart") or on its SPI pins (link "spi", `SPI_PINS`), and its LEDs; `link`
+    None: the UART where the board has one, SPI otherwise (`default_link`). `clock_hz` is the frequency of
+    the `sync` domain the design runs in: by default the board's default clock, which the platform then
+    provides; with another value the caller provides that domain (a PLL) itself. Raises `IntformerError`
+    for an unknown board, a board without the link's pins (a UART, or SPI pins), or a baud rate the clock
+    cannot make."""
+    if link is None:
+        link = default_link(board)
+    platform = check_board(board, link)
     if clock_hz is None:
         clock_hz = platform.default_clk_frequency
-    return BoardTop(program, lanes, board, baud, clock_hz, divisor_for(clock_hz, baud))
+    divisor = divisor_for(clock_hz, baud) if link == "uart" else None
+    return BoardTop(program, lanes, board, baud, clock_hz, divisor, link)

@@ -33,11 +33,36 @@ def auto_lanes(program, board_name: str) -> int:
     return 1
 
 
-def build_run(run_path, board_name: str, lanes: int | None, clock: float | None, out: Path | None, force: bool,
-              bare: bool = False, baud: int = 115200, progress=None, fit_check: bool = True) -> dict:
-    from boards.build import board, build, default_out, prepare_out
+def _link_factory(link: str, baud: int):
+    """A top factory for `boards.build.build` with the host link `link` ("uart" or "spi")."""
+    from boards.top import make_top
 
-    board(board_name)                            # an unknown board fails before anything else
+    def factory(program, lanes, board_name, clock_hz):
+        return make_top(program, lanes, board_name, baud=baud, clock_hz=clock_hz, link=link)
+    return factory
+
+
+def build_run(run_path, board_name: str, lanes: int | None, clock: float | None, out: Path | None, force: bool,
+              bare: bool = False, baud: int = 115200, progress=None, fit_check: bool = True,
+              link: str | None = None) -> dict:
+    """`link`: the host link, "uart" or "spi" (None: the UART where the board has one, SPI otherwise)."""
+    import json
+
+    from boards.build import board, build, default_out, prepare_out
+    from boards.top import check_board, default_link
+
+    b = board(board_name)                        # an unknown board fails before anything else
+    if bare and link is not None:
+        raise IntformerError("--bare builds the accelerator without a host link: leave out --link")
+    used_link = None if bare else (link or default_link(b.top_name))
+    if used_link is not None:
+        try:
+            check_board(b.top_name, used_link)   # the board has the link's pins (before any work)
+        except IntformerError as exc:
+            if "UART" not in str(exc):
+                raise
+            raise IntformerError(f"{exc}; `intformer build --bare` builds the accelerator alone, for its "
+                                 f"resources and timing") from None
     run = runfolder.open_run(run_path)
     if lanes is None:
         lanes = auto_lanes(run.program, board_name)
@@ -45,13 +70,19 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
             progress(f"lanes: P = {lanes} (the largest the resource estimate allows; --lanes to choose)")
     out = Path(out) if out else default_out(run.path, board_name, lanes)
     prepare_out(out, force)
-    return build(run.program, board_name, lanes, clock, out, progress=progress, top="bare" if bare else "link",
-                 baud=baud, fit_check=fit_check)
+    factory = _link_factory(used_link, baud) if used_link is not None else None
+    result = build(run.program, board_name, lanes, clock, out, progress=progress, top="bare" if bare else "link",
+                   baud=baud, fit_check=fit_check, top_factory=factory)
+    if used_link is not None:
+        result["link"] = used_link
+        (out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result
 
 
 def print_build(r: dict) -> None:
+    link = f" ({r['link']})" if r.get("link") else ""
     click.echo(f"board       {r['board']} ({r.get('board_description', '')}), device {r['device']}, "
-               f"P = {r['lanes']}, top: {r.get('top', 'link')}")
+               f"P = {r['lanes']}, top: {r.get('top', 'link')}{link}")
     source = ("PLL from %g MHz" % r["oscillator_mhz"]) if r.get("clock_source") == "PLL" else "oscillator"
     fmax = f"{r['fmax_mhz']:.1f} MHz" if r.get("fmax_mhz") is not None else "unknown"
     met = {True: "timing met", False: "TIMING NOT MET", None: ""}[r.get("timing_met")]
@@ -84,23 +115,27 @@ def print_build(r: dict) -> None:
                    "ECP5 boards).")
 @click.option("--baud", type=click.IntRange(min=1200), default=115200, show_default=True,
               help="Serial link baud rate.")
+@click.option("--link", type=click.Choice(["uart", "spi"]), default=None,
+              help="The host link: uart (the board's USB-serial bridge) or spi (SPI peripheral pins, see "
+                   "boards/top.py). Default: uart where the board has a USB-serial bridge, spi otherwise "
+                   "(OrangeCrab).")
 @click.option("--bare", is_flag=True,
-              help="The accelerator alone, without the serial link (resources and timing only; boards without "
-                   "a USB-serial bridge such as the OrangeCrab).")
+              help="The accelerator alone, without the host link (resources and timing only, or to see what "
+                   "the link costs).")
 @click.option("--no-fit-check", "no_fit_check", is_flag=True,
               help="Skip the pre-synthesis resource estimate (it errs on the safe side) and let nextpnr decide.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Build folder (default: RUN/build-<board>-P<lanes>).")
 @click.option("--force", is_flag=True, help="Rebuild into an existing build folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build_cmd(run, board_name, lanes, clock, baud, bare, no_fit_check, out, force, as_json):
+def build_cmd(run, board_name, lanes, clock, baud, link, bare, no_fit_check, out, force, as_json):
     """Build the run's model as a bitstream for a board (yosys + nextpnr) and report resources, Fmax,
     cycles per inference, latency and an energy estimate."""
     def progress(message):
         click.echo(message, err=True)
 
     result = build_run(run, board_name, lanes, clock, out, force, bare=bare, baud=baud, progress=progress,
-                       fit_check=not no_fit_check)
+                       fit_check=not no_fit_check, link=link)
     emit(result, as_json, print_build)
     if as_json and result.get("message"):
         click.echo(f"note: {result['message']}", err=True)

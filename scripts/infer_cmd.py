@@ -1,5 +1,5 @@
-"""`intformer infer`: test windows through a programmed board over its serial port, every forecast checked
-against the integer reference."""
+"""`intformer infer`: test windows through a programmed board over its serial port (or its SPI link, `--spi`),
+every forecast checked against the integer reference."""
 from __future__ import annotations
 
 import sys
@@ -15,11 +15,19 @@ from model.intref import quantize_input, run_program
 from .cli import cli, emit
 
 
-def infer_run(run_path, port: str, data_path=None, windows: str = "16", baud: int = 115200, timeout: float = 1.0,
-              retries: int = 3, in_flight: int = 2, split: str = "test", progress: bool = False,
-              port_obj=None) -> dict:
+def infer_run(run_path, port: str | None, data_path=None, windows: str = "16", baud: int = 115200,
+              timeout: float = 1.0, retries: int = 3, in_flight: int = 2, split: str = "test", progress: bool = False,
+              port_obj=None, spi: str | None = None, spi_hz: int | None = None) -> dict:
+    """Windows over the serial `port` at `baud`, or (with `spi`, a /dev/spidevX.Y) over the SPI link at
+    `spi_hz`; `port_obj` replaces the opened port or SPI device (tests)."""
     from boards import protocol as P
     from boards.host import Session, link_bound, open_port
+    from boards.spi_host import DEFAULT_HZ, open_spi, spi_link_bound
+
+    if (port is None) == (spi is None):
+        raise IntformerError("give the board's serial port (--port /dev/ttyUSB1) or its SPI device "
+                             "(--spi /dev/spidev0.0), one of the two")
+    spi_hz = spi_hz or DEFAULT_HZ
 
     run = runfolder.open_run(run_path)
     cfg = run.config
@@ -33,10 +41,19 @@ def infer_run(run_path, port: str, data_path=None, windows: str = "16", baud: in
     codes = quantize_input(run.program, test.x[:count])
     expected = run_program(run.program, codes)
 
-    port_h = port_obj if port_obj is not None else open_port(port, baud)
+    if port_obj is not None:
+        port_h = port_obj
+    else:
+        port_h = open_spi(spi, spi_hz) if spi is not None else open_port(port, baud)
     try:
         session = Session(port_h, reply_timeout=timeout, retries=retries, in_flight=in_flight)
-        info = session.info()
+        try:
+            info = session.info()
+        except IntformerError as exc:
+            if spi is None:
+                raise
+            raise IntformerError(f"{exc} Over SPI: check the wiring (SCK, COPI, CIPO, CS, ground; see "
+                                 f"boards/top.py) and --spi-hz (at most the board's clock / 8)") from None
         mine = P.DeviceInfo.from_program(run.program, info.lanes)
         if (info.n_inputs, info.n_outputs, info.checksum) != (mine.n_inputs, mine.n_outputs, mine.checksum):
             raise IntformerError(
@@ -59,14 +76,16 @@ def infer_run(run_path, port: str, data_path=None, windows: str = "16", baud: in
         if port_obj is None:
             port_h.close()
     t = result["tally"]
-    return {"port": port, "baud": baud, "windows": len(codes), "split": split,
+    bound = spi_link_bound(info, spi_hz, in_flight) if spi is not None else link_bound(info, baud, in_flight)
+    link = {"link": "spi", "port": spi, "spi_hz": spi_hz} if spi is not None else {"link": "uart", "port": port}
+    return {**link, "baud": baud, "windows": len(codes), "split": split,
             "device": {"lanes": info.lanes, "n_inputs": info.n_inputs, "n_outputs": info.n_outputs,
                        "checksum": f"{info.checksum:08x}"},
             **{k: t[k] for k in ("sent", "answered", "matched", "mismatched", "failed", "frames_sent", "retries",
                                  "timeouts", "stale_replies", "device_errors", "decode_errors")},
             "seconds": result["seconds"], "windows_per_second": result["windows_per_second"],
             "mean_round_trip_ms": result["mean_round_trip_ms"],
-            "link_bound_windows_per_second": link_bound(info, baud, in_flight), "in_flight": in_flight,
+            "link_bound_windows_per_second": bound, "in_flight": in_flight,
             "failures": {str(k): v for k, v in result["failures"].items()},
             **({"first_mismatch": result["first_mismatch"]} if "first_mismatch" in result else {})}
 
@@ -83,8 +102,9 @@ def print_infer(r: dict) -> None:
                f"device errors {r['device_errors'] or 'none'}, stale replies {r['stale_replies']}, "
                f"decoder skips {r['decode_errors']}")
     rt = f"{r['mean_round_trip_ms']:.2f} ms" if r["mean_round_trip_ms"] is not None else "-"
+    rate = f"{r['spi_hz']:,} Hz SPI clock" if r.get("link") == "spi" else f"{r['baud']} baud"
     click.echo(f"throughput {r['windows_per_second']:,.1f} windows/s ({r['seconds']:.2f} s; mean round trip {rt}; "
-               f"the line allows {r['link_bound_windows_per_second']:,.0f}/s at {r['baud']} baud)")
+               f"the line allows {r['link_bound_windows_per_second']:,.0f}/s at {rate})")
     if "first_mismatch" in r:
         click.echo(f"first mismatch: {r['first_mismatch']}")
     for w, reason in list(r["failures"].items())[:5]:
@@ -93,7 +113,12 @@ def print_infer(r: dict) -> None:
 
 @cli.command("infer")
 @click.argument("run", type=click.Path())
-@click.option("--port", required=True, help="The board's serial port, e.g. /dev/ttyUSB1 (iCEBreaker).")
+@click.option("--port", default=None, help="The board's serial port, e.g. /dev/ttyUSB1 (iCEBreaker).")
+@click.option("--spi", "spi", default=None, metavar="DEV",
+              help="Talk over the SPI link instead (boards without a USB-serial bridge, e.g. the OrangeCrab): the "
+                   "host's spidev device, e.g. /dev/spidev0.0 (needs pip install spidev).")
+@click.option("--spi-hz", type=click.IntRange(min=1000), default=1_000_000, show_default=True,
+              help="SPI clock in Hz (at most the board's clock / 8: 6 MHz on the OrangeCrab).")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="CSV file with the run's columns (default: the run's own data).")
 @click.option("--windows", default="16", show_default=True, help="Test windows to send, or 'all'.")
@@ -105,11 +130,12 @@ def print_infer(r: dict) -> None:
 @click.option("--in-flight", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Windows outstanding at once (the device holds two).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def infer_cmd(run, port, data_path, windows, baud, timeout, retries, in_flight, as_json):
-    """Run test windows on a programmed board over its serial port; check every forecast against the integer
-    reference and report throughput. Exit status 1 if any window mismatched or failed."""
+def infer_cmd(run, port, spi, spi_hz, data_path, windows, baud, timeout, retries, in_flight, as_json):
+    """Run test windows on a programmed board over its serial port (--port) or SPI link (--spi); check every
+    forecast against the integer reference and report throughput. Exit status 1 if any window mismatched or
+    failed."""
     result = infer_run(run, port, data_path, windows, baud, timeout, retries, in_flight,
-                       progress=not as_json and sys.stderr.isatty())
+                       progress=not as_json and sys.stderr.isatty(), spi=spi, spi_hz=spi_hz)
     emit(result, as_json, print_infer)
     if result["mismatched"] or result["failed"]:
         sys.exit(1)

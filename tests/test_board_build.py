@@ -114,8 +114,8 @@ def test_too_many_lanes_refused_before_synthesis(run_dir):
 
 
 def test_board_without_serial_link_and_unknown_board(run_dir, tmp_path):
-    user_error_build(invoke("build", run_dir, "--board", "orangecrab", "--lanes", "1", "--out", tmp_path / "oc"),
-               "UART", "--bare")
+    user_error_build(invoke("build", run_dir, "--board", "orangecrab", "--link", "uart", "--lanes", "1", "--out",
+                            tmp_path / "oc"), "UART", "--link spi", "--bare")
     user_error_build(invoke("build", run_dir, "--board", "de0nano"), "unknown board", "icebreaker")
     user_error_build(invoke("build", run_dir, "--board", "icebreaker", "--clock", "300", "--out", tmp_path / "x"),
                "16 to 275 MHz")

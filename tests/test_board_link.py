@@ -273,7 +273,7 @@ def tiny_program():
 def test_make_top_refuses_boards_without_uart(tiny_program):
     from boards.top import make_top
     with pytest.raises(IntformerError, match="no UART resource"):
-        make_top(tiny_program, 2, "orangecrab")
+        make_top(tiny_program, 2, "orangecrab", link="uart")          # (its default link is SPI)
     with pytest.raises(IntformerError, match="unknown board"):
         make_top(tiny_program, 2, "de0nano")
     with pytest.raises(IntformerError, match="baud"):
