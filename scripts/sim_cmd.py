@@ -63,7 +63,7 @@ def print_sim(r: dict) -> None:
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes P.")
 @click.option("--engine", type=click.Choice(["amaranth", "cxxrtl"]), default="amaranth", show_default=True,
               help="amaranth: Amaranth's simulator (the reference); cxxrtl: the design compiled with yosys "
-                   "write_cxxrtl and g++, about a hundred times faster.")
+                   "write_cxxrtl and g++, over a thousand times faster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def sim(run, windows, lanes, engine, as_json):
     """Simulate the accelerator on test windows and compare every output word with the integer reference."""
