@@ -27,7 +27,7 @@ def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: i
     memories are read back after each window (for `first_mismatch`). A `profile` dict receives, for the
     last window, the cycles spent in each step of the step table ("load" and "output" for the ports;
     fused steps are named "a + b"). engine "cxxrtl" runs the same design compiled (`accel.cxxsim`),
-    about a hundred times faster, without buffer read-back or profile. `logic_lanes`: as in `Accelerator`.
+    over a thousand times faster, without buffer read-back or profile. `logic_lanes`: as in `Accelerator`.
     """
     if engine == "cxxrtl":
         from .cxxsim import simulate_cxxrtl
