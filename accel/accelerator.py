@@ -10,7 +10,8 @@ Datapath (see `accel.plan` for the memory layouts and the step table):
 * a P-wide weight ROM and small ROMs for biases, look-up tables, folded BatchNorm, softmax tables and
   LayerNorm gamma/beta;
 * the MAC array fed by the issue sequencer: one X element broadcast and one P-wide W word per cycle,
-  groups of P output columns back to back (a group with fewer k than lanes waits for the drain);
+  groups of P output columns back to back (a group with fewer k than lanes waits for the drain); the
+  operands are read the cycle after the issue and registered once more before the MAC array;
 * the drain: the group's P sums are shifted out one per cycle (the MAC array's result registers shift) through
   bias -> requantize -> look-up table -> residual -> per-channel affine -> write, a fixed 11-cycle
   pipeline that overlaps the next groups' accumulation; it also keeps each row's maximum (softmax) or
@@ -66,7 +67,8 @@ class Accelerator(wiring.Component):
     says how many a device needs).
 
     Latency: per linear step rows x groups x max(k, P) cycles (groups = output columns / P, rounded up per
-    chunk), plus about P + 16 cycles to drain its last group; a fused softmax or LayerNorm adds only what
+    chunk), plus about P + 17 cycles to drain its last group (issue, operand read, operand register, the MAC
+    array's 3 cycles, then the 11-stage drain); a fused softmax or LayerNorm adds only what
     it lags behind its linear step; plus the input (rows x cols cycles) and the output (3 cycles per
     word). For the default model that is 1.01 (P = 1) to 1.19 (P = 16) x MACs / P; `accel.simulate`
     measures it (`profile=` gives the cycles per step).
@@ -104,11 +106,16 @@ class Accelerator(wiring.Component):
         # ---------------------------------------------------------------------------- step table
         fields = {k: (signed(w) if sgn else unsigned(w)) for k, (w, sgn) in plan.field_widths.items()}
         layout = data.StructLayout(fields)
-        m.submodules.steps = steps = Memory(shape=layout, depth=len(plan.steps), init=plan.steps)
+        # the current step's record is a register (the table read at the step's next value), so that its
+        # fields reach the datapath straight from flip-flops, not through the table's decoding (Fmax)
+        m.submodules.steps = steps = Memory(shape=layout, depth=len(plan.steps), init=plan.steps,
+                                            attrs={"ram_style": "logic"})
         step = Signal(range(len(plan.steps) + 1))
+        step_next = Signal.like(step)                    # what `step` holds next cycle (the FSM sets it)
         step_rp = steps.read_port(domain="comb")
-        m.d.comb += [step_rp.addr.eq(step), self.step.eq(step)]
-        rec = step_rp.data
+        rec = Signal(layout, init={k: plan.steps[0][k] for k in fields})
+        m.d.comb += [step_next.eq(step), step_rp.addr.eq(step_next), self.step.eq(step)]
+        m.d.sync += [step.eq(step_next), rec.eq(step_rp.data)]
 
         def f(name):
             return rec[name] if name in fields else Const(0, 1)
@@ -267,8 +274,16 @@ class Accelerator(wiring.Component):
                         lb = banks[j].lane_bits
                         for l in range(P):
                             m.d.comb += w_word[l].eq(extend(banks[j], rports[j].data[l * lb:(l + 1) * lb]))
-        m.d.comb += [mac.valid.eq(iss_d), mac.first.eq(first_d), mac.last.eq(last_d), mac.tag.eq(tag_d),
-                     mac.x.eq(Mux(f("x_ones"), 1, x_elem)), mac.w.eq(w_word)]
+        # and are registered before the MAC array (the bank and lane selection ends in a register, not at the
+        # multiplier blocks' inputs: Fmax); the MAC array sees each (k, group) two cycles after its issue
+        x_q = Signal(signed(plan.x_bits + 1), reset_less=True)
+        w_q = Signal(data.ArrayLayout(signed(WB), P), reset_less=True)
+        iss_q, first_q, last_q = Signal(), Signal(), Signal()
+        tag_q = Signal.like(tag)
+        m.d.sync += [iss_q.eq(iss_d), first_q.eq(first_d), last_q.eq(last_d), tag_q.eq(tag_d),
+                     x_q.eq(Mux(f("x_ones"), 1, x_elem)), w_q.eq(w_word)]
+        m.d.comb += [mac.valid.eq(iss_q), mac.first.eq(first_q), mac.last.eq(last_q), mac.tag.eq(tag_q),
+                     mac.x.eq(x_q), mac.w.eq(w_q)]
 
         # ------------------------------------------------------------------------------ the drain
         # the MAC array's result registers shift the group's sums out, one per cycle from result[0]: the
@@ -283,17 +298,21 @@ class Accelerator(wiring.Component):
         with m.Elif(v0):
             m.d.sync += dcnt.eq(dcnt - 1)
 
-        # D0: column counter, bias address
+        # D0: column counter, bias; the bias ROM is read a cycle ahead, at the pointer's next value, so that the
+        # bias of the element at D0 is there at D0 and the sum with it is a register at D1 (Fmax)
         d_col = Signal(range(plan.max_cols + 1))
         row_end0 = Signal()
         m.d.comb += row_end0.eq(d_col == f("cols") - 1)
         b_ptr = Signal(_addr_bits(len(plan.bias_rom)))
-        m.d.comb += brom.addr.eq(b_ptr)
+        b_next = Signal.like(b_ptr)
+        m.d.comb += [b_next.eq(b_ptr), brom.addr.eq(b_next)]
+        m.d.sync += b_ptr.eq(b_next)
         with m.If(lin_start):
-            m.d.sync += [d_col.eq(0), b_ptr.eq(f("b_base"))]
+            m.d.sync += d_col.eq(0)
+            m.d.comb += b_next.eq(f("b_base"))
         with m.Elif(v0):
-            m.d.sync += [d_col.eq(Mux(row_end0, 0, d_col + 1)),
-                         b_ptr.eq(Mux(row_end0 & ~f("b_2d"), f("b_base"), b_ptr + 1))]
+            m.d.sync += d_col.eq(Mux(row_end0, 0, d_col + 1))
+            m.d.comb += b_next.eq(Mux(row_end0 & ~f("b_2d"), f("b_base"), b_ptr + 1))
 
         def delay(sig, n, name):
             out = sig
@@ -310,12 +329,10 @@ class Accelerator(wiring.Component):
             rowend[k] = Signal(name=f"dre{k}")
             m.d.sync += [valid[k].eq(valid[k - 1]), rowend[k].eq(rowend[k - 1])]
 
-        # D1: + bias; D1..D4: requantize (raw values bypass it for the output head)
+        # D1: the sum + bias (a register); D1..D4: requantize (raw values bypass it for the output head)
         DW = plan.drain_width
-        acc1 = Signal(signed(plan.acc_width))
-        m.d.sync += acc1.eq(mac.result[0])
         v1 = Signal(signed(DW))
-        m.d.comb += v1.eq(acc1 + Mux(f("bias"), brom.data, 0))
+        m.d.sync += v1.eq(mac.result[0] + Mux(f("bias"), brom.data, 0))
         CW = plan.code_width
         m.submodules.rq = rq = Requantizer(DW, CW, s_range=plan.shift_range("rq_s"), static_params=True)
         m.d.comb += [rq.input.valid.eq(valid[1]), rq.input.payload.eq(v1), rq.m.eq(f("rq_m")), rq.s.eq(f("rq_s")),
@@ -545,8 +562,8 @@ class Accelerator(wiring.Component):
         with m.FSM(name="top"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), ld_word.eq(xl.base), ld_lane.eq(0), ld_within.eq(0), ld_count.eq(0),
-                                 step.eq(0)]
+                    m.d.sync += [self.busy.eq(1), ld_word.eq(xl.base), ld_lane.eq(0), ld_within.eq(0), ld_count.eq(0)]
+                    m.d.comb += step_next.eq(0)
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += state_load.eq(1)
@@ -558,7 +575,7 @@ class Accelerator(wiring.Component):
             with m.State("WAIT"):
                 ok = (~f("lin") | lin_done) & (~f("sm") | sm_done) & (~f("ln") | ln_done)
                 with m.If(ok):
-                    m.d.sync += step.eq(step + 1)
+                    m.d.comb += step_next.eq(step + 1)
                     with m.If(step == n_steps - 1):
                         m.d.sync += [o_idx.eq(0), op_word.eq(ol.base), op_lane.eq(0), op_within.eq(0)]
                         m.next = "OUT_READ"

@@ -86,6 +86,27 @@ def round_shift_in(x: Value, s: Value, s_range: tuple[int, int]) -> Value:
     return ((y >> u) + 1) >> 1
 
 
+def round_shift_parts(x: Value, s: Value, s_range: tuple[int, int]):
+    """`round_shift_in(x, s, s_range)` cut in two for a pipeline register between them: (pre, post) with
+    post(pre) == round_shift_in(x, s, s_range), where `pre` is the shifted value before its half LSB is added
+    (a short variable shift) and `post(r)` adds it (an increment and a fixed shift), so that the adder before
+    the shift and the increment after it fall in different cycles. `post` uses s only where s may be 0
+    (then nothing is split); s must then be the shift of the value in the register."""
+    s_min, s_max = s_range
+    w = len(x)
+    if s_min == s_max:
+        if s_min == 0 or s_min >= w:
+            return round_shift(x, s_min), lambda r: r
+        pre = x.as_signed() >> (s_min - 1) if s_min > 1 else x.as_signed()
+        return pre, lambda r: ((r + 1) >> 1)[:w].as_signed()
+    if s_min < 1:
+        return x, lambda r: round_shift(r, s)
+    x = x.as_signed()
+    y = x >> (s_min - 1) if s_min > 1 else x
+    u = (s - s_min)[:max(1, (s_max - s_min).bit_length())].as_unsigned()
+    return y >> u, lambda r: (r + 1) >> 1
+
+
 def clamp(x: Value, lo: Value, hi: Value) -> Value:
     """min(max(x, lo), hi)."""
     return Mux(x < lo, lo, Mux(x > hi, hi, x))

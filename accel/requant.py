@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from model import intops
 
-from .arith import DSP_BITS, clamp, mul_signature, round_shift_in, shift_add_mul
+from .arith import DSP_BITS, clamp, mul_signature, round_shift_parts, shift_add_mul
 
 SHIFT_MAX = 62          # intops.quantize_multiplier never returns a larger shift
 
@@ -15,8 +15,10 @@ SHIFT_MAX = 62          # intops.quantize_multiplier never returns a larger shif
 class Requantizer(wiring.Component):
     """clamp(round_shift(acc * m, s), lo, hi): `intops.requantize`, pipelined, one value per cycle.
 
-    Algorithm: stage 1 multiplies the accumulator by the multiplier m; stage 2 adds half an LSB, 2^(s-1),
-    and shifts right arithmetically by s (round half up); stage 3 clamps to [lo, hi] (ReLU is lo = 0).
+    Algorithm: stage 1 multiplies the accumulator by the multiplier m; stage 2 shifts the product right
+    arithmetically by s - 1; stage 3 adds one and shifts by one more (round half up: the same as adding
+    2^(s-1) and shifting by s, `arith.round_shift_parts`) and clamps to [lo, hi] (ReLU is lo = 0). The golden
+    model is `intops.requantize`.
     The parameters m, s, lo, hi are sampled together with each input value and travel with it, so the
     sequencer may change them between values (between steps) without draining the pipeline.
 
@@ -67,7 +69,9 @@ class Requantizer(wiring.Component):
         prod = Signal(signed(prod_w), reset_less=True)
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
-        shifted = Signal(signed(len(round_shift_in(prod, s1, self.s_range))))
+        pre, post = round_shift_parts(prod, s1, self.s_range)
+        shifted = Signal(signed(len(pre)))              # shifted, its half LSB not yet added
+        s2 = Signal.like(self.s)
         out = Signal(signed(self.out_width))
         acc = self.input.payload
         L = self.low_bits
@@ -81,15 +85,16 @@ class Requantizer(wiring.Component):
             with m.If(en):
                 m.d.sync += prod.eq(acc * self.m)
         if self.static_params:
-            m.d.comb += [s1.eq(self.s), lo2.eq(self.lo), hi2.eq(self.hi)]
+            m.d.comb += [s1.eq(self.s), s2.eq(self.s), lo2.eq(self.lo), hi2.eq(self.hi)]
         else:
             with m.If(en):
-                m.d.sync += [s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi), lo2.eq(lo1), hi2.eq(hi1)]
+                m.d.sync += [s1.eq(self.s), s2.eq(s1), lo1.eq(self.lo), hi1.eq(self.hi), lo2.eq(lo1), hi2.eq(hi1)]
+        post = round_shift_parts(prod, s2, self.s_range)[1]      # s2: the shift of the value in `shifted`
         with m.If(en):
             m.d.sync += [
                 v1.eq(self.input.valid),
-                v2.eq(v1), shifted.eq(round_shift_in(prod, s1, self.s_range)),
-                v3.eq(v2), out.eq(clamp(shifted, lo2, hi2)),
+                v2.eq(v1), shifted.eq(pre),
+                v3.eq(v2), out.eq(clamp(post(shifted), lo2, hi2)),
             ]
         m.d.comb += [self.output.valid.eq(v3), self.output.payload.eq(out)]
         return m
@@ -102,7 +107,8 @@ class ScaleShiftClamp(wiring.Component):
     mb = 0 and c = b[c]. A fixed-latency pipeline with an enable (`en`), no stream handshake: the drain
     pipeline of the accelerator never stalls. Parameters travel with the data like in `Requantizer`.
 
-    Latency: 3 cycles (products; sum, round and shift; clamp). Widths: a, b signed `in_width`; ma, mb
+    Latency: 3 cycles (products; sum and shift by s - 1; the rounding increment and the clamp); the golden
+    models are `intops.residual_add` and `intops.requantize_per_channel`. Widths: a, b signed `in_width`; ma, mb
     signed `m_width`; c signed `c_width`; output signed `out_width`; the sum has
     max(in_width + m_width, c_width) + 2 bits.
 
@@ -143,7 +149,9 @@ class ScaleShiftClamp(wiring.Component):
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
         total = Signal(signed(sum_w))
-        shifted = Signal(signed(len(round_shift_in(total, s1, self.s_range))))
+        pre, _ = round_shift_parts(total, s1, self.s_range)
+        shifted = Signal(signed(len(pre)))              # shifted, its half LSB not yet added
+        s2 = Signal.like(self.s)
         m.d.comb += total.eq(pa + pb + c1)
         if self.shared_mul:
             m.d.comb += [self.mul.a.eq(self.a), self.mul.b.eq(self.ma), pa.eq(self.mul.p)]
@@ -154,15 +162,16 @@ class ScaleShiftClamp(wiring.Component):
             with m.If(self.en):
                 m.d.sync += pb.eq(self.b * self.mb)
         if self.static_params:
-            m.d.comb += [s1.eq(self.s), lo2.eq(self.lo), hi2.eq(self.hi)]
+            m.d.comb += [s1.eq(self.s), s2.eq(self.s), lo2.eq(self.lo), hi2.eq(self.hi)]
         else:
             with m.If(self.en):
-                m.d.sync += [s1.eq(self.s), lo1.eq(self.lo), hi1.eq(self.hi), lo2.eq(lo1), hi2.eq(hi1)]
+                m.d.sync += [s1.eq(self.s), s2.eq(s1), lo1.eq(self.lo), hi1.eq(self.hi), lo2.eq(lo1), hi2.eq(hi1)]
+        post = round_shift_parts(total, s2, self.s_range)[1]     # s2: the shift of the value in `shifted`
         with m.If(self.en):
             m.d.sync += [
                 v1.eq(self.valid_in), c1.eq(self.c),
-                v2.eq(v1), shifted.eq(round_shift_in(total, s1, self.s_range)),
-                v3.eq(v2), self.y.eq(clamp(shifted, lo2, hi2)),
+                v2.eq(v1), shifted.eq(pre),
+                v3.eq(v2), self.y.eq(clamp(post(shifted), lo2, hi2)),
             ]
         m.d.comb += self.valid_out.eq(v3)
         return m

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from model import intops
 
-from .arith import DSP_BITS, clamp, mul_signature, round_shift_in, shift_add_mul
+from .arith import DSP_BITS, clamp, mul_signature, round_shift_parts, shift_add_mul
 from .divsqrt import Reciprocal
 from .rowio import lookup_signature, read_signature, step_lane, write_signature
 
@@ -37,8 +37,16 @@ class SoftmaxUnit(wiring.Component):
     the scores); tie `rows_ready` to `rows` to run on a finished buffer.
 
     Timing: one element per cycle in each engine; with `ext_max`, cols + 3 cycles per row once cols exceeds
-    the divider's time (else about the divider's time), plus about cols + 30 cycles for the last row.
+    the divider's time (else about the divider's time), plus about cols + 32 cycles for the last row.
     `start` begins a run, `busy` is high until the last write, `done` pulses once after it.
+
+    Latency: the reader is a 6-stage pipeline from a read's issue (stage 0) to its exponential in the local
+    buffer and the row sum (stage 5): the data comes back in stage 1 and is registered as it is, so the
+    accelerator's bank and lane selection ends in a register; stage 2 folds the maximum and forms the table
+    address from a register of t_base + max; the exponential takes stages 3..5. The divider then takes
+    `recip_bits(min_sum)` + 1 cycles, and the normalizer 4 cycles from a read of the local buffer to its
+    write (the product; its sum, shifted; the rounding and the clamp; the write). The golden model is
+    `intops.softmax_int`; the pipeline changes when, never what, is written.
 
     Widths: codes signed `elem_width`; max - z unsigned elem_width; exponentials unsigned `exp_width`
     (16: 1.0 = 2^15); the row sum exp_width + log2(max_cols); r recip_bits(min_sum) bits; e * r their sum;
@@ -150,21 +158,31 @@ class SoftmaxUnit(wiring.Component):
                     m.d.sync += [row_e.eq(row_e + 1), base_e.eq(base_e + self.src_wpr)]
                     m.next = "NEXT"
 
-        # stage 1: z arrives; MAX folds it in; EXP forms d = max - z >= 0 (and looks up the table)
+        # stage 0: the read is issued; stage 1: z arrives and is registered as it is (the read data path, the
+        # accelerator's bank and lane selection, ends there); stage 2: MAX folds z in; EXP forms d = max - z >= 0
+        # and looks up the table at t_base + d, computed as (t_base + max) - z from a register of t_base + max
+        # (max is settled at least two cycles before a row's EXP pass reaches stage 2)
+        va, kinda, firsta, lasta, slota = Signal(), Signal(), Signal(), Signal(), Signal()
+        cola = Signal.like(col)
+        m.d.sync += [va.eq(issue), kinda.eq(kind), firsta.eq(first), lasta.eq(last), slota.eq(row_e[0]),
+                     cola.eq(col)]
         v1, kind1, first1, last1, slot1 = Signal(), Signal(), Signal(), Signal(), Signal()
         col1 = Signal.like(col)
-        m.d.sync += [v1.eq(issue), kind1.eq(kind), first1.eq(first), last1.eq(last), slot1.eq(row_e[0]),
-                     col1.eq(col)]
-        z = self.rd.data
+        z = Signal(signed(E))
+        m.d.sync += [v1.eq(va), kind1.eq(kinda), first1.eq(firsta), last1.eq(lasta), slot1.eq(slota),
+                     col1.eq(cola), z.eq(self.rd.data)]
         new_max = Mux(first1 | (z > mx), z, mx)
         with m.If(v1 & (kind1 == MAX)):
             m.d.sync += mx.eq(new_max)
             with m.If(last1):
                 m.d.sync += max_pending.eq(0)
         d = Signal(unsigned(E))
-        m.d.comb += [d.eq(mx - z), self.table.addr.eq(self.t_base + d)]
+        TW = len(self.table.addr)
+        t_mx = Signal(signed(max(TW, E) + 2))
+        m.d.sync += t_mx.eq(self.t_base + mx)
+        m.d.comb += [d.eq(mx - z), self.table.addr.eq((t_mx - z)[:TW])]
 
-        # stages 2..4: the exponential (the table's read, or the polynomial's three products)
+        # stages 3..5: the exponential (the table's read, or the polynomial's three products)
         def delay(sig, n, name):
             out = sig
             for i in range(n):
@@ -177,7 +195,7 @@ class SoftmaxUnit(wiring.Component):
         first4, last4, slot4 = delay(first1, 3, "first"), delay(last1, 3, "last"), delay(slot1, 3, "slot")
         col4 = delay(col1, 3, "col")
         e4 = Signal(unsigned(self.exp_width))
-        e_lut = delay(self.table.data, 2, "elut")      # the table's data is valid in stage 2
+        e_lut = delay(self.table.data, 2, "elut")      # the table's data is valid in stage 3
         if "poly" in self.methods:
             F = intops.POLY_FRAC_BITS
             u2 = Signal(unsigned(E + 20))
@@ -195,7 +213,7 @@ class SoftmaxUnit(wiring.Component):
         else:
             m.d.comb += e4.eq(e_lut)
 
-        # stage 4: keep e in the local buffer, add it to the row's sum; hand the sum on at the row's end
+        # stage 5: keep e in the local buffer, add it to the row's sum; hand the sum on at the row's end
         m.d.comb += [e_wr.addr.eq(Cat(col4[:CB], slot4)), e_wr.data.eq(e4), e_wr.en.eq(v4)]
         acc = Signal(unsigned(self.sum_width))
         total = Signal(unsigned(self.sum_width))
@@ -247,7 +265,8 @@ class SoftmaxUnit(wiring.Component):
                     m.d.sync += [row_n.eq(row_n + 1), rows_norm_issued.eq(rows_norm_issued + 1)]
                     m.next = "NEXT"
 
-        # n1: e comes back, times r; n2: round, shift, clamp; n3: write along the output row
+        # n1: e comes back, times r; n2: the product's sum, shifted (its half LSB not yet added); n3: round,
+        # clamp; n4: write along the output row
         nv1, nfirst1, nlast1, npar1 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [nv1.eq(n_issue), nfirst1.eq(n_col == 0), nlast1.eq(n_last), npar1.eq(row_n[0])]
         prod2 = Signal(unsigned(self.exp_width + self.q_bits))
@@ -273,24 +292,28 @@ class SoftmaxUnit(wiring.Component):
         m.d.comb += prod_s.eq(prod2)
         shift = Signal(range(intops.RECIP_BITS + 1))
         m.d.comb += shift.eq(intops.RECIP_BITS - self.out_bits)
-        y3 = Signal(signed(self.out_width))
-        nv3, nfirst3, nlast3 = Signal(), Signal(), Signal()
         lo_b, hi_b = self.out_bits_range
         s_range = (intops.RECIP_BITS - hi_b, intops.RECIP_BITS - lo_b)
-        m.d.sync += [y3.eq(clamp(round_shift_in(prod_s, shift, s_range), 0, (1 << self.out_bits) - 1)), nv3.eq(nv2),
-                     nfirst3.eq(nfirst2), nlast3.eq(nlast2)]
+        pre, post = round_shift_parts(prod_s, shift, s_range)
+        pre3 = Signal(signed(len(pre)))
+        nv3, nfirst3, nlast3 = Signal(), Signal(), Signal()
+        m.d.sync += [pre3.eq(pre), nv3.eq(nv2), nfirst3.eq(nfirst2), nlast3.eq(nlast2)]
+        y4 = Signal(signed(self.out_width))
+        nv4, nfirst4, nlast4 = Signal(), Signal(), Signal()
+        m.d.sync += [y4.eq(clamp(post(pre3), 0, (1 << self.out_bits) - 1)), nv4.eq(nv3),
+                     nfirst4.eq(nfirst3), nlast4.eq(nlast3)]
 
         out_row = Signal(unsigned(self.addr_width))
         w_word = Signal(unsigned(self.addr_width))
         w_lane = Signal(range(max(P, 2)))
-        cur_word = Mux(nfirst3, out_row, w_word)
-        cur_lane = Mux(nfirst3, 0, w_lane)
-        m.d.comb += [self.wr.en.eq(nv3), self.wr.addr.eq(cur_word), self.wr.lane.eq(cur_lane), self.wr.data.eq(y3)]
+        cur_word = Mux(nfirst4, out_row, w_word)
+        cur_lane = Mux(nfirst4, 0, w_lane)
+        m.d.comb += [self.wr.en.eq(nv4), self.wr.addr.eq(cur_word), self.wr.lane.eq(cur_lane), self.wr.data.eq(y4)]
         with m.If(self.start):
             m.d.sync += [out_row.eq(self.out_base), rows_written.eq(0)]
-        with m.Elif(nv3):
+        with m.Elif(nv4):
             nword, nlane = step_lane(cur_word, cur_lane, P)
             m.d.sync += [w_word.eq(nword), w_lane.eq(nlane)]
-            with m.If(nlast3):
+            with m.If(nlast4):
                 m.d.sync += [out_row.eq(out_row + self.out_wpr), rows_written.eq(rows_written + 1)]
         return m

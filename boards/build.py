@@ -2,8 +2,10 @@
 
 `build(program, board, lanes, clock_mhz, out_dir, progress)`:
 
-1. checks that `Accelerator(program, lanes)` fits the board's device (`accel.resources.check_fit`) before
-   any synthesis, naming the lane count that would;
+1. checks that `Accelerator(program, lanes, logic_lanes)` fits the board's device (`accel.resources.check_fit`)
+   before any synthesis, naming the lane count that would; `logic_lanes` is
+   `accel.resources.lanes_in_logic`: the MAC lanes that multiply in logic because the device's multiplier
+   blocks run out (the UP5K at P = 8: four), set on the top's accelerator (`set_logic_lanes`);
 2. elaborates the board top (`boards.top.make_top`: accelerator + UART link + LEDs) on the board's
    amaranth-boards platform, with a PLL in front when the requested clock differs from the oscillator
    (iCE40: SB_PLL40_PAD, ECP5: EHXPLLL; the nearest frequency the PLL can make is used and reported);
@@ -15,7 +17,7 @@
    simulates one window for the cycles per inference, and estimates the energy (`boards.power`).
 
 The result (also written to `out_dir/build.json`, last, so a folder without it is an unfinished build):
-board, device, clock_mhz, fmax_mhz, timing_met, resources {NAME: {used, available}},
+board, device, lanes, logic_lanes, clock_mhz, fmax_mhz, timing_met, resources {NAME: {used, available}},
 cycles_per_inference, latency_us, power_mw_estimate, energy_uj_estimate, bitstream, ...
 
 Spartan-7 boards (Arty S7, Cmod S7) need Vivado for a bitstream: without `vivado` on PATH the result is
@@ -335,6 +337,21 @@ class BareTop(Elaboratable):
         return m
 
 
+def set_logic_lanes(top, logic_lanes: int) -> None:
+    """Let `logic_lanes` MAC lanes of the accelerator in `top` (a board top: `.accelerator`, or
+    `.core.accelerator`) multiply in logic; the accelerator reads the number when it is elaborated."""
+    if not logic_lanes:
+        return
+    from accel.accelerator import Accelerator
+    for holder in (top, getattr(top, "core", None)):
+        acc = getattr(holder, "accelerator", None)
+        if isinstance(acc, Accelerator):
+            acc.logic_lanes = max(0, min(acc.plan.lanes, logic_lanes))
+            return
+    raise IntformerError(f"{logic_lanes} MAC lanes must multiply in logic on this device, but the top has no "
+                         f"accelerator (`.accelerator` or `.core.accelerator`) to set them on")
+
+
 def bare_top(program: IntProgram, lanes: int, board_name: str, clock_hz: float):
     return BareTop(program, lanes)
 
@@ -400,12 +417,13 @@ def _run_stage(cmd: list[str], cwd: Path, log: Path | None, what: str, lanes: in
 def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | None = None,
           out_dir: str | Path = "build", progress: Callable[[str], None] | None = None,
           top: str = "link", top_factory: Callable | None = None, name: str = "top", baud: int = 115200,
-          check_timing: bool = True, fit_check: bool = True) -> dict:
+          check_timing: bool = True, fit_check: bool = True, seed: int | None = None) -> dict:
     """Build `program` with `lanes` MAC lanes for `board_name` into `out_dir` (which should be empty, see
     `prepare_out`); return the report dict (see the module docstring). Raises IntformerError when the
     design does not fit (the estimate, unless `fit_check` is off, then nextpnr) or (with `check_timing`)
-    misses timing, naming what would work; the build files stay in `out_dir` for a look."""
-    from accel.resources import DEVICES as FIT_DEVICES, check_fit
+    misses timing, naming what would work; the build files stay in `out_dir` for a look. `seed`: nextpnr's
+    placement seed (None: its default); Fmax varies with it by a MHz or two."""
+    from accel.resources import DEVICES as FIT_DEVICES, check_fit, lanes_in_logic
 
     b = board(board_name)
     out = Path(out_dir)
@@ -414,11 +432,17 @@ def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | N
     stages: dict[str, float] = {}
     notes: list[str] = []
 
+    # MAC lanes beyond the device's multiplier blocks multiply in logic (the UP5K's eight blocks: P = 8)
+    logic_lanes = lanes_in_logic(program, lanes, b.fit_device) if b.fit_device else 0
+    if logic_lanes:
+        notes.append(f"{logic_lanes} of the {lanes} MAC lanes multiply in logic (the {b.fit_device} has too few "
+                     f"multiplier blocks for all of them)")
+
     # 1. does it fit (before minutes of synthesis)?
     if b.fit_device and fit_check:
         _echo(progress, f"[1/5] resource check for the {b.fit_device} (P = {lanes})")
         try:
-            est = check_fit(program, lanes, b.fit_device)
+            est = check_fit(program, lanes, b.fit_device, logic_lanes=None)
         except IntformerError as exc:
             raise IntformerError(f"{exc} (a pre-synthesis estimate that errs on the safe side: --no-fit-check "
                                  f"lets nextpnr decide)") from None
@@ -457,17 +481,20 @@ def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | N
             return make_board_top(program, lanes, board_name, clock_hz, baud)
 
     if b.family == "xc7":
-        return _build_xilinx(program, b, lanes, clock_hz, out, progress, factory, name, notes, started, top)
+        return _build_xilinx(program, b, lanes, clock_hz, out, progress, factory, name, notes, started, top,
+                             logic_lanes)
 
     # 2. elaborate the top on the platform, write the build files
     _echo(progress, f"[2/5] elaborating the {b.name} top at {clock_hz / 1e6:g} MHz"
                     + (" (PLL)" if pll else " (oscillator)"))
     t = time.perf_counter()
     top_obj = factory(program, lanes, b.top_name, clock_hz)
+    set_logic_lanes(top_obj, logic_lanes)
     platform = _platform(b, pll)
     overrides = {"script_after_read": RENAME_HIDE,
                  "script_after_synth": "tee -q -o stat.json stat -json",
-                 "nextpnr_opts": "--report report.json --timing-allow-fail"}
+                 "nextpnr_opts": "--report report.json --timing-allow-fail"
+                                 + (f" --seed {seed}" if seed is not None else "")}
     if b.family == "ice40":
         overrides["synth_opts"] = "-dsp"
     plan = platform.prepare(top_obj, name, **overrides)
@@ -528,7 +555,7 @@ def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | N
     energy = power.energy_uj(b.device, used, clock_mhz_actual, cycles)
     result = {
         "board": b.name, "board_description": b.description, "device": b.device, "lanes": lanes, "top": top,
-        "status": "complete" if timing_met else "timing not met",
+        "logic_lanes": logic_lanes, "nextpnr_seed": seed, "status": "complete" if timing_met else "timing not met",
         "clock_mhz": round(clock_mhz_actual, 4), "clock_source": "PLL" if pll else "oscillator",
         "oscillator_mhz": osc / 1e6,
         "fmax_mhz": round(fmax, 2), "timing_met": timing_met,
@@ -557,20 +584,21 @@ def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | N
 
 
 def _build_xilinx(program, b: Board, lanes, clock_hz, out: Path, progress, factory, name, notes, started,
-                  top: str) -> dict:
+                  top: str, logic_lanes: int = 0) -> dict:
     """Spartan-7: yosys' resource estimate; the bitstream itself needs Vivado."""
     from . import synth
 
     _echo(progress, f"[1/2] synthesis estimate (yosys synth_xilinx) for the {b.device} (P = {lanes})")
     t = time.perf_counter()
     top_obj = factory(program, lanes, b.top_name, clock_hz)
+    set_logic_lanes(top_obj, logic_lanes)
     if vivado_missing := shutil.which(os.environ.get("VIVADO", "vivado")) is None:
         top_obj._MustUse__silence = True         # only its core is synthesized: no "unused" warning
     # the logic without the pins: the link top's core (UART + link + accelerator), or the accelerator
     component = getattr(top_obj, "core", None) or getattr(top_obj, "accelerator", None)
     if component is None:
         from accel.accelerator import Accelerator
-        component = Accelerator(program, lanes)
+        component = Accelerator(program, lanes, logic_lanes)
     res = synth.synthesize(component, "xc7s15", workdir=out)
     available = XILINX_AVAILABLE[b.device]
     resources = {k: {"used": res.used.get(k, 0), "available": available[k]} for k in available}
@@ -602,7 +630,7 @@ def _build_xilinx(program, b: Board, lanes, clock_hz, out: Path, progress, facto
         message = "built with Vivado; the resources are yosys' estimate (synth_xilinx, without the pins)"
     result = {
         "board": b.name, "board_description": b.description, "device": b.device, "lanes": lanes, "top": top,
-        "status": "complete" if bitstream else "estimate only",
+        "logic_lanes": logic_lanes, "status": "complete" if bitstream else "estimate only",
         "clock_mhz": clock_mhz, "clock_source": "oscillator", "oscillator_mhz": b.osc_hz / 1e6,
         "fmax_mhz": fmax, "timing_met": timing_met, "resources": resources, "resources_source": "yosys estimate",
         "cycles_per_inference": cycles, "cycles_engine": engine, "macs_per_inference": program.macs(),
