@@ -31,6 +31,9 @@ class ModelConfig:
     io_bits: int = 8             # input codes and the forecast's skip path (first layers stay at 8 bits)
     skip: bool = True            # forecast = last observed target + the model's output (in integers)
     target_index: int | None = None   # which input column is the target (None: the target is no input)
+    level: bool | None = None    # the Transformer sees the window minus each series' last value (level removal;
+                                 # None: on with the last-value skip, which adds the level back)
+    dropout: float = 0.3         # training only (before each encoder layer and before the head); not exported
 
     def validate(self) -> "ModelConfig":
         def need(ok: bool, msg: str):
@@ -40,6 +43,7 @@ class ModelConfig:
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
         need(2 <= self.bits <= 8, f"--bits must be between 2 and 8, got {self.bits}")
+        need(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
         need(2 <= self.io_bits <= 8, f"--io-bits must be between 2 and 8, got {self.io_bits}")
         need(not (self.skip and self.target_index is None),
              "the last-value skip needs the target among the inputs: add it to --features or use --no-skip")
@@ -55,6 +59,10 @@ class ModelConfig:
         need(not (self.tokens == "series" and self.inputs < 2),
              "--tokens series needs multivariate data (two or more input series): add --features or --multivariate")
         return self
+
+    @property
+    def use_level(self) -> bool:
+        return self.skip if self.level is None else bool(self.level)
 
     @property
     def n_tokens(self) -> int:
@@ -78,6 +86,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
+        d = {"level": False, **d}      # records written before --level existed had no level removal
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -94,6 +103,8 @@ class TrainConfig:
                                            # (None: 0.1 at 7-8 bits, 0.3 at 5-6, 1.0 below: the fewer the
                                            # bits, the further the quantized optimum lies from the float one)
     max_train_windows: int | None = None   # subsample for quick runs (tests)
+    shrink: bool = True                    # after each fit, scale the head (the forecast's change from the last
+                                           # value) by alpha in [0, 1] fitted on validation by least squares
 
     def to_dict(self) -> dict:
         return asdict(self)

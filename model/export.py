@@ -15,7 +15,7 @@ from . import intops
 from .program import (ONES, Affine, Buffer, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
                       SoftmaxStep)
 from .qat import (ActQuant, QATForecaster, QuantLinear, affine_constants, requant_constants,
-                  layernorm_constants, residual_constants)
+                  layernorm_constants, level_constants, residual_constants)
 
 
 def _weights(lin: QuantLinear) -> np.ndarray:
@@ -70,6 +70,36 @@ def _layernorm(bld: _Builder, name: str, src: str, out: str, rows: int, norm, s_
                          bld.tensor(name + ".b", b.numpy()), s, eps, q_out.lo, q_out.hi)
 
 
+def _level_steps(bld: _Builder, model: QATForecaster) -> str:
+    """Level removal, xc = x - last (each series' last observed value), in two linear steps that the MAC array
+    runs as copies (k = 1, weight 1, identity requantization):
+
+    * "level.last" copies the last value of each series into `xl`;
+    * "level.center" broadcasts `xl` over the window and adds x as a residual with m_src = -m_new, so that
+      xc = clamp(round_shift((x - last) * m, s)): one rounding, at the scale of `xc`.
+
+    Time tokens (x is n x m): last = x[n-1, :], taken by the ones operand against row n-1 of x, and
+    broadcast over rows by the ones operand against xl (1 x m). Series tokens (x is m x n): last = x[:, n-1],
+    the X operand's column n-1 against a 1 x 1 weight, broadcast over columns by a 1 x n row of ones.
+    """
+    cfg, q_in = model.cfg, model.q_in
+    rows, cols = cfg.n_tokens, cfg.token_dim
+    ident = _requant(q_in.scale, q_in)                  # codes to the same codes: m = 2^14, s = 14
+    res = level_constants(q_in.scale, model.q_level)
+    xc = bld.buffer(_buf("xc", rows, cols, model.q_level))
+    if cfg.tokens == "time":
+        xl = bld.buffer(_buf("xl", 1, cols, q_in))
+        bld.steps.append(LinearStep("level.last", ONES, "x", xl, 1, 1, cols, w_row=rows - 1, requant=ident))
+        bld.steps.append(LinearStep("level.center", ONES, xl, xc, rows, 1, cols, requant=ident, residual=res))
+    else:
+        xl = bld.buffer(_buf("xl", rows, 1, q_in))
+        bld.steps.append(LinearStep("level.last", "x", bld.tensor("level.one", np.ones((1, 1))), xl, rows, 1, 1,
+                                    x_col=cols - 1, requant=ident))
+        bld.steps.append(LinearStep("level.center", xl, bld.tensor("level.ones", np.ones((1, cols))), xc, rows, 1,
+                                    cols, requant=ident, residual=res))
+    return xc
+
+
 @torch.no_grad()
 def to_program(model: QATForecaster) -> IntProgram:
     """The integer program that the trained model computes (eval mode, quantization on)."""
@@ -79,12 +109,16 @@ def to_program(model: QATForecaster) -> IntProgram:
     bld = _Builder()
     bld.buffer(_buf("x", t, cfg.token_dim, model.q_in))
 
-    # input projection, with the positional encoding folded into a per-(token, channel) bias
     s_x = model.q_in.scale
-    acc = model.embed.acc_scale(s_x)
+    embed_x, s_e = "x", s_x
+    if model.q_level is not None:
+        embed_x, s_e = _level_steps(bld, model), model.q_level.scale
+
+    # input projection, with the positional encoding folded into a per-(token, channel) bias
+    acc = model.embed.acc_scale(s_e)
     bld.tensor("embed.w", _weights(model.embed))
     bld.tensor("embed.b", _bias(model.embed.bias[None, :] + model.pos, acc))
-    bld.steps.append(LinearStep("embed", "x", "embed.w", bld.buffer(_buf("h", t, d, model.q_h)), t,
+    bld.steps.append(LinearStep("embed", embed_x, "embed.w", bld.buffer(_buf("h", t, d, model.q_h)), t,
                                 cfg.token_dim, d, bias="embed.b", requant=_requant(acc, model.q_h)))
     h, s_h = "h", model.q_h.scale
 

@@ -49,6 +49,12 @@ def residual_constants(src: str, s_src: float, s_new: float, out_scale: float, l
     return Residual(src, int(math.floor(r_src * 2 ** s + 0.5)), int(math.floor(r_new * 2 ** s + 0.5)), s, lo, hi)
 
 
+def level_constants(in_scale: float, q: "ActQuant") -> Residual:
+    """x - last from input codes at in_scale to q's codes: m_src = -m_new, one shift (the level removal)."""
+    rc = residual_constants("x", in_scale, in_scale, q.scale, q.lo, q.hi)
+    return Residual("x", rc.m_src, -rc.m_src, rc.s, q.lo, q.hi)
+
+
 def affine_constants(a: torch.Tensor, c: torch.Tensor, in_scale: float, out_scale: float):
     """Folded BatchNorm y = a * x + c as integers (m[c], b[c], s): y_code = round_shift(x_code * m + b, s)."""
     ratio = a.double() * float(in_scale) / float(out_scale)
@@ -331,10 +337,13 @@ class QATForecaster(nn.Module):
         b = cfg.bits_for
         t, d = cfg.n_tokens, cfg.d_model
         self.q_in = ActQuant("x", cfg.bits_overrides.get("x", max(cfg.io_bits, cfg.bits)))
+        # level removal: the window minus each series' last observed value, requantized to its own (finer) range
+        self.q_level = ActQuant("xc", cfg.bits_overrides.get("xc", self.q_in.bits)) if cfg.use_level else None
         self.embed = QuantLinear("embed", cfg.token_dim, d, b("embed"))
         self.register_buffer("pos", sinusoidal(t, d))
         self.q_h = ActQuant("h", b("h"))
         self.layers = nn.ModuleList(EncoderLayer(i, cfg) for i in range(cfg.layers))
+        self.drop = nn.Dropout(cfg.dropout)      # training only: before each layer and before the head
         self.q_pool = ActQuant("pool", b("pool")) if cfg.pooling == "mean" else None
         head_in = d if cfg.pooling == "mean" else t * d
         self.head = QuantLinear("head", head_in, cfg.horizon, b("head"))
@@ -361,10 +370,11 @@ class QATForecaster(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.q_in(self.tokens(x))
-        h = self.q_h(self.embed(x, self.q_in.scale, extra_bias=self.pos), self.embed.acc_scale(self.q_in.scale))
+        xe, s_xe = (self._level(x), self.q_level.scale) if self.q_level is not None else (x, self.q_in.scale)
+        h = self.q_h(self.embed(xe, s_xe, extra_bias=self.pos), self.embed.acc_scale(s_xe))
         sh = self.q_h.scale
         for layer in self.layers:
-            h = layer(h, sh)
+            h = layer(self.drop(h), sh)
             sh = layer.q_n2.scale
         if self.q_pool is not None:
             t = h.shape[1]
@@ -372,7 +382,7 @@ class QATForecaster(nn.Module):
         else:
             pooled = h.flatten(1)
         sp = self.head_input_scale()
-        y = self.head(pooled, sp)
+        y = self.head(self.drop(pooled), sp)
         if not self.cfg.skip:
             return y
         if not self.training:
@@ -380,6 +390,18 @@ class QATForecaster(nn.Module):
         y = self.q_head(y, self.head.acc_scale(sp))
         last = x[:, -1, self.cfg.target_index] if self.cfg.tokens == "time" else x[:, self.cfg.target_index, -1]
         return self._skip(last[:, None], y)
+
+    def _level(self, x: torch.Tensor) -> torch.Tensor:
+        """q_level(x - last) with last = each series' last observed value (NLinear / RevIN-style level removal):
+        the Transformer sees the window's shape, not its level. In eval mode by the integer residual sum of
+        the program's "level.center" step: x * m - last * m, one shift, one rounding."""
+        last = x[:, -1:, :] if self.cfg.tokens == "time" else x[:, :, -1:]
+        q = self.q_level
+        if self.training or not q.enabled:
+            return q(x - last)
+        rc = level_constants(self.q_in.scale, q)
+        codes = (torch.floor(x / self.q_in.scale + 0.5) - torch.floor(last / self.q_in.scale + 0.5)) * rc.m_src
+        return emulate_shift(codes, rc.s, q.lo, q.hi) * q.scale
 
     def head_input_scale(self) -> float:
         return self.q_pool.scale if self.q_pool is not None else self.layers[-1].q_n2.scale

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ class TrainedModels:
     scaler: Scaler
     history: dict          # per model: list of {"epoch", "train_mse", "val_mse"}
     seconds: dict          # per model: training wall time
+    shrink: dict = field(default_factory=dict)   # per model: the head's validation shrinkage factor (--shrink)
 
 
 def predict(model: QATForecaster, x: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -96,6 +97,37 @@ def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, l
     return model.eval(), history
 
 
+@torch.no_grad()
+def shrink_head(model: QATForecaster, val: Windows) -> float | None:
+    """Scale the head by alpha in [0, 1], the least-squares factor on validation for the forecast's change from
+    the last observed value (shrinkage toward persistence); returns alpha, or None without the skip.
+
+    The head is linear, so alpha folds into its weights and bias: the integer program and the hardware are
+    unchanged in shape. The model is left as it was when the scaled head scores no better on validation.
+    """
+    if not model.cfg.skip or len(val.x) == 0:
+        return None
+    last = val.x[:, -1, model.cfg.target_index].astype(np.float64)
+    if model.quantize:            # the skip adds the last value's input code
+        lo, hi = model.q_in.lo, model.q_in.hi
+        last = np.clip(np.floor(last / model.q_in.scale + 0.5), lo, hi) * model.q_in.scale
+    pred = predict(model, val.x)
+    change, wanted = pred - last[:, None], val.y - last[:, None]
+    denom = float(np.sum(change * change))
+    if denom <= 0:
+        return None
+    alpha = min(1.0, max(0.0, float(np.sum(change * wanted)) / denom))
+    before = float(np.mean((pred - val.y) ** 2))
+    state = copy.deepcopy(model.state_dict())
+    model.head.weight.mul_(alpha)
+    model.head.bias.mul_(alpha)
+    model.settle()
+    if not float(np.mean((predict(model, val.x) - val.y) ** 2)) < before:
+        model.load_state_dict(state)
+        return 1.0
+    return alpha
+
+
 def _subsample(w: Windows, limit: int | None, seed: int) -> Windows:
     if limit is None or len(w.x) <= limit:
         return w
@@ -120,7 +152,7 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
     train = _subsample(make_windows(series, scaler, mcfg.window, mcfg.horizon, "train"), tcfg.max_train_windows,
                        tcfg.seed)
     val = make_windows(series, scaler, mcfg.window, mcfg.horizon, "val")
-    history, seconds = {}, {}
+    history, seconds, shrink = {}, {}, {}
 
     qat = QATForecaster(mcfg, quantize=True)
     if tcfg.float_baseline and float_model is None:
@@ -128,6 +160,8 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
         float_model, history["float"] = _fit(QATForecaster(mcfg, quantize=False), train, val, tcfg, "float",
                                              tcfg.lr, progress)
         seconds["float"] = time.perf_counter() - start
+        if tcfg.shrink:
+            shrink["float"] = shrink_head(float_model, val)
     if float_model is not None:
         qat.load_state_dict(float_model.state_dict(), strict=False)
         # the ranges start afresh from the first QAT batch: the float model has none
@@ -143,6 +177,8 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
     lr = tcfg.lr * (scale if float_model is not None else 1.0)
     qat, history["qat"] = _fit(qat, train, val, tcfg, f"QAT {mcfg.bits}-bit", lr, progress,
                                fine_tune=float_model is not None)
+    if tcfg.shrink:
+        shrink["qat"] = shrink_head(qat, val)
     seconds["qat"] = time.perf_counter() - start
     program = to_program(copy.deepcopy(qat).double())
-    return TrainedModels(qat, float_model, program, scaler, history, seconds)
+    return TrainedModels(qat, float_model, program, scaler, history, seconds, shrink)

@@ -56,12 +56,21 @@ def model_options(f):
                      help="Bit width of the input codes (the first layer stays at 8 bits in low-bit models)."),
         click.option("--skip/--no-skip", default=d.skip, show_default=True,
                      help="Forecast the change from the last observed target (an integer skip connection)."),
+        click.option("--level/--no-level", default=None,
+                     help="Level removal: the Transformer sees the window minus each series' last observed value "
+                          "(NLinear/RevIN-style; two integer copy steps, no extra hardware). Default: on with the "
+                          "skip."),
+        click.option("--dropout", type=float, default=d.dropout, show_default=True,
+                     help="Dropout in training (before each encoder layer and the head); nothing is exported."),
         click.option("--epochs", type=int, default=t.epochs, show_default=True),
         click.option("--batch-size", type=int, default=t.batch_size, show_default=True),
         click.option("--lr", type=float, default=t.lr, show_default=True),
         click.option("--patience", type=int, default=t.patience, show_default=True),
         click.option("--weight-decay", type=float, default=t.weight_decay, show_default=True, help="AdamW weight decay."),
         click.option("--seed", type=int, default=t.seed, show_default=True),
+        click.option("--shrink/--no-shrink", default=t.shrink, show_default=True,
+                     help="After training, scale the forecast's change from the last value by one factor in [0, 1] "
+                          "fitted on validation (least squares; folded into the head, no extra hardware)."),
         click.option("--float/--no-float", "float_baseline", default=True, show_default=True,
                      help="Also train the floating-point baseline (QAT then starts from its weights)."),
         click.option("--max-train-windows", type=int, default=None,
@@ -85,9 +94,9 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
                        heads=kw.pop("heads"), layers=kw.pop("layers"), ffn=kw.pop("ffn"), bits=kw.pop("bits"),
                        bits_overrides=overrides, norm=kw.pop("norm"), activation=kw.pop("activation"),
                        softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"),
-                       io_bits=kw.pop("io_bits"), skip=kw.pop("skip"))
+                       io_bits=kw.pop("io_bits"), skip=kw.pop("skip"), level=kw.pop("level"), dropout=kw.pop("dropout"))
     tcfg = TrainConfig(epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
-                       patience=kw.pop("patience"), weight_decay=kw.pop("weight_decay"), seed=kw.pop("seed"), float_baseline=kw.pop("float_baseline"),
+                       patience=kw.pop("patience"), weight_decay=kw.pop("weight_decay"), seed=kw.pop("seed"), shrink=kw.pop("shrink"), float_baseline=kw.pop("float_baseline"),
                        max_train_windows=kw.pop("max_train_windows"))
     if tcfg.epochs < 1 or tcfg.batch_size < 2 or tcfg.patience < 1 or not tcfg.lr > 0:
         raise IntformerError("--epochs and --patience must be >= 1, --batch-size >= 2 and --lr > 0")

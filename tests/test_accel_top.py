@@ -73,6 +73,15 @@ EXPORTED = [  # (id, ModelConfig options): the exporter's own programs, from cal
                                                     heads=2, bits=4, horizon=2, io_bits=6)),
     ("noskip-series-batch-gelu-lut-mean-b6", dict(norm="batch", activation="gelu", softmax="lut", pooling="mean",
                                                   tokens="series", inputs=3, bits=6, skip=False)),
+    # level removal (--level): the window minus each series' last value, by the two copy steps level.last and
+    # level.center (ones operand against a buffer row; residual with m_src = -m_new)
+    ("level-skip-time-m3-batch-relu-lut-mean-b8", dict(norm="batch", activation="relu", softmax="lut",
+                                                       pooling="mean", inputs=3, bits=8, horizon=3, level=True)),
+    ("level-skip-time-m1-layer-gelu-poly-flatten-b4-io6", dict(norm="layer", activation="gelu", softmax="poly",
+                                                               pooling="flatten", bits=4, io_bits=6, level=True)),
+    ("level-noskip-series-batch-relu-lut-mean-b6", dict(norm="batch", activation="relu", softmax="lut",
+                                                        pooling="mean", tokens="series", inputs=3, bits=6,
+                                                        skip=False, level=True)),
 ]
 
 

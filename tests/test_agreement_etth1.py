@@ -85,3 +85,40 @@ def test_accelerator_bit_exact_on_etth1_model(trained, series):
         codes = quantize_input(tr.program, test.x[:200])
         words, _ = simulate(tr.program, codes, lanes=8, engine="cxxrtl")
         np.testing.assert_array_equal(words, run_program(tr.program, codes))
+
+
+@pytest.fixture(scope="module", params=[8, 4], ids=lambda b: f"{b}bit")
+def trained_level(request, torch_one_thread):
+    """Multivariate (all seven columns), 24 steps ahead, with level removal (--level)."""
+    series = load_series(str(ETTH1), multivariate=True)
+    mcfg = ModelConfig(window=24, horizon=24, d_model=16, layers=1, heads=1, ffn=64, bits=request.param, level=True)
+    tcfg = TrainConfig(epochs=30, seed=0) if FULL else TrainConfig(epochs=2, patience=2, max_train_windows=2000)
+    tr = train_models(series, mcfg, tcfg, progress=False)
+    test = make_windows(series, tr.scaler, mcfg.window, mcfg.horizon, "test")
+    return series, mcfg, tr, test
+
+
+def test_level_removal_integer_equals_fakequant(trained_level):
+    """The level-removal steps (level.last, level.center) in the program; the fake-quant model in eval mode
+    reproduces them word for word over every test window; the hardware computes the same words."""
+    from accel import cxxsim
+    from accel.simulate import simulate
+
+    series, mcfg, tr, test = trained_level
+    names = [s.name for s in tr.program.steps]
+    assert names[:3] == ["level.last", "level.center", "embed"]
+    assert tr.program.steps[2].x == "xc"
+    fq = predict(tr.qat, test.x)
+    words, integer = integer_forecast(tr.program, test.x)
+    assert words.shape == (len(test.x), 24)
+    a = agreement(fq, words, tr.program)
+    assert a["exact_fraction"] == 1.0 and a["max_abs_lsb"] == 0.0, a
+    e = errors(integer, test.y, tr.scaler)
+    assert np.isfinite(e["mse"]) and e["mse"] < 0.2, e
+    codes = quantize_input(tr.program, test.x[:1])
+    hw, _ = simulate(tr.program, codes, lanes=4, read_buffers=False)
+    np.testing.assert_array_equal(hw, run_program(tr.program, codes))
+    if cxxsim.available():
+        codes = quantize_input(tr.program, test.x[:100])
+        hw, _ = simulate(tr.program, codes, lanes=8, engine="cxxrtl")
+        np.testing.assert_array_equal(hw, run_program(tr.program, codes))
