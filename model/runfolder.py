@@ -39,6 +39,9 @@ def prepare(out: Path, force: bool, options: dict | None = None) -> Path:
             if status == "complete":
                 raise IntformerError(f"{out}: run folder already exists; choose another --out or add --force "
                                      f"to overwrite it")
+            if status == "no run.json" and not (out / "model.intf").exists():
+                raise IntformerError(f"{out}: the folder already exists and holds files that are no run (no "
+                                     f"run.json); choose another --out, or add --force to replace its contents")
             raise IntformerError(f"{out}: a run folder left half-written by an interrupted run ({status}); add "
                                  f"--resume to train it again with its recorded options, or --force to clean it "
                                  f"and start over")

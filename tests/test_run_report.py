@@ -75,7 +75,7 @@ def test_run_progress_and_summary(tmp_path):
     from cli_helpers import invoke, user_error
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("mine")
-    user_error(invoke("run", *SMALL, "--no-build", "--out", tmp_path / "run"), "already exists", "--force",
+    user_error(invoke("run", *SMALL, "--no-build", "--out", tmp_path / "run"), "already exists", "no run", "--force",
                only_line=False)
     assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
     result = invoke("run", *SMALL, "--no-build", "--sim-windows", "3", "--lanes", "2", "--out", tmp_path / "r2")
