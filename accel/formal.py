@@ -330,6 +330,109 @@ def isqrt_harness(v_width: int, v_lo: int, v_hi: int) -> Module:
     return m
 
 
+# ------------------------------------------------------------------- the accelerator's own streams
+
+def _fsm_in(fsm, *names):
+    return sum_or([fsm.state == fsm.encoding[n] for n in names])
+
+
+def accel_input_harness(program: IntProgram, lanes: int = 8, broken: str = "") -> Module:
+    """The accelerator's `input` stream: no word lost or duplicated, N = rows x cols of x per inference
+    (unbounded: k-induction).
+
+    The real `Accelerator` for `program` at P = `lanes`. Inputs: `start`, `input.valid` and `input.payload`
+    any pattern (AnySeq), `output.ready` any pattern; the environment obeys the stream rules (assumed: once
+    valid is offered without ready, valid stays and the payload is unchanged next cycle). A harness counter
+    counts the transfers (valid & ready) since the last accepted `start`. Asserted on every cycle: ready is
+    high only in the LOAD state; the count never exceeds N; in LOAD it equals the loader's word counter and
+    the loader's memory write is exactly the transfer (written iff valid & ready, the transfer's payload);
+    once the accelerator has left LOAD (STEP .. OUT states) exactly N words were taken. `broken="ready"`
+    keeps ready high one state too long (a deliberately broken variant: it must fail).
+    """
+    from .accelerator import Accelerator
+    m = harness()
+    acc = Accelerator(program, lanes)
+    dut, sig = probe(acc)
+    m.submodules.acc = dut
+    fsm = dut._generated["top"]
+    xl = acc.plan.layouts["x"]
+    n_words = xl.rows * xl.cols
+    w = len(acc.input.payload)
+    valid, payload = Signal(), Signal(w)
+    m.d.comb += [valid.eq(AnySeq(1)), payload.eq(AnySeq(w)), acc.start.eq(AnySeq(1)),
+                 acc.output.ready.eq(AnySeq(1)), acc.input.valid.eq(valid), acc.input.payload.eq(payload)]
+    ready = acc.input.ready
+    if broken == "ready":           # the broken variant: a harness-side ready that also accepts in STEP
+        ready = Signal()
+        m.d.comb += ready.eq(acc.input.ready | _fsm_in(fsm, "STEP"))
+    # the environment's stream rules
+    held_v, held_p = Signal(), Signal(w)
+    m.d.sync += [held_v.eq(valid & ~ready), held_p.eq(payload)]
+    with m.If(held_v):
+        m.d.comb += [Assume(valid), Assume(payload == held_p)]
+    count = Signal(range(n_words + 2))
+    loading, after = _fsm_in(fsm, "LOAD"), _fsm_in(fsm, "STEP", "WAIT", "OUT_READ", "OUT_LATCH", "OUT_SEND")
+    with m.If(acc.start & _fsm_in(fsm, "IDLE")):
+        m.d.sync += count.eq(0)
+    with m.Elif(valid & ready):
+        m.d.sync += count.eq(count + 1)
+    m.d.comb += [Assert(~ready | loading), Assert(count <= n_words),
+                 Assert(sig["ld_en"] == (valid & acc.input.ready)), Assert(acc.busy == ~_fsm_in(fsm, "IDLE"))]
+    with m.If(loading):
+        m.d.comb += [Assert(count == sig["ld_count"]), Assert(sig["ld_count"] < n_words)]
+    with m.If(after):
+        m.d.comb += Assert(count == n_words)
+    return m
+
+
+def accel_output_harness(program: IntProgram, lanes: int = 8, broken: str = "") -> Module:
+    """The accelerator's `output` stream: the producer keeps the stream rules and sends exactly the output
+    buffer's words, once each, per inference (unbounded: k-induction).
+
+    The real `Accelerator` for `program` at P = `lanes`. Inputs: `start`, `input` and `output.ready` any
+    pattern (AnySeq). A harness counter counts the output transfers since the last accepted `start`.
+    Asserted on every cycle: once valid is offered without ready, valid stays and the payload is unchanged
+    next cycle; valid only in OUT_SEND; in the OUT states the count equals the port's word index (the word
+    sent next is the next one: none skipped or repeated) and stays below cols; before OUT the count is 0;
+    `done` pulses exactly when the count reaches cols, the output buffer's word count. `broken="payload"`
+    reads a payload that follows the memory while waiting (a deliberately broken variant: it must fail).
+    """
+    from .accelerator import Accelerator
+    m = harness()
+    acc = Accelerator(program, lanes)
+    dut, sig = probe(acc)
+    m.submodules.acc = dut
+    fsm = dut._generated["top"]
+    n_out = acc.plan.output.cols
+    m.d.comb += [acc.start.eq(AnySeq(1)), acc.input.valid.eq(AnySeq(1)),
+                 acc.input.payload.eq(AnySeq(len(acc.input.payload))), acc.output.ready.eq(AnySeq(1))]
+    valid, ready, payload = acc.output.valid, acc.output.ready, acc.output.payload
+    if broken == "payload":
+        payload = Signal.like(acc.output.payload)
+        m.d.comb += payload.eq(acc.output.payload ^ sig["o_idx"][0] ^ ready)
+    held_v, held_p = Signal(), Signal.like(payload)
+    m.d.sync += [held_v.eq(valid & ~ready), held_p.eq(payload)]
+    with m.If(held_v):
+        m.d.comb += [Assert(valid), Assert(payload == held_p)]
+    count = Signal(range(n_out + 2))
+    outs = _fsm_in(fsm, "OUT_READ", "OUT_LATCH", "OUT_SEND")
+    with m.If(acc.start & _fsm_in(fsm, "IDLE")):
+        m.d.sync += count.eq(0)
+    with m.Elif(valid & ready):
+        m.d.sync += count.eq(count + 1)
+    m.d.comb += [Assert(~valid | _fsm_in(fsm, "OUT_SEND")), Assert(count <= n_out),
+                 Assert(acc.busy == ~_fsm_in(fsm, "IDLE"))]
+    with m.If(outs):
+        m.d.comb += [Assert(count == sig["o_idx"]), Assert(sig["o_idx"] < n_out)]
+    with m.If(_fsm_in(fsm, "LOAD", "STEP", "WAIT")):
+        m.d.comb += Assert(count == 0)
+    with m.If(acc.done):
+        m.d.comb += Assert(count == n_out)
+    with m.If(_fsm_in(fsm, "IDLE") & ~acc.done):
+        m.d.comb += Assert((count == 0) | (count == n_out))
+    return m
+
+
 def sum_or(terms):
     out = terms[0]
     for t in terms[1:]:
@@ -343,7 +446,7 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
     """The datapath proofs for one program at P = `lanes`, with the widths, ranges and shifts its plan builds.
 
     `full` adds the bounded proofs of the row units' divider and square root (tens of seconds each); the
-    MAC array and requantizer proofs are unbounded and take seconds.
+    MAC array, requantizer and accelerator stream proofs are unbounded and take seconds.
     """
     from .layernorm import ln_widths
     from .plan import _acc_range, make_plan
@@ -362,6 +465,8 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
             lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi), "prove", 3),
         Proof("requant.range", lambda: requantizer_harness(
             plan.drain_width, plan.code_width, plan.shift_range("rq_s"), d_lo, d_hi, multipliers or None), "prove", 4),
+        Proof("stream.accel_input", lambda: accel_input_harness(program, lanes), "prove", 2),
+        Proof("stream.accel_output", lambda: accel_output_harness(program, lanes), "prove", 2),
     ]
     if not full:
         return proofs
