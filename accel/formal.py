@@ -34,7 +34,7 @@ from amaranth.hdl._ast import AnyConst, AnySeq
 
 from model import intops
 from model.errors import IntformerError
-from model.program import IntProgram, LinearStep
+from model.program import IntProgram, LinearStep, SoftmaxStep
 
 # ------------------------------------------------------------------------------------------- framework
 
@@ -330,6 +330,70 @@ def isqrt_harness(v_width: int, v_lo: int, v_hi: int) -> Module:
     return m
 
 
+# ------------------------------------------------------------------------------- softmax row unit
+
+def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int = 4, narrow: int = 0) -> Module:
+    """Softmax row unit: the row sum never wraps (`part="sum"`, bounded), and every output is in
+    [0, 2^out_bits - 1] (`part="out"`, unbounded: k-induction).
+
+    The `SoftmaxUnit` as the accelerator builds it for `plan` (lanes, widths, methods, table, shift range).
+    Inputs: `start` any pattern; rows, cols (1..cols_max, the program's longest softmax row), out_bits (its range), ext_max, poly, c, t_base any
+    constants; read data and the row maximum any codes of the element width; the exponential table's data
+    any value in [0, max(exp_rom)] (the ROM's contents). Asserted on every cycle: the row-sum register `acc`
+    equals a shadow sum kept `wide_extra` bits wider (first element: the element, else the sum plus it,
+    updated exactly when `acc` is) and the shadow stays below 2^sum_width, so no sum wraps; the sum handed
+    to the divider equals its shadow too; every word the unit writes lies in [0, 2^out_bits - 1]. Not
+    covered: the normalizer's product e x r against a reference multiply (the split multiplier's
+    equivalence makes the solver time explode); its clamp bounds the output regardless. Bound: `depth`
+    cycles from reset; the EXP pass of a row of cols elements reaches the sum in cols + 9 cycles with
+    ext_max (2 cols + 9 without), so depth cols_max + 12 covers every row sum of every length with
+    ext_max (the accelerator's fused softmax) and rows of up to cols_max / 2 - 2 without.
+    """
+    from .softmax import SoftmaxUnit
+    m = harness()
+    methods = tuple(sorted({"poly" if r["sm_poly"] else "lut" for r in plan.steps if r["sm"]}))
+    TW = max(1, (len(plan.exp_rom) - 1).bit_length())
+    E = plan.elem_width
+    sm = SoftmaxUnit(lanes=plan.lanes, elem_width=E, addr_width=plan.addr_width, max_rows=plan.max_rows,
+                     max_cols=plan.max_cols, methods=methods, table_addr_width=TW, exp_width=plan.exp_width,
+                     min_sum=plan.min_exp_sum, out_width=E, shared_mul=False,
+                     out_bits_range=plan.shift_range("sm_out_bits", (0, 8)))
+    dut, sig = probe(sm)
+    m.submodules.sm = dut
+    rows, cols = Signal.like(sm.rows), Signal.like(sm.cols)
+    ob_lo, ob_hi = sm.out_bits_range
+    ob = Signal.like(sm.out_bits)
+    e_max = max(plan.exp_rom)
+    td = Signal.like(sm.table.data)
+    m.d.comb += [rows.eq(AnyConst(len(rows))), cols.eq(AnyConst(len(cols))), Assume(in_range(rows, 1, plan.max_rows)),
+                 Assume(in_range(cols, 1, cols_max)), ob.eq(AnyConst(len(ob))), Assume(in_range(ob, ob_lo, ob_hi)),
+                 sm.rows.eq(rows), sm.cols.eq(cols), sm.rows_ready.eq(rows), sm.out_bits.eq(ob),
+                 sm.start.eq(AnySeq(1)), sm.ext_max.eq(AnyConst(1)),
+                 sm.poly.eq(AnyConst(1) if methods == ("lut", "poly") else int(methods == ("poly",))),
+                 sm.c.eq(AnyConst(20)), sm.t_base.eq(AnyConst(len(sm.t_base))),
+                 sm.src_base.eq(AnyConst(len(sm.src_base))), sm.src_wpr.eq(AnyConst(len(sm.src_wpr))),
+                 sm.out_base.eq(AnyConst(len(sm.out_base))), sm.out_wpr.eq(AnyConst(len(sm.out_wpr))),
+                 sm.rd.data.eq(AnySeq(E)), sm.rmax.data.eq(AnySeq(E)), td.eq(AnySeq(len(td))),
+                 Assume(td <= e_max), sm.table.data.eq(td)]
+    W = sm.sum_width
+    shadow = Signal(unsigned(W + wide_extra))
+    pend_shadow = Signal.like(shadow)
+    v4, first4, last4, e4 = sig["v_d4"], sig["first_d4"], sig["last_d4"], sig["e4"]
+    total = Signal.like(shadow)
+    m.d.comb += total.eq(Mux(first4, e4, shadow + e4))
+    with m.If(v4):
+        m.d.sync += shadow.eq(total)
+        with m.If(last4):
+            m.d.sync += pend_shadow.eq(total)
+    if part == "sum":
+        m.d.comb += [Assert(sig["acc"] == shadow), Assert(shadow < (1 << (W - narrow))),
+                     Assert(sig["pend_sum"] == pend_shadow)]
+    else:
+        with m.If(sm.wr.en):
+            m.d.comb += Assert(in_range(sm.wr.data.as_signed(), 0, (1 << ob) - 1))
+    return m
+
+
 # ------------------------------------------------------------------- the accelerator's own streams
 
 def _fsm_in(fsm, *names):
@@ -446,7 +510,8 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
     """The datapath proofs for one program at P = `lanes`, with the widths, ranges and shifts its plan builds.
 
     `full` adds the bounded proofs of the row units' divider and square root (tens of seconds each); the
-    MAC array, requantizer and accelerator stream proofs are unbounded and take seconds.
+    MAC array, requantizer, accelerator stream and softmax output proofs are unbounded and take seconds; the
+    softmax row-sum proof is bounded (every row sum with the fused maximum) and takes seconds too.
     """
     from .layernorm import ln_widths
     from .plan import _acc_range, make_plan
@@ -468,6 +533,11 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
         Proof("stream.accel_input", lambda: accel_input_harness(program, lanes), "prove", 2),
         Proof("stream.accel_output", lambda: accel_output_harness(program, lanes), "prove", 2),
     ]
+    sm_cols = [s.cols for s in program.steps if isinstance(s, SoftmaxStep)]
+    if sm_cols:
+        proofs.append(Proof("softmax.row_sum", lambda: softmax_row_harness(plan, max(sm_cols), "sum"), "bmc",
+                            max(sm_cols) + 12))
+        proofs.append(Proof("softmax.out_range", lambda: softmax_row_harness(plan, max(sm_cols), "out"), "prove", 2))
     if not full:
         return proofs
     if any(r["sm"] for r in plan.steps):

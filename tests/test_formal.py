@@ -33,7 +33,7 @@ def run(proof, tmp_path):
 def test_datapath_proofs_pass(program, tmp_path):
     proofs = formal.model_proofs(program, LANES, full=False)
     assert {p.name for p in proofs} >= {"mac_array.accumulators", "requant.range", "stream.accel_input",
-                                        "stream.accel_output"}
+                                        "stream.accel_output", "softmax.row_sum", "softmax.out_range"}
     for p in proofs:
         r = run(p, tmp_path)
         assert r.status == "pass", r
@@ -92,6 +92,17 @@ def test_broken_accelerator_stream_fails(which, broken, tmp_path):
     r = run(formal.Proof(f"broken_{which}", lambda: build(program, LANES, broken), "prove", 2), tmp_path)
     assert r.status == "fail", r
     assert r.trace and r.trace.endswith(".vcd")
+
+
+def test_narrow_softmax_sum_fails(tmp_path):
+    """The softmax row-sum proof can fail and its bound reaches long rows: a sum register 4 bits too narrow
+    (below 2^19: 16 exponentials of 2^15 reach it) fails within the bound."""
+    from accel.plan import make_plan
+    program = random_program(np.random.default_rng(0), bits=4)
+    plan = make_plan(program, LANES)
+    r = run(formal.Proof("softmax_narrow", lambda: formal.softmax_row_harness(plan, 24, "sum", narrow=4), "bmc",
+                         36), tmp_path)
+    assert r.status == "fail", r
 
 
 @pytest.mark.slow
