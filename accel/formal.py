@@ -394,6 +394,35 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     return m
 
 
+# ----------------------------------------------------------------------------- LayerNorm row unit
+
+def layernorm_out_harness(plan) -> Module:
+    """LayerNorm row unit: every output word is in [lo, hi] (unbounded: k-induction).
+
+    The `LayerNormUnit` as the accelerator builds it for `plan`. Inputs: every port any pattern or constant
+    (rows, cols within their ranges, lo <= hi, s in the plan's shift range), read data any code, the
+    parameter ROM's g and b any values of their widths. Asserted on every cycle: every word written lies
+    in [lo, hi]. Not covered: the row sums, the variance D Q - S^2, the normalized value n and the affine
+    n x g + b against a wider reference (a shadow of the affine product ran past 120 s: multiplier).
+    """
+    from .layernorm import LayerNormUnit
+    m = harness()
+    ln = LayerNormUnit(lanes=plan.lanes, elem_width=plan.elem_width, addr_width=plan.addr_width,
+                       max_rows=plan.max_rows, max_cols=plan.max_cols, eps_max=plan.eps_max, g_width=plan.ln_g_width,
+                       b_width=plan.ln_b_width, param_addr_width=max(1, (len(plan.ln_rom) - 1).bit_length()),
+                       out_width=plan.elem_width, s_range=plan.shift_range("ln_s"))
+    dut, sig = probe(ln)
+    m.submodules.ln = dut
+    lo, hi, sh = Signal.like(ln.lo), Signal.like(ln.hi), Signal.like(ln.s)
+    m.d.comb += [lo.eq(AnyConst(len(lo))), hi.eq(AnyConst(len(hi))), Assume(lo <= hi), ln.lo.eq(lo), ln.hi.eq(hi),
+                 sh.eq(AnyConst(len(sh))), Assume(in_range(sh, *plan.shift_range("ln_s"))), ln.s.eq(sh),
+                 ln.start.eq(AnySeq(1)), ln.param.data.g.eq(AnySeq(len(ln.param.data.g))),
+                 ln.param.data.b.eq(AnySeq(len(ln.param.data.b))), ln.rd.data.eq(AnySeq(len(ln.rd.data)))]
+    with m.If(ln.wr.en):
+        m.d.comb += Assert(in_range(ln.wr.data.as_signed(), lo, hi))
+    return m
+
+
 # ------------------------------------------------------------------- the accelerator's own streams
 
 def _fsm_in(fsm, *names):
@@ -548,6 +577,7 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
         proofs.append(Proof("softmax.reciprocal", lambda: reciprocal_harness(
             intops.RECIP_BITS, sum_width, q_bits, 1, plan.min_exp_sum, sum_max), "bmc", q_bits + 4))
     if any(r["ln"] for r in plan.steps):
+        proofs.append(Proof("layernorm.out_range", lambda: layernorm_out_harness(plan), "prove", 2))
         v_width = ln_widths(plan.elem_width, plan.max_cols, plan.eps_max)["v"]
         proofs.append(Proof("layernorm.isqrt", lambda: isqrt_harness(v_width, 0, (1 << v_width) - 1), "bmc",
                             (v_width + 1) // 2 + 4))
