@@ -44,6 +44,8 @@ def main() -> int:
                     help="training dropout (intformer train --dropout)")
     ap.add_argument("--shrink", action=argparse.BooleanOptionalAction, default=TrainConfig.shrink,
                     help="shrink the head's change toward persistence on validation (intformer train --shrink)")
+    ap.add_argument("--io-bits", type=int, default=ModelConfig.io_bits,
+                    help="bit width of the input codes (intformer train --io-bits)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -61,7 +63,7 @@ def main() -> int:
         row, float_model = {}, None
         for bits in (int(b) for b in args.bits.split(",")):
             mcfg = ModelConfig(window=24, horizon=s["horizon"], d_model=16, heads=1, layers=1, ffn=64, bits=bits,
-                                level=args.level, dropout=args.dropout)
+                                io_bits=args.io_bits, level=args.level, dropout=args.dropout)
             start = time.perf_counter()
             trained = train_models(series, mcfg, tcfg, progress=False, float_model=float_model)
             test = make_windows(series, trained.scaler, 24, s["horizon"], "test")

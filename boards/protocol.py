@@ -270,8 +270,9 @@ class DeviceInfo:
     def from_program(cls, program, lanes: int) -> DeviceInfo:
         x = program.input
         if x.bits > 8:
-            raise IntformerError(f"input codes of {x.bits} bits do not fit the link's one byte per code; "
-                                 f"export the model with at most 8 input bits")
+            raise IntformerError(f"input codes of {x.bits} bits do not fit the link's one byte per code: train "
+                                 f"with --io-bits 8 (or fewer) for a board behind the link, or build the "
+                                 f"accelerator alone with --bare")
         n_in = x.rows * x.cols
         n_out = program.buffers[program.output].cols
         if n_in > MAX_LEN or n_out * WORD_BYTES > MAX_LEN:

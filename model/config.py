@@ -10,6 +10,7 @@ ACTIVATIONS = ("relu", "gelu")
 SOFTMAXES = ("lut", "poly")
 POOLINGS = ("mean", "flatten")
 TOKENS = ("time", "series")
+MAX_IO_BITS = 12      # input codes (the level steps and the skip read them; the first matrix product stays at 8 bits)
 
 
 @dataclass
@@ -28,7 +29,8 @@ class ModelConfig:
     softmax: str = "lut"
     pooling: str = "mean"
     tokens: str = "time"         # "series": one token per input series (attention across series)
-    io_bits: int = 8             # input codes and the forecast's skip path (first layers stay at 8 bits)
+    io_bits: int = 8             # input codes and the forecast's skip path, 2..12 (first layers stay at 8 bits;
+                                 # over 8 bits, the serial link's one byte per code refuses the model)
     skip: bool = True            # forecast = last observed target + the model's output (in integers)
     target_index: int | None = None   # which input column is the target (None: the target is no input)
     level: bool | None = None    # the Transformer sees the window minus each series' last value (level removal;
@@ -44,7 +46,8 @@ class ModelConfig:
                  f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
         need(2 <= self.bits <= 8, f"--bits must be between 2 and 8, got {self.bits}")
         need(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(2 <= self.io_bits <= 8, f"--io-bits must be between 2 and 8, got {self.io_bits}")
+        need(isinstance(self.io_bits, int) and 2 <= self.io_bits <= MAX_IO_BITS,
+             f"--io-bits must be between 2 and {MAX_IO_BITS}, got {self.io_bits}")
         need(not (self.skip and self.target_index is None),
              "the last-value skip needs the target among the inputs: add it to --features or use --no-skip")
         for prefix, b in self.bits_overrides.items():

@@ -337,8 +337,10 @@ class QATForecaster(nn.Module):
         b = cfg.bits_for
         t, d = cfg.n_tokens, cfg.d_model
         self.q_in = ActQuant("x", cfg.bits_overrides.get("x", max(cfg.io_bits, cfg.bits)))
-        # level removal: the window minus each series' last observed value, requantized to its own (finer) range
-        self.q_level = ActQuant("xc", cfg.bits_overrides.get("xc", self.q_in.bits)) if cfg.use_level else None
+        # level removal: the window minus each series' last observed value, requantized to its own (finer) range;
+        # at most 8 bits (input codes over 8 bits reach only the level steps and the skip, not a matrix product)
+        self.q_level = (ActQuant("xc", cfg.bits_overrides.get("xc", min(self.q_in.bits, 8)))
+                        if cfg.use_level else None)
         self.embed = QuantLinear("embed", cfg.token_dim, d, b("embed"))
         self.register_buffer("pos", sinusoidal(t, d))
         self.q_h = ActQuant("h", b("h"))

@@ -68,6 +68,9 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
         lanes = auto_lanes(run.program, board_name)
         if progress:
             progress(f"lanes: P = {lanes} (the largest the resource estimate allows; --lanes to choose)")
+    if used_link is not None:                    # the link's frame format fits the model (before any work)
+        from boards.protocol import DeviceInfo
+        DeviceInfo.from_program(run.program, lanes)
     out = Path(out) if out else default_out(run.path, board_name, lanes)
     prepare_out(out, force)
     factory = _link_factory(used_link, baud) if used_link is not None else None

@@ -53,7 +53,9 @@ def model_options(f):
         click.option("--tokens", type=click.Choice(TOKENS), default=d.tokens, show_default=True,
                      help="series: one token per input series (attention across series)."),
         click.option("--io-bits", type=int, default=d.io_bits, show_default=True,
-                     help="Bit width of the input codes (the first layer stays at 8 bits in low-bit models)."),
+                     help="Bit width of the input codes, 2..12 (the first layer stays at 8 bits in low-bit models; with "
+                          "level removal only the level steps and the skip read codes over 8 bits). The serial "
+                          "link sends one byte per code: over 8 bits, build with --bare."),
         click.option("--skip/--no-skip", default=d.skip, show_default=True,
                      help="Forecast the change from the last observed target (an integer skip connection)."),
         click.option("--level/--no-level", default=None,
