@@ -277,3 +277,15 @@ def check_fit(program: IntProgram, lanes: int, device: str, logic_lanes: int | N
     hint = (f"the largest lane count that fits is {best} (--lanes {best})" if best else
             "no lane count fits: use fewer bits, a smaller model, or a larger device")
     raise IntformerError(f"P = {lanes} does not fit the {device}: {detail}; {hint}")
+
+
+def largest_lanes(program: IntProgram, device: str, choices=(16, 8, 4, 2, 1)) -> int:
+    """The largest lane count of `choices` that the estimate says fits `device` (every MAC lane on a DSP
+    block), or 0 when none does."""
+    for p in choices:
+        try:
+            check_fit(program, p, device)
+            return p
+        except IntformerError:
+            continue
+    return 0

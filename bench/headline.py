@@ -66,20 +66,9 @@ def train(cfg: tuple[int, int, int], epochs: int, folder: Path, fresh: bool) -> 
     return run
 
 
-def largest_lanes(program, device: str) -> int:
-    from accel.resources import check_fit
-    from model.errors import IntformerError
-    for p in (16, 8, 4, 2, 1):
-        try:
-            check_fit(program, p, device)
-            return p
-        except IntformerError:
-            continue
-    return 0
-
-
 def xc7s15(program) -> dict:
     from accel.accelerator import Accelerator
+    from accel.resources import largest_lanes
     from boards import power
     from boards.build import cycles_per_inference
     from boards.synth import synthesize
@@ -97,6 +86,7 @@ def xc7s15(program) -> dict:
 
 
 def up5k(run: Path, clock: float, out: Path) -> dict:
+    from accel.resources import largest_lanes
     from model import runfolder
     from model.errors import IntformerError
     from scripts.build_cmd import build_run

@@ -41,18 +41,6 @@ def program_for(series, n: int, d: int, bits: int):
     return to_program(copy.deepcopy(model).double())
 
 
-def largest_lanes(program, device: str) -> int:
-    from accel.resources import check_fit
-    from model.errors import IntformerError
-    for p in (16, 8, 4, 2, 1):
-        try:
-            check_fit(program, p, device)
-            return p
-        except IntformerError:
-            continue
-    return 0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", nargs="+", default=["ice40-up5k", "xc7s15"])
@@ -64,6 +52,7 @@ def main() -> None:
     import torch
     torch.set_num_threads(1)
     from accel.accelerator import Accelerator
+    from accel.resources import largest_lanes
     from boards.build import cycles_per_inference
     from boards.synth import synthesize
     from model.data import load_series

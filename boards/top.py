@@ -139,6 +139,15 @@ def check_board(board: str, link: str = "uart"):
     return platform
 
 
+def _linked_accelerator(program: IntProgram, lanes: int) -> tuple[P.DeviceInfo, Accelerator]:
+    """The accelerator behind a link, and what the link reports of it; output words must fit the link's."""
+    accelerator = Accelerator(program, lanes)
+    out_bits = accelerator.plan.output.bits
+    if out_bits > 8 * P.WORD_BYTES:
+        raise IntformerError(f"output words of {out_bits} bits do not fit the link's {8 * P.WORD_BYTES}-bit words")
+    return P.DeviceInfo.from_program(program, lanes), accelerator
+
+
 def _connect(m: Module, link: Link, acc: Accelerator) -> None:
     """The link's accelerator side to the accelerator."""
     m.d.comb += [
@@ -164,12 +173,7 @@ class SimTop(wiring.Component):
 
     def __init__(self, program: IntProgram, lanes: int, divisor: int, timeout_cycles: int | None = None):
         self.program, self.lanes, self.divisor = program, lanes, divisor
-        self.info = P.DeviceInfo.from_program(program, lanes)
-        self.accelerator = Accelerator(program, lanes)
-        out_bits = self.accelerator.plan.output.bits
-        if out_bits > 8 * P.WORD_BYTES:
-            raise IntformerError(f"output words of {out_bits} bits do not fit the link's {8 * P.WORD_BYTES}-bit "
-                                 f"words")
+        self.info, self.accelerator = _linked_accelerator(program, lanes)
         self.timeout_cycles = timeout_cycles or 40 * divisor
         super().__init__({
             "rx": In(1, init=1),
@@ -213,12 +217,7 @@ class SpiSimTop(wiring.Component):
     def __init__(self, program: IntProgram, lanes: int, timeout_cycles: int | None = None,
                  fifo_depth: int = 16):
         self.program, self.lanes = program, lanes
-        self.info = P.DeviceInfo.from_program(program, lanes)
-        self.accelerator = Accelerator(program, lanes)
-        out_bits = self.accelerator.plan.output.bits
-        if out_bits > 8 * P.WORD_BYTES:
-            raise IntformerError(f"output words of {out_bits} bits do not fit the link's {8 * P.WORD_BYTES}-bit "
-                                 f"words")
+        self.info, self.accelerator = _linked_accelerator(program, lanes)
         self.timeout_cycles = timeout_cycles or 4096
         self.spi = SPIPeripheral(fifo_depth)
         super().__init__({
