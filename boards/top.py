@@ -139,6 +139,10 @@ def check_board(board: str, link: str = "uart"):
     return platform
 
 
+# the status outputs of every device top (LEDs): see the tops' docstrings
+STATUS_PORTS = {"busy": Out(1), "error": Out(1), "acc_error": Out(1), "activity": Out(1)}
+
+
 def _linked_accelerator(program: IntProgram, lanes: int) -> tuple[P.DeviceInfo, Accelerator]:
     """The accelerator behind a link, and what the link reports of it; output words must fit the link's."""
     accelerator = Accelerator(program, lanes)
@@ -178,10 +182,7 @@ class SimTop(wiring.Component):
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
-            "busy": Out(1),
-            "error": Out(1),
-            "acc_error": Out(1),
-            "activity": Out(1),
+            **STATUS_PORTS,
         })
 
     def elaborate(self, platform):
@@ -225,10 +226,7 @@ class SpiSimTop(wiring.Component):
             "copi": In(1),
             "cs_n": In(1, init=1),
             "cipo": Out(1),
-            "busy": Out(1),
-            "error": Out(1),
-            "acc_error": Out(1),
-            "activity": Out(1),
+            **STATUS_PORTS,
         })
 
     def elaborate(self, platform):
