@@ -256,7 +256,7 @@ class Session:
 def link_bound(info: P.DeviceInfo, baud: int, in_flight: int) -> float:
     """Windows per second the serial line allows (10 bits a byte): with two windows in flight the request
     and reply directions overlap, with one they take turns."""
-    up = P.OVERHEAD + info.n_inputs
+    up = P.OVERHEAD + info.infer_len
     down = P.OVERHEAD + info.n_outputs * P.WORD_BYTES
     bytes_per_s = baud / 10
     return bytes_per_s / (max(up, down) if in_flight > 1 else up + down)

@@ -5,14 +5,18 @@ the order of the checks are specified there). Three parts run side by side:
 
 * the parser (FSM "parser") takes every received byte, never stalling (`rx.ready` is constant 1): it hunts
   for SOF, reads CMD, SEQ and LEN, streams the payload into the window buffer (a `Memory` of n_inputs
-  bytes) while it computes the CRC-16 one byte per cycle (`crc16_next`), and at the frame's CRC decides:
+  codes of the link's code width: 8 bits for 1-byte codes, 16 for 2-byte codes, `protocol.DeviceInfo.
+  bytes_per_code`) while it computes the CRC-16 one byte per cycle (`crc16_next`); a 2-byte code's low
+  byte waits in a register and the pair is written (and range-checked) at its high byte. At the frame's
+  CRC it decides:
   an INFER that passes every check marks the buffer full and queues a RESULT reply; INFO queues an
   INFO_REPLY; anything else queues an ERROR. A counter of the cycles since the last byte ends a frame that
   stops for `timeout_cycles` (ERROR 4). The buffer is written only while it is not full, so a window
   that waits for the accelerator is never overwritten (an INFER that arrives meanwhile gets ERROR 6), and
   the accelerator never sees a byte of a frame that failed its CRC.
 * the feeder (FSM "feeder") starts the accelerator when the buffer is full and the accelerator idle, and
-  streams the n_inputs codes into it (2 cycles per code), then frees the buffer.
+  streams the n_inputs codes into it, whole codes of the code width (2 cycles per code, whatever the
+  bytes per code), then frees the buffer.
 * the sender (FSM "sender") takes replies from a small queue (`REPLY_QUEUE` entries of kind, SEQ and error
   code) in order and writes each as a frame, computing its CRC on the way; a RESULT waits for the
   accelerator's first output word before its SOF (so a frame never pauses mid-way for the computation),
@@ -23,7 +27,10 @@ byte is received (ERROR, INFO_REPLY), or 1 cycle after the accelerator offers it
 An INFER's window reaches the accelerator from 1 cycle after its CRC byte, at 2 cycles per code.
 
 Widths: SEQ, CMD 8 bits; LEN and the byte counters 16 bits; the CRC 16 bits; the timeout counter
-range(timeout_cycles + 1); the output words enter as signed 32 bits (the top sign-extends narrower ones).
+range(timeout_cycles + 1); the window buffer and `acc_input` 8 bits per code (1-byte codes) or 16 bits
+(2-byte codes, plus an 8-bit low-byte register); INFER's LEN is n_inputs x bytes_per_code; the output words
+enter as signed 32 bits (the top sign-extends narrower ones). The 2-byte codes add no latency: a window
+still reaches the accelerator 1 cycle after its CRC byte, at 2 cycles per code.
 """
 from __future__ import annotations
 
@@ -69,7 +76,7 @@ class Link(wiring.Component):
     `timeout_cycles` is the frame timeout in clock cycles.
 
     Ports: `rx` (bytes in), `tx` (bytes out), `acc_input` (codes to the accelerator's `input`, the raw
-    byte: the top truncates it to the code width, which the parser has range-checked), `acc_output`
+    byte or 16-bit pair: the top truncates it to the code width, which the parser has range-checked), `acc_output`
     (the accelerator's output words, signed 32), `acc_start`, `acc_busy`; status: `parsing` (a frame is
     being received), `error` (pulse: an ERROR reply was queued), `dropped` (pulse: a reply found the queue
     full and was dropped; for an INFER that means it was not accepted either).
@@ -81,10 +88,11 @@ class Link(wiring.Component):
         self.info = info
         self.timeout_cycles = timeout_cycles
         self.queue_depth = queue_depth
+        self.code_width = 8 * info.bytes_per_code
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
-            "acc_input": Out(stream.Signature(8)),
+            "acc_input": Out(stream.Signature(self.code_width)),
             "acc_output": In(stream.Signature(signed(32))),
             "acc_start": Out(1),
             "acc_busy": In(1),
@@ -98,8 +106,10 @@ class Link(wiring.Component):
         info = self.info
         n_in, n_out = info.n_inputs, info.n_outputs
         lo, hi = info.code_range
+        wide = info.bytes_per_code == 2
+        n_bytes = info.infer_len                                   # INFER's LEN
 
-        m.submodules.window = window = Memory(shape=8, depth=n_in, init=[])
+        m.submodules.window = window = Memory(shape=self.code_width, depth=n_in, init=[])
         wp = window.write_port()
         rp = window.read_port()
         m.submodules.queue = queue = SyncFIFO(width=2 + 8 + 8, depth=self.queue_depth)
@@ -133,10 +143,15 @@ class Link(wiring.Component):
         m.d.comb += [timeout.eq(~hunting & ~got & (timer >= self.timeout_cycles - 1)),
                      self.parsing.eq(~hunting)]
 
-        in_range = (b.as_signed() >= lo) & (b.as_signed() <= hi) if info.signed else (b <= hi)
-        store = (cmd == P.INFER) & (length == n_in)
+        if wide:                                                   # a code is complete at its high byte
+            low = Signal(8)
+            code, code_done, code_addr = Cat(low, b), count[0], count[1:]
+        else:
+            code, code_done, code_addr = b, Const(1), count
+        in_range = (code.as_signed() >= lo) & (code.as_signed() <= hi) if info.signed else (code <= hi)
+        store = (cmd == P.INFER) & (length == n_bytes)
         payload_byte = Signal()
-        m.d.comb += [wp.addr.eq(count), wp.data.eq(b), wp.en.eq(payload_byte & store & ~full)]
+        m.d.comb += [wp.addr.eq(code_addr), wp.data.eq(code), wp.en.eq(payload_byte & code_done & store & ~full)]
 
         with m.FSM(name="parser"):
             with m.State("HUNT"):
@@ -167,7 +182,7 @@ class Link(wiring.Component):
             def len1():
                 new_len = Cat(length[:8], b)
                 m.d.sync += length[8:].eq(b)
-                with m.If(new_len > n_in):
+                with m.If(new_len > n_bytes):
                     reply(K_ERROR, P.ERR_LENGTH)
                     m.next = "HUNT"
                 with m.Elif(new_len == 0):
@@ -179,10 +194,12 @@ class Link(wiring.Component):
             def payload():
                 m.d.comb += payload_byte.eq(1)
                 m.d.sync += count.eq(count + 1)
+                if wide:
+                    m.d.sync += low.eq(b)
                 with m.If(store):
                     with m.If(full):
                         m.d.sync += blocked.eq(1)
-                    with m.If(~in_range):
+                    with m.If(code_done & ~in_range):
                         m.d.sync += bad_code.eq(1)
                 with m.If(count == length - 1):
                     m.next = "CRC0"
@@ -201,7 +218,7 @@ class Link(wiring.Component):
                     with m.If(Cat(crc_lo, b) != crc):
                         reply(K_ERROR, P.ERR_CRC)
                     with m.Elif(cmd == P.INFER):
-                        with m.If(length != n_in):
+                        with m.If(length != n_bytes):
                             reply(K_ERROR, P.ERR_LENGTH)
                         with m.Elif(bad_code):
                             reply(K_ERROR, P.ERR_CODE)

@@ -17,10 +17,14 @@ The line is 8N1 (8 data bits, no parity, one stop bit, least significant bit fir
 
 Commands, host -> device
 ------------------------
-``INFER 0x01``  payload: the window's input codes, one byte each, row-major over the program's input buffer
-                ``x`` (rows x cols: the order the accelerator's `input` stream takes). A byte is the code's
-                two's complement (signed input codes: -128..127) or the code itself (unsigned input codes);
-                LEN must equal n_inputs = rows x cols. Reply: RESULT.
+``INFER 0x01``  payload: the window's input codes, row-major over the program's input buffer ``x`` (rows x
+                cols: the order the accelerator's `input` stream takes), each in bytes_per_code bytes:
+                bytes_per_code = 1 when the input codes are at most 8 bits wide (the byte is the code's two's
+                complement for signed codes, -128..127, or the code itself for unsigned ones), 2 when they
+                are wider (9..16 bits; `--io-bits` 10..12): the code as a 16-bit two's complement
+                (sign-extended; unsigned codes zero-extended), least significant byte first. The host derives
+                bytes_per_code from INFO_REPLY's input code bits (`DeviceInfo.bytes_per_code`); LEN must
+                equal n_inputs x bytes_per_code (n_inputs = rows x cols). Reply: RESULT.
 ``INFO  0x02``  empty payload. Reply: INFO_REPLY.
 
 Replies, device -> host
@@ -30,20 +34,23 @@ Replies, device -> host
 ``INFO_REPLY 0x82`` payload, 10 bytes: n_inputs (2 bytes LE), n_outputs (2 bytes LE), input code bits
                     (1 byte: the width in bits 0..6, bit 7 set when the input codes are unsigned), lanes
                     (1 byte: the accelerator's P), model checksum (4 bytes LE: `program_checksum`).
+                    Unchanged by the 2-byte codes: bytes_per_code follows from the input code bits (1 up
+                    to 8 bits, else 2), so hosts and devices of 8-bit models read each other as before.
 ``ERROR 0xE0``      payload: one byte, the error code; SEQ is the SEQ of the frame that failed (0 when the
                     frame broke off before its SEQ byte).
 
-Error codes: ``1`` bad CRC; ``2`` bad length (INFER's LEN is not n_inputs, INFO's is not 0, or any LEN is
-larger than n_inputs); ``3`` unknown command; ``4`` frame timeout (the bytes of a frame stopped for longer
-than the device's frame timeout, `FRAME_TIMEOUT_S` on a board); and two the device adds: ``5`` bad code (an
-input byte outside the input buffer's code range, only possible for input codes narrower than 8 bits) and
+Error codes: ``1`` bad CRC; ``2`` bad length (INFER's LEN is not n_inputs x bytes_per_code, INFO's is not 0,
+or any LEN is larger than n_inputs x bytes_per_code); ``3`` unknown command; ``4`` frame timeout (the bytes of
+a frame stopped for longer than the device's frame timeout, `FRAME_TIMEOUT_S` on a board); and two the device
+adds: ``5`` bad code (an input code outside the input buffer's code range, only possible for input codes
+narrower than 8 bits or, with 2-byte codes, narrower than 16 bits) and
 ``6`` busy (an INFER arrived while an earlier one was still waiting for the accelerator: the device holds
 one window in flight and one waiting; wait for a RESULT before sending more).
 
 How the device parses
 ---------------------
-It hunts for SOF, skipping any other byte. After the header, a LEN larger than n_inputs (the largest
-payload it accepts) is answered at once with ERROR 2, and it goes back to hunting: the rest of that frame is
+It hunts for SOF, skipping any other byte. After the header, a LEN larger than n_inputs x bytes_per_code
+(the largest payload it accepts) is answered at once with ERROR 2, and it goes back to hunting: the rest of that frame is
 skipped as garbage. Otherwise it takes LEN payload bytes and the CRC; then, in this order: a bad CRC ->
 ERROR 1; an unknown command -> ERROR 3; a bad length -> ERROR 2; a bad code -> ERROR 5; INFER while a
 window waits -> ERROR 6; else the request is accepted. INFER payloads are buffered and reach the accelerator
@@ -269,17 +276,26 @@ class DeviceInfo:
     @classmethod
     def from_program(cls, program, lanes: int) -> DeviceInfo:
         x = program.input
-        if x.bits > 8:
-            raise IntformerError(f"input codes of {x.bits} bits do not fit the link's one byte per code: train "
-                                 f"with --io-bits 8 (or fewer) for a board behind the link, or build the "
-                                 f"accelerator alone with --bare")
+        if x.bits > 16:
+            raise IntformerError(f"input codes of {x.bits} bits do not fit the link's 2 bytes per code: build "
+                                 f"the accelerator alone with --bare")
         n_in = x.rows * x.cols
         n_out = program.buffers[program.output].cols
-        if n_in > MAX_LEN or n_out * WORD_BYTES > MAX_LEN:
+        if n_in * code_bytes(x.bits) > MAX_LEN or n_out * WORD_BYTES > MAX_LEN:
             raise IntformerError(f"a window of {n_in} inputs or {n_out} outputs is too large for one frame")
         if not 1 <= lanes <= 255:
             raise IntformerError(f"lanes {lanes} does not fit the INFO reply's byte")
         return cls(n_in, n_out, x.bits, x.signed, lanes, program_checksum(program))
+
+    @property
+    def bytes_per_code(self) -> int:
+        """Bytes per input code in an INFER payload: 1 up to 8 bits, else 2."""
+        return code_bytes(self.bits)
+
+    @property
+    def infer_len(self) -> int:
+        """INFER's LEN: n_inputs x bytes_per_code."""
+        return self.n_inputs * self.bytes_per_code
 
     @property
     def code_range(self) -> tuple[int, int]:
@@ -299,18 +315,37 @@ class DeviceInfo:
         return cls(n_in, n_out, bits & 0x7F, not bits & 0x80, lanes, checksum)
 
 
-def infer_payload(codes, info: DeviceInfo | None = None) -> bytes:
-    """Input codes (any shape, row-major) -> INFER payload; with `info`, checks their count and range."""
+def code_bytes(bits: int) -> int:
+    """Bytes per input code of `bits` bits in an INFER payload: 1 up to 8 bits, else 2 (up to 16 bits)."""
+    if not 1 <= bits <= 16:
+        raise IntformerError(f"input codes of {bits} bits do not fit the link (1..16 bits)")
+    return 1 if bits <= 8 else 2
+
+
+def infer_payload(codes, info: DeviceInfo | None = None, bytes_per_code: int | None = None) -> bytes:
+    """Input codes (any shape, row-major) -> INFER payload of `bytes_per_code` bytes per code (little-endian
+    two's complement); with `info`, the width is `info.bytes_per_code` and the codes' count and range are
+    checked; without either, 1 byte per code."""
     flat = np.asarray(codes, dtype=np.int64).reshape(-1)
+    if bytes_per_code is None:
+        bytes_per_code = 1 if info is None else info.bytes_per_code
+    elif info is not None and bytes_per_code != info.bytes_per_code:
+        raise IntformerError(f"{bytes_per_code} bytes per code; the device's model takes {info.bytes_per_code}")
+    if bytes_per_code not in (1, 2):
+        raise ValueError(f"bytes_per_code {bytes_per_code} must be 1 or 2")
     if info is not None:
         lo, hi = info.code_range
         if flat.size != info.n_inputs:
             raise IntformerError(f"a window of {flat.size} codes; the device's model takes {info.n_inputs}")
         if flat.size and (flat.min() < lo or flat.max() > hi):
             raise IntformerError(f"input codes outside {lo}..{hi}; quantize with model.intref.quantize_input")
-    elif flat.size and (flat.min() < -128 or flat.max() > 255):
+    elif bytes_per_code == 1 and flat.size and (flat.min() < -128 or flat.max() > 255):
         raise IntformerError("input codes must fit one byte")
-    return bytes((flat & 0xFF).astype(np.uint8).tobytes())
+    elif bytes_per_code == 2 and flat.size and (flat.min() < -(1 << 15) or flat.max() > 0xFFFF):
+        raise IntformerError("input codes must fit two bytes")
+    if bytes_per_code == 1:
+        return bytes((flat & 0xFF).astype(np.uint8).tobytes())
+    return bytes((flat & 0xFFFF).astype("<u2").tobytes())
 
 
 def result_words(payload: bytes) -> np.ndarray:

@@ -168,7 +168,7 @@ def open_spi(device: str, hz: int = DEFAULT_HZ) -> SpiPort:
 def spi_link_bound(info: P.DeviceInfo, hz: float, in_flight: int) -> float:
     """Windows per second the SPI clock allows (8 clocks a byte): with two windows in flight a request's
     bytes and an earlier reply's share the same clocks, with one they take turns."""
-    up = P.OVERHEAD + info.n_inputs
+    up = P.OVERHEAD + info.infer_len
     down = P.OVERHEAD + info.n_outputs * P.WORD_BYTES
     bytes_per_s = hz / 8
     return bytes_per_s / (max(up, down) if in_flight > 1 else up + down)

@@ -30,7 +30,7 @@ class ModelConfig:
     pooling: str = "mean"
     tokens: str = "time"         # "series": one token per input series (attention across series)
     io_bits: int = 8             # input codes and the forecast's skip path, 2..12 (first layers stay at 8 bits;
-                                 # over 8 bits, the serial link's one byte per code refuses the model)
+                                 # over 8 bits, the serial link sends each input code in 2 bytes)
     skip: bool = True            # forecast = last observed target + the model's output (in integers)
     target_index: int | None = None   # which input column is the target (None: the target is no input)
     level: bool | None = None    # the Transformer sees the window minus each series' last value (level removal;

@@ -55,7 +55,7 @@ def model_options(f):
         click.option("--io-bits", type=int, default=d.io_bits, show_default=True,
                      help="Bit width of the input codes, 2..12 (the first layer stays at 8 bits in low-bit models; with "
                           "level removal only the level steps and the skip read codes over 8 bits). The serial "
-                          "link sends one byte per code: over 8 bits, build with --bare."),
+                          "link sends one byte per code up to 8 bits, two bytes (16-bit little-endian) over 8."),
         click.option("--skip/--no-skip", default=d.skip, show_default=True,
                      help="Forecast the change from the last observed target (an integer skip connection)."),
         click.option("--level/--no-level", default=None,

@@ -85,7 +85,8 @@ class _Builder:
 
 def random_program(rng: np.random.Generator, n: int = 24, m: int = 1, d: int = 16, heads: int = 1, ffn: int = 64,
                    horizon: int = 1, bits: int = 8, norm: str = "batch", activation: str = "relu",
-                   softmax: str = "lut", pooling: str = "mean", layers: int = 1, skip: bool = False) -> IntProgram:
+                   softmax: str = "lut", pooling: str = "mean", layers: int = 1, skip: bool = False,
+                   input_bits: int | None = None) -> IntProgram:
     """A valid IntProgram of a Transformer encoder forecaster with random weights (see the module doc).
 
     n tokens of m inputs, width d, `heads` heads, FFN width `ffn`, `horizon` outputs, every tensor `bits`
@@ -94,15 +95,28 @@ def random_program(rng: np.random.Generator, n: int = 24, m: int = 1, d: int = 1
     "lut" or "poly"; pooling "mean" (a constant-1 operand) or "flatten" (the head reads the whole buffer).
     With `skip` the head is the exporter's last-value skip: the accumulator is requantized to a 16-bit code
     and added (a residual of one fixed element) to the last input of the last series, into 16-bit codes;
-    without it the output buffer holds the raw accumulators.
+    without it the output buffer holds the raw accumulators. With `input_bits` (say 10 or 12) the input
+    codes `x` are that wide and the exporter's level steps come first ("level.last" copies the last row into
+    `xl`, "level.center" writes xc = clamp(round_shift((x - last) * m, 14)) at `bits` bits), so the embedding
+    reads `xc`, as a model trained with `--io-bits` over 8 and level removal does.
     """
     if d % heads:
         raise ValueError(f"heads {heads} must divide d {d}")
     bld = _Builder(rng, bits)
     dh = d // heads
-    bld.buffer("x", n, m)
+    bld.buffer("x", n, m, bits=input_bits)
+    x_in = "x"
+    if input_bits is not None:
+        x_lo, x_hi = bld.buffers["x"].range
+        ident = Requant(1 << 14, 14, x_lo, x_hi)                  # codes to the same codes
+        xl = bld.buffer("xl", 1, m, bits=input_bits)
+        x_in = bld.buffer("xc", n, m)
+        scale = 1 << min(14, 13 + bits - input_bits)             # x - last, +-2^input_bits, to about xc's range
+        res = Residual("x", scale, -scale, 14, *bld.buffers[x_in].range)
+        bld.steps.append(LinearStep("level.last", ONES, "x", xl, 1, 1, m, w_row=n - 1, requant=ident))
+        bld.steps.append(LinearStep("level.center", ONES, xl, x_in, n, 1, m, requant=ident, residual=res))
     h = bld.buffer("h", n, d)
-    bld.steps.append(LinearStep("embed", "x", bld.weights("embed.w", m, d), h, n, m, d,
+    bld.steps.append(LinearStep("embed", x_in, bld.weights("embed.w", m, d), h, n, m, d,
                                 bias=bld.bias("embed.b", (n, d), m), requant=bld.requant(m, h, 0.7)))
 
     for i in range(layers):

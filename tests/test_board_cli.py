@@ -156,9 +156,11 @@ class FakeDevice:
         self.thread.start()
 
     def _codes(self, payload: bytes) -> np.ndarray:
-        raw = np.frombuffer(payload, dtype=np.uint8).astype(np.int64)
+        width = self.info.bytes_per_code                      # 1 byte per code, 2 (LE) over 8 bits
+        raw = np.frombuffer(payload, dtype="<u1" if width == 1 else "<u2").astype(np.int64)
         if self.info.signed:
-            raw = np.where(raw >= 128, raw - 256, raw)
+            half = 1 << (8 * width - 1)
+            raw = np.where(raw >= half, raw - 2 * half, raw)
         x = self.program.input
         return raw.reshape(1, x.rows, x.cols)
 

@@ -112,6 +112,13 @@ def test_device_info_and_checksum():
         P.infer_payload(codes + 1, info)
     with pytest.raises(IntformerError, match="takes 6"):
         P.infer_payload(codes[:2], info)
+    assert info.bytes_per_code == 1 and info.infer_len == 6
+    wide = P.DeviceInfo(2, 1, 12, True, 1, 0)                  # --io-bits 12: 2 bytes per code, LE
+    assert (wide.bytes_per_code, wide.infer_len) == (2, 4)
+    assert P.DeviceInfo.from_payload(wide.payload()) == wide and len(wide.payload()) == P.INFO_LEN
+    assert P.infer_payload([-2048, 2047], wide) == bytes([0x00, 0xF8, 0xFF, 0x07])
+    with pytest.raises(IntformerError, match="outside"):
+        P.infer_payload([-2049, 0], wide)
     words = np.array([0, -1, 2**31 - 1, -2**31, 12345])
     assert (P.result_words(P.result_payload(words)) == words).all()
 

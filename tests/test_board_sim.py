@@ -238,3 +238,58 @@ def test_reply_words_are_sign_extended(narrow_program):
             expect_result(*(await h.replies(1)), i, prog, windows[i])
 
     run(prog, script)
+
+
+@pytest.mark.parametrize("input_bits", [10, 12])
+def test_wide_input_codes_two_bytes_each(input_bits):
+    """Input codes over 8 bits (a model trained with --io-bits 10..12: level steps read them, the rest stays
+    at 8 bits) travel as 2 bytes each, 16-bit little-endian two's complement: INFO_REPLY tells the host so,
+    every forecast equals the integer reference word for word (windows holding the extreme codes included),
+    and a wrong LEN (one byte per code, or an odd byte count), or a code outside the input range in its
+    16 bits, gets the ERROR reply; the link recovers after each."""
+    prog = random_program(np.random.default_rng(17 + input_bits), n=4, m=2, d=4, ffn=8, horizon=2, bits=8,
+                          skip=True, input_bits=input_bits)
+    x = prog.input
+    assert x.bits == input_bits and x.signed
+    info = P.DeviceInfo.from_program(prog, LANES)
+    assert info.bytes_per_code == 2 and info.infer_len == 2 * info.n_inputs
+    lo, hi = x.range
+    rng = np.random.default_rng(3)
+    windows = random_inputs(rng, prog, 4)
+    windows[1] = lo
+    windows[2] = hi
+    assert np.abs(windows).max() > 127
+    n = info.n_inputs
+
+    def infer2(seq, codes):
+        return P.encode_frame(P.INFER, seq, P.infer_payload(codes, info))
+
+    async def script(h):
+        await h.send(P.encode_frame(P.INFO, 200))
+        (reply,) = await h.replies(1)
+        assert P.DeviceInfo.from_payload(reply.payload) == info
+        for i, window in enumerate(windows):
+            await h.send(infer2(i + 1, window))
+            expect_result(*(await h.replies(1)), i + 1, prog, window)
+        # one byte per code (LEN n): ERROR 2 after the whole frame
+        await h.send(P.encode_frame(P.INFER, 10, P.infer_payload(windows[0] & 0x7F)))
+        expect_error(*(await h.replies(1)), 10, P.ERR_LENGTH)
+        # an odd LEN, one byte short
+        await h.send(P.encode_frame(P.INFER, 11, P.infer_payload(windows[0], info)[:2 * n - 1]))
+        expect_error(*(await h.replies(1)), 11, P.ERR_LENGTH)
+        # longer than n_inputs x 2: ERROR 2 from the header alone, then silence for the frame timeout
+        await h.send(P.encode_frame(P.INFER, 12, P.infer_payload(windows[0], info) + b"\x00\x00"))
+        expect_error(*(await h.replies(1)), 12, P.ERR_LENGTH)
+        await h.quiet()
+        await h.send(infer2(13, windows[3]))
+        expect_result(*(await h.replies(1)), 13, prog, windows[3])
+        # a code just outside the input range (and one with a high byte that is no sign extension)
+        for seq, bad in ((14, hi + 1), (15, 0x4000)):
+            codes = windows[0].copy().reshape(-1)
+            codes[n - 1] = bad
+            await h.send(P.encode_frame(P.INFER, seq, P.infer_payload(codes, bytes_per_code=2)))
+            expect_error(*(await h.replies(1)), seq, P.ERR_CODE)
+        await h.send(infer2(16, windows[0]))
+        expect_result(*(await h.replies(1)), 16, prog, windows[0])
+
+    assert run(prog, script) == len(windows) + 2

@@ -1,7 +1,8 @@
 """Input codes wider than 8 bits (--io-bits up to 12): on trained ETTh1 models (multivariate, one step ahead),
 the fake-quant model in eval mode, the integer reference and the accelerator (Amaranth's simulator and the
-compiled engine) agree word for word, also on the extreme input codes; the serial link (one byte per code)
-refuses such a model with a message that names the way out.
+compiled engine) agree word for word, also on the extreme input codes; behind the serial link such a model
+takes 2 bytes per input code (`boards.protocol`), and the whole device (UART, link, accelerator) in simulation
+answers its windows word for word; `intformer infer` sends them so.
 """
 from __future__ import annotations
 
@@ -79,22 +80,55 @@ def test_wide_input_codes_bit_exact(trained):
         np.testing.assert_array_equal(hw, run_program(tr.program, batch))
 
 
-def test_link_refuses_wide_input_codes(trained):
+def test_link_takes_wide_input_codes(trained):
+    """The board behind the link (`boards.top.SimTop`, simulated bit by bit on its UART pins): INFO_REPLY
+    says 2 bytes per code, and a test window and a window of the extreme codes get their forecasts word for
+    word; a LEN of one byte per code gets ERROR 2."""
     from boards import protocol as P
+    from test_board_sim import LANES, expect_error, expect_result, run
 
-    mcfg, tr, _ = trained
-    with pytest.raises(IntformerError, match="one byte per code.*--io-bits 8.*--bare"):
-        P.DeviceInfo.from_program(tr.program, 4)
+    mcfg, tr, test = trained
+    program = tr.program
+    info = P.DeviceInfo.from_program(program, LANES)
+    assert info.bits == mcfg.io_bits and info.bytes_per_code == 2 and info.infer_len == 2 * info.n_inputs
+    lo, hi = program.input.range
+    codes = quantize_input(program, test.x[:1])
+    windows = np.concatenate([codes, np.where(np.indices(codes.shape[1:]).sum(0) % 2, lo, hi)[None]])
+
+    async def script(h):
+        await h.send(P.encode_frame(P.INFO, 1))
+        (reply,) = await h.replies(1)
+        assert P.DeviceInfo.from_payload(reply.payload) == info
+        for i, window in enumerate(windows):
+            await h.send(P.encode_frame(P.INFER, 2 + i, P.infer_payload(window, info)))
+            expect_result(*(await h.replies(1, limit=400_000)), 2 + i, program, window)
+        await h.send(P.encode_frame(P.INFER, 9, bytes(info.n_inputs)))
+        expect_error(*(await h.replies(1)), 9, P.ERR_LENGTH)
+
+    assert run(program, script) == len(windows)
 
 
-def test_cli_trains_wide_codes_and_build_refuses_the_link(tmp_path):
+def test_cli_trains_wide_codes_and_infers_over_the_link(tmp_path):
+    """`intformer train --io-bits 10`, then `intformer infer` against a stand-in device on a pseudo-terminal
+    (`test_board_cli.FakeDevice`, which decodes 2-byte codes): every window bit-exact. (`intformer build`'s
+    check before any work is `DeviceInfo.from_program`, which now takes the model.)"""
+    import json
+
+    from boards import protocol as P
     from cli_helpers import SMALL, invoke, ok, user_error
+    from model import runfolder
+    from test_board_cli import FakeDevice
 
     user_error(invoke("train", *SMALL, "--io-bits", "13", "--out", tmp_path / "bad"), "--io-bits", "12")
     assert not (tmp_path / "bad").exists()
     run = tmp_path / "run"
     ok(invoke("train", *SMALL, "--io-bits", "10", "--out", run, "--json"))
-    before = sorted(p.relative_to(run) for p in run.rglob("*"))
-    user_error(invoke("build", run, "--board", "icebreaker", "--lanes", "2"), "10 bits", "one byte per code",
-               "--bare")
-    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before      # nothing written
+    program = runfolder.open_run(run).program
+    assert program.input.bits == 10 and P.DeviceInfo.from_program(program, 2).bytes_per_code == 2
+    dev = FakeDevice(program)
+    try:
+        r = json.loads(ok(invoke("infer", run, "--port", dev.path, "--timeout", "0.3", "--json", "--windows",
+                                 "6")).stdout)
+    finally:
+        dev.close()
+    assert (r["windows"], r["matched"], r["mismatched"], r["failed"]) == (6, 6, 0, 0)
