@@ -322,6 +322,17 @@ def code_bytes(bits: int) -> int:
     return 1 if bits <= 8 else 2
 
 
+def infer_codes(payload: bytes, info: DeviceInfo) -> np.ndarray:
+    """The device side of `infer_payload`: an INFER payload -> its input codes, flat (what `Link` stores;
+    stand-in devices in the tests use it)."""
+    width = info.bytes_per_code
+    raw = np.frombuffer(payload, dtype="<u1" if width == 1 else "<u2").astype(np.int64)
+    if info.signed:
+        half = 1 << (8 * width - 1)
+        raw = np.where(raw >= half, raw - 2 * half, raw)
+    return raw
+
+
 def infer_payload(codes, info: DeviceInfo | None = None, bytes_per_code: int | None = None) -> bytes:
     """Input codes (any shape, row-major) -> INFER payload of `bytes_per_code` bytes per code (little-endian
     two's complement); with `info`, the width is `info.bytes_per_code` and the codes' count and range are

@@ -156,13 +156,8 @@ class FakeDevice:
         self.thread.start()
 
     def _codes(self, payload: bytes) -> np.ndarray:
-        width = self.info.bytes_per_code                      # 1 byte per code, 2 (LE) over 8 bits
-        raw = np.frombuffer(payload, dtype="<u1" if width == 1 else "<u2").astype(np.int64)
-        if self.info.signed:
-            half = 1 << (8 * width - 1)
-            raw = np.where(raw >= half, raw - 2 * half, raw)
-        x = self.program.input
-        return raw.reshape(1, x.rows, x.cols)
+        x = self.program.input                                # 1 byte per code, 2 (LE) over 8 bits
+        return P.infer_codes(payload, self.info).reshape(1, x.rows, x.cols)
 
     def _reply(self, frame: P.Frame) -> bytes:
         if frame.cmd == P.INFO:

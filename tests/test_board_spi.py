@@ -302,10 +302,8 @@ class FakeSpiDev:
             return P.encode_frame(P.INFO_REPLY, frame.seq, self.info.payload())
         if self.behaviour == "mute":
             return b""
-        raw = np.frombuffer(frame.payload, dtype=np.uint8).astype(np.int64)
-        raw = np.where(raw >= 128, raw - 256, raw) if self.info.signed else raw
         x = self.program.input
-        words = run_program(self.program, raw.reshape(1, x.rows, x.cols))[0]
+        words = run_program(self.program, P.infer_codes(frame.payload, self.info).reshape(1, x.rows, x.cols))[0]
         reply = bytearray(P.encode_frame(P.RESULT, frame.seq, P.result_payload(words)))
         self.results += 1
         if self.behaviour == "corrupt" and self.results == 1:
