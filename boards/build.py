@@ -100,6 +100,16 @@ def board(name: str) -> Board:
     return BOARDS[name]
 
 
+# for boards whose device the resource estimate does not cover: the nearest smaller device it does
+ESTIMATE_DEVICE = {"ecp5": "ecp5-25f", "xc7": "xc7s15"}
+
+
+def estimate_device(board_name: str) -> str:
+    """The `accel.resources` device that stands for a board's FPGA in the pre-synthesis estimate."""
+    b = board(board_name)
+    return b.fit_device or ESTIMATE_DEVICE.get(b.family, "ice40-up5k")
+
+
 def _echo(progress, message: str) -> None:
     if progress:
         progress(message)

@@ -18,19 +18,14 @@ AUTO_LANES = (16, 8, 4, 2, 1)
 def auto_lanes(program, board_name: str) -> int:
     """The largest lane count of AUTO_LANES that the pre-synthesis estimate says fits the board's device
     (for a device the estimate does not cover, the nearest smaller one it does)."""
-    from accel.resources import check_fit
-    from boards.build import board
+    from accel.resources import check_fit, largest_lanes
+    from boards.build import estimate_device
 
-    b = board(board_name)
-    device = b.fit_device or {"ecp5": "ecp5-25f", "xc7": "xc7s15"}.get(b.family, "ice40-up5k")
-    for p in AUTO_LANES:
-        try:
-            check_fit(program, p, device)
-            return p
-        except IntformerError:
-            continue
-    check_fit(program, 1, device)          # raises, naming what does not fit
-    return 1
+    device = estimate_device(board_name)
+    lanes = largest_lanes(program, device, AUTO_LANES)
+    if not lanes:
+        check_fit(program, 1, device)          # raises, naming what does not fit
+    return lanes or 1
 
 
 def _link_factory(link: str, baud: int):

@@ -45,7 +45,6 @@ SPACE: dict[str, list] = {
 }
 MODEL_KEYS = ("window", "d_model", "heads", "layers", "ffn", "bits", "norm", "softmax")
 OBJECTIVES = ("test_mse", "latency_us", "resource_fraction", "energy_uj")
-ESTIMATE_DEVICE = {"ecp5": "ecp5-25f", "xc7": "xc7s15"}     # for boards the estimate does not cover itself
 
 
 def parse_space(items: tuple[str, ...] | list[str]) -> dict[str, list]:
@@ -69,12 +68,6 @@ def parse_space(items: tuple[str, ...] | list[str]) -> dict[str, list]:
     for b in space["board"]:
         board(b)                                     # an unknown board fails here, naming the known ones
     return space
-
-
-def estimate_device(board_name: str) -> str:
-    from boards.build import board
-    b = board(board_name)
-    return b.fit_device or ESTIMATE_DEVICE.get(b.family, "ice40-up5k")
 
 
 def power_resources(device: str, needs: dict) -> dict:
@@ -142,7 +135,7 @@ def fail_stale(study) -> int:
     from optuna.trial import TrialState
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL)
     return len(stale)
 
 
@@ -158,7 +151,7 @@ class Objective:
         import torch
 
         from accel.resources import DEVICES, check_fit
-        from boards.build import board, cycles_per_inference
+        from boards.build import board, cycles_per_inference, estimate_device
         from boards.power import energy_uj
         from model import runfolder
         from model.config import ModelConfig, TrainConfig
