@@ -23,13 +23,13 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, ClockDomain, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Assert, Assume, ClockDomain, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl._ast import AnyConst, AnySeq
 
 from model import intops
@@ -224,56 +224,73 @@ def mac_array_harness(lanes: int, x_bits: int, w_bits: int, k_max: int, acc_bits
             m.d.sync += shadow.eq(nxt)
         m.d.comb += [Assert(in_range(shadow, acc_lo, acc_hi)), Assert(acc == shadow),
                      Assert(in_range(mac.result[l], acc_lo, acc_hi))]
+    from .overflow import assert_no_overflow
+    assert_no_overflow(dut)             # the lanes' sums, and any other narrowing of the block
     return m
 
 
 # ------------------------------------------------------------------------------------------ requantizer
 
-def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int], acc_lo: int, acc_hi: int,
-                        multipliers: list[int] | None = None) -> Module:
+def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int], acc_lo: int, acc_hi: int) -> Module:
     """Requantizer: no intermediate wraps and the output stays in [lo, hi] (unbounded: k-induction).
 
     The drain's `Requantizer` as the accelerator builds it (accumulator width, code width, the program's
     shift range, static parameters). Inputs: payload any accumulator in [acc_lo, acc_hi] (accumulator plus
-    bias over the program's steps), valid and the output's ready any pattern, m any 15-bit multiplier (or
-    one of `multipliers`), s any constant in the shift range, lo <= hi any constants of the code width.
-    Assumed (interval arithmetic, not left to the solver: bounding a product is what SAT solvers do worst):
-    each product register lies in the interval product of its operands' ranges, top part
-    [acc_lo >> L, acc_hi >> L] x [0, m_max], low part [0, 2^L - 1] x [0, m_max]. Asserted on every cycle: the
-    recombined product (p_hi << L) + p_lo equals the `prod` signal (no bit lost) and lies in
-    [acc_lo, acc_hi] x [0, m_max]; every output word lies in [lo, hi].
+    bias over the program's steps), valid and the output's ready any pattern, m any value of its 15 bits,
+    s any constant in the shift range, lo <= hi any constants of the code width. Nothing is assumed about
+    the products. Asserted on every cycle: every narrowing of the block (`accel.overflow`: the split
+    product's low part, the shift amount, the clamped output) holds its full-precision value, and every
+    output word lies in [lo, hi].
     """
+    from .overflow import assert_no_overflow
     from .requant import Requantizer
     m = harness()
     rq = Requantizer(acc_width, out_width, s_range=s_range, static_params=True)
     dut, sig = probe(rq)
     m.submodules.rq = dut
     acc = Signal(signed(acc_width))
-    mm = Signal(unsigned(intops.MULT_BITS))
     m.d.comb += [acc.eq(AnySeq(acc_width)), Assume(in_range(acc, acc_lo, acc_hi)), rq.input.payload.eq(acc),
-                 rq.input.valid.eq(AnySeq(1)), rq.output.ready.eq(AnySeq(1)), mm.eq(AnySeq(intops.MULT_BITS)),
-                 rq.m.eq(mm)]
-    m_max = (1 << intops.MULT_BITS) - 1
-    if multipliers:
-        m.d.comb += Assume(sum_or([mm == int(v) for v in sorted(set(multipliers))]))
-        m_max = max(multipliers)
+                 rq.input.valid.eq(AnySeq(1)), rq.output.ready.eq(AnySeq(1)), rq.m.eq(AnySeq(intops.MULT_BITS))]
     s = Signal(range(s_range[1] + 1))
     lo, hi = Signal(signed(out_width)), Signal(signed(out_width))
     m.d.comb += [s.eq(AnyConst(len(s))), Assume(in_range(s, *s_range)), lo.eq(AnyConst(out_width)),
                  hi.eq(AnyConst(out_width)), Assume(lo <= hi), rq.s.eq(s), rq.lo.eq(lo), rq.hi.eq(hi)]
-    L = rq.low_bits
-    prod = sig["prod"]
-    if L:
-        p_hi, p_lo = sig["p_hi"], sig["p_lo"]
-        h_lo, h_hi = min((acc_lo >> L) * m_max, 0), max((acc_hi >> L) * m_max, 0)
-        m.d.comb += [Assume(in_range(p_hi, h_lo, h_hi)), Assume(in_range(p_lo, 0, ((1 << L) - 1) * m_max))]
-        exact = Signal(signed(len(p_hi) + L + 2))
-        m.d.comb += [exact.eq((p_hi << L) + p_lo), Assert(prod == exact),
-                     Assert(in_range(prod, h_lo << L, (h_hi << L) + ((1 << L) - 1) * m_max))]
-    else:
-        m.d.comb += Assume(in_range(prod, min(acc_lo * m_max, 0), max(acc_hi * m_max, 0)))
+    assert_no_overflow(dut)
     with m.If(rq.output.valid):
         m.d.comb += Assert(in_range(rq.output.payload, lo, hi))
+    return m
+
+
+def scale_shift_harness(in_width: int, m_width: int, c_width: int, out_width: int, s_range: tuple[int, int],
+                        use_b: bool) -> Module:
+    """Residual sum and per-channel affine: no intermediate wraps and the output stays in [lo, hi]
+    (unbounded: k-induction).
+
+    The `ScaleShiftClamp` as the accelerator builds it for the residual sum (a x ma + b x mb) or the
+    per-channel affine (a x m + c): the program's widths and shift range, static parameters. Inputs: a, b,
+    ma, mb, c any values of their widths, valid and en any pattern, s any constant in the shift range,
+    lo <= hi any constants of the code width. Asserted on every cycle: every narrowing of the block
+    (`accel.overflow`) holds its full-precision value, and every output word lies in [lo, hi]. The affine's
+    product comes from a shared multiplier block when the plan shares one; it is the same exact 16 x 16
+    product, so the harness builds the block with its own.
+    """
+    from .overflow import assert_no_overflow
+    from .requant import ScaleShiftClamp
+    m = harness()
+    blk = ScaleShiftClamp(in_width, m_width, c_width, out_width, use_b=use_b, s_range=s_range, static_params=True)
+    dut, sig = probe(blk)
+    m.submodules.blk = dut
+    s = Signal(range(s_range[1] + 1))
+    lo, hi = Signal(signed(out_width)), Signal(signed(out_width))
+    m.d.comb += [blk.a.eq(AnySeq(in_width)), blk.ma.eq(AnySeq(m_width)), blk.c.eq(AnySeq(c_width)),
+                 blk.valid_in.eq(AnySeq(1)), blk.en.eq(AnySeq(1)),
+                 s.eq(AnyConst(len(s))), Assume(in_range(s, *s_range)), lo.eq(AnyConst(out_width)),
+                 hi.eq(AnyConst(out_width)), Assume(lo <= hi), blk.s.eq(s), blk.lo.eq(lo), blk.hi.eq(hi)]
+    if use_b:
+        m.d.comb += [blk.b.eq(AnySeq(in_width)), blk.mb.eq(AnySeq(m_width))]
+    assert_no_overflow(dut)
+    with m.If(blk.valid_out):
+        m.d.comb += Assert(in_range(blk.y, lo, hi))
     return m
 
 
@@ -281,15 +298,16 @@ def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int]
 
 def reciprocal_harness(k: int, n_width: int, q_bits: int | None, radix_bits: int, n_lo: int, n_hi: int,
                        exact: bool = True) -> Module:
-    """Reciprocal floor(2^k / n): no quotient digit ever overflows, the result is exact (bounded).
+    """Reciprocal floor(2^k / n): no quotient digit ever overflows, the result is exact (unbounded:
+    k-induction).
 
     The `Reciprocal` divider as a row unit builds it (softmax: k = 31, the row sum's width and the quotient
     bits its lowest sum allows; LayerNorm: k = 34, radix 4, any square root). Inputs: start any pattern, n any
-    value in [n_lo, n_hi] (the range the row unit can give it). Asserted while busy: the remainder is below
-    radix x divisor (the next quotient digit fits its radix: no quotient bit is lost) and the step counter
-    is within its range; at done (with `exact`): the remainder is below max(n, 1), so the quotient is the
-    largest one, i.e. floor(2^k / n). Bound: latency + 3 cycles from reset. Every division starts from the same state (start
-    loads every register), so this covers every division, from any history.
+    value in [n_lo, n_hi] (the range the row unit can give it). Asserted on every cycle while busy: the step
+    counter is in [1, steps], the divisor is the sampled max(n, 1) shifted left by radix_bits x (count - 1)
+    (so the shift right of every step drops no bit) and the remainder is below radix x divisor (the next
+    quotient digit fits its radix: no quotient bit is lost); at done (with `exact`): the remainder is below
+    max(n, 1), so the quotient is the largest one, i.e. floor(2^k / n).
     """
     from .divsqrt import Reciprocal
     m = harness()
@@ -300,13 +318,15 @@ def reciprocal_harness(k: int, n_width: int, q_bits: int | None, radix_bits: int
     m.d.comb += [n.eq(AnySeq(n_width)), Assume(in_range(n, n_lo, n_hi)), div.n.eq(n), div.start.eq(AnySeq(1))]
     n_d = Signal.like(n)
     with m.If(div.start):
-        m.d.sync += n_d.eq(n)
-    rem, d = sig["rem"], sig["div"]
+        m.d.sync += n_d.eq(Mux(n == 0, 1, n))
+    rem, d, count = sig["rem"], sig["div"], sig["count"]
     with m.If(div.busy):
-        m.d.comb += [Assert(rem < (d << radix_bits)), Assert(in_range(sig["count"], 1, div.steps))]
+        m.d.comb += [Assert(in_range(count, 1, div.steps)), Assert(n_d != 0),
+                     Assert(d == (n_d << ((count - 1).as_unsigned()[:len(count)] * radix_bits))[:len(d)]),
+                     Assert(rem < (d << radix_bits))]
     if exact:
         with m.If(div.done):
-            m.d.comb += Assert(rem < Mux(n_d == 0, 1, n_d))
+            m.d.comb += Assert(rem < n_d)
     return m
 
 
@@ -332,6 +352,13 @@ def isqrt_harness(v_width: int, v_lo: int, v_hi: int) -> Module:
 
 # ------------------------------------------------------------------------------- softmax row unit
 
+# Narrowings of the softmax unit that its out_range proof leaves to others: the read and write walkers'
+# counters (addresses, bounded by rows and cols), the row sum `total` (the row_sum proof), and d = max - z,
+# which is >= 0 only for z of the row whose maximum max is (the drain computes both; the harness's z and
+# max are unrelated).
+SOFTMAX_NOT_AUDITED = r"word|lane|col|row_e|base_e|outstanding|n_col|row_n|rows_norm_issued|out_row|w_word|w_lane|rows_written|total|d"
+
+
 def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int = 4, narrow: int = 0) -> Module:
     """Softmax row unit: the row sum never wraps (`part="sum"`, bounded), and every output is in
     [0, 2^out_bits - 1] (`part="out"`, unbounded: k-induction).
@@ -342,9 +369,10 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     any value in [0, max(exp_rom)] (the ROM's contents). Asserted on every cycle: the row-sum register `acc`
     equals a shadow sum kept `wide_extra` bits wider (first element: the element, else the sum plus it,
     updated exactly when `acc` is) and the shadow stays below 2^sum_width, so no sum wraps; the sum handed
-    to the divider equals its shadow too; every word the unit writes lies in [0, 2^out_bits - 1]. Not
-    covered: the normalizer's product e x r against a reference multiply (the split multiplier's
-    equivalence makes the solver time explode); its clamp bounds the output regardless. Bound: `depth`
+    to the divider equals its shadow too; every word the unit writes lies in [0, 2^out_bits - 1], and
+    (`part="out"`) every narrowing of the unit (`accel.overflow`) holds its value: the normalizer's split
+    product e x r (its high part and the recombined sum, for any e and r of their widths), its shift and
+    clamp, and the polynomial exponential's terms; `SOFTMAX_NOT_AUDITED` says what is left out. Bound: `depth`
     cycles from reset; the EXP pass of a row of cols elements reaches the sum in cols + 9 cycles with
     ext_max (2 cols + 9 without), so depth cols_max + 12 covers every row sum of every length with
     ext_max (the accelerator's fused softmax) and rows of up to cols_max / 2 - 2 without.
@@ -389,6 +417,8 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
         m.d.comb += [Assert(sig["acc"] == shadow), Assert(shadow < (1 << (W - narrow))),
                      Assert(sig["pend_sum"] == pend_shadow)]
     else:
+        from .overflow import assert_no_overflow
+        assert_no_overflow(dut, skip=SOFTMAX_NOT_AUDITED)
         with m.If(sm.wr.en):
             m.d.comb += Assert(in_range(sm.wr.data.as_signed(), 0, (1 << ob) - 1))
     return m
@@ -396,14 +426,23 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
 
 # ----------------------------------------------------------------------------- LayerNorm row unit
 
-def layernorm_out_harness(plan) -> Module:
+# Narrowings of the LayerNorm unit that its out_range proof leaves out: the walkers' counters (addresses), and
+# the statistics path, whose bounds (`ln_widths`) are interval arithmetic over the row: the sums S and Q
+# (bounded by the row length), D S, the variance D Q - S^2 (>= 0 by Cauchy-Schwarz, beyond a SAT solver),
+# v, t2 = t1 x inv (inv <= 2^34 needs the divider's result) and n. The simulation tests check them.
+LAYERNORM_NOT_AUDITED = (r"word|lane|col|row_s|row_n|base_s|base_n|param__addr|out_row|w_word|w_lane|rows_written"
+                         r"|s_row|q_row|d2|a_ds|diff|vreg|t2|n3|cut of .*t2.*")
+
+
+def layernorm_out_harness(plan, audit: bool = True) -> Module:
     """LayerNorm row unit: every output word is in [lo, hi] (unbounded: k-induction).
 
     The `LayerNormUnit` as the accelerator builds it for `plan`. Inputs: every port any pattern or constant
     (rows, cols within their ranges, lo <= hi, s in the plan's shift range), read data any code, the
     parameter ROM's g and b any values of their widths. Asserted on every cycle: every word written lies
-    in [lo, hi]. Not covered: the row sums, the variance D Q - S^2, the normalized value n and the affine
-    n x g + b against a wider reference (a shadow of the affine product ran past 120 s: multiplier).
+    in [lo, hi], and (with `audit`) the narrowings of the NORM pass's output (`accel.overflow`): the affine
+    n x g + b has its full width, its shift and clamp. Not covered: the statistics path
+    (`LAYERNORM_NOT_AUDITED`).
     """
     from .layernorm import LayerNormUnit
     m = harness()
@@ -420,6 +459,9 @@ def layernorm_out_harness(plan) -> Module:
                  ln.param.data.b.eq(AnySeq(len(ln.param.data.b))), ln.rd.data.eq(AnySeq(len(ln.rd.data)))]
     with m.If(ln.wr.en):
         m.d.comb += Assert(in_range(ln.wr.data.as_signed(), lo, hi))
+    if audit:
+        from .overflow import assert_no_overflow
+        assert_no_overflow(dut, skip=LAYERNORM_NOT_AUDITED)
     return m
 
 
@@ -538,9 +580,8 @@ def sum_or(terms):
 def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list[Proof]:
     """The datapath proofs for one program at P = `lanes`, with the widths, ranges and shifts its plan builds.
 
-    `full` adds the bounded proofs of the row units' divider and square root (tens of seconds each); the
-    MAC array, requantizer, accelerator stream and softmax output proofs are unbounded and take seconds; the
-    softmax row-sum proof is bounded (every row sum with the fused maximum) and takes seconds too.
+    `full` adds the bounded proof of the LayerNorm square root (tens of seconds); every other proof takes
+    seconds: all are unbounded but the softmax row sum (bounded: every row sum with the fused maximum).
     """
     from .layernorm import ln_widths
     from .plan import _acc_range, make_plan
@@ -553,34 +594,43 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
     check_mac_budget(program, acc_lo, acc_hi)
     xb = plan.x_bits
     x_range = (-(1 << xb), (1 << xb) - 1)
-    multipliers = [r["rq_m"] for r in plan.steps if r.get("rq")]
     proofs = [
         Proof("mac_array.accumulators", lambda: mac_array_harness(
             lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi), "prove", 3),
         Proof("requant.range", lambda: requantizer_harness(
-            plan.drain_width, plan.code_width, plan.shift_range("rq_s"), d_lo, d_hi, multipliers or None), "prove", 4),
+            plan.drain_width, plan.code_width, plan.shift_range("rq_s"), d_lo, d_hi), "prove", 4),
         Proof("stream.accel_input", lambda: accel_input_harness(program, lanes), "prove", 2),
         Proof("stream.accel_output", lambda: accel_output_harness(program, lanes), "prove", 2),
     ]
+    if any(r.get("res") for r in plan.steps):
+        proofs.append(Proof("residual.range", lambda: scale_shift_harness(
+            plan.code_width, plan.res_m_width, 1, plan.code_width, plan.shift_range("r_s"), True), "prove", 4))
+    if any(r.get("aff") for r in plan.steps):
+        proofs.append(Proof("affine.range", lambda: scale_shift_harness(
+            plan.aff_in_width, plan.aff_m_width, plan.aff_b_width, plan.code_width, plan.shift_range("a_s"), False),
+            "prove", 4))
     sm_cols = [s.cols for s in program.steps if isinstance(s, SoftmaxStep)]
     if sm_cols:
         proofs.append(Proof("softmax.row_sum", lambda: softmax_row_harness(plan, max(sm_cols), "sum"), "bmc",
                             max(sm_cols) + 12))
         proofs.append(Proof("softmax.out_range", lambda: softmax_row_harness(plan, max(sm_cols), "out"), "prove", 2))
-    if not full:
-        return proofs
     if any(r["sm"] for r in plan.steps):
         q_bits = recip_bits(plan.min_exp_sum)
         sum_width = plan.exp_width + max(1, plan.max_cols).bit_length()
         e_max = (1 << intops.EXP_BITS) if not plan.exp_rom else max(max(plan.exp_rom), 1 << intops.EXP_BITS)
         sum_max = min((1 << sum_width) - 1, plan.max_cols * e_max)
         proofs.append(Proof("softmax.reciprocal", lambda: reciprocal_harness(
-            intops.RECIP_BITS, sum_width, q_bits, 1, plan.min_exp_sum, sum_max), "bmc", q_bits + 4))
+            intops.RECIP_BITS, sum_width, q_bits, 1, plan.min_exp_sum, sum_max), "prove", 2))
     if any(r["ln"] for r in plan.steps):
         proofs.append(Proof("layernorm.out_range", lambda: layernorm_out_harness(plan), "prove", 2))
         v_width = ln_widths(plan.elem_width, plan.max_cols, plan.eps_max)["v"]
-        proofs.append(Proof("layernorm.isqrt", lambda: isqrt_harness(v_width, 0, (1 << v_width) - 1), "bmc",
-                            (v_width + 1) // 2 + 4))
+        r_bits = (v_width + 1) // 2
+        k_inv = intops.LN_FRAC_BITS + intops.LN_RECIP_BITS
+        proofs.append(Proof("layernorm.reciprocal", lambda: reciprocal_harness(
+            k_inv, r_bits, None, 2, 1, (1 << r_bits) - 1), "prove", 2))
+        if full:
+            proofs.append(Proof("layernorm.isqrt", lambda: isqrt_harness(v_width, 0, (1 << v_width) - 1), "bmc",
+                                (v_width + 1) // 2 + 4))
     return proofs
 
 

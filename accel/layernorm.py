@@ -91,8 +91,8 @@ class LayerNormUnit(wiring.Component):
         m.submodules.div = div = Reciprocal(k_inv, sqrt.r_bits, radix_bits=2)
 
         # ------------------------------------------------------------------ pass scheduler (issue side)
-        row_s, row_n = Signal.like(self.rows), Signal.like(self.rows)
-        base_s, base_n = Signal(unsigned(self.addr_width)), Signal(unsigned(self.addr_width))
+        row_s, row_n = Signal.like(self.rows, name="row_s"), Signal.like(self.rows, name="row_n")
+        base_s, base_n = Signal(unsigned(self.addr_width), name="base_s"), Signal(unsigned(self.addr_width), name="base_n")
         kind, par = Signal(), Signal()
         word = Signal(unsigned(self.addr_width))
         lane = Signal(range(max(P, 2)))
@@ -110,7 +110,7 @@ class LayerNormUnit(wiring.Component):
         stats_ready = [Signal(name=f"stats_ready{p}") for p in range(2)]
         sums_full = Signal()                    # a row's (S, Q) waits for the statistics engine
         sums_par = Signal()
-        s_row, q_row = Signal(signed(w["s"])), Signal(unsigned(w["q"]))
+        s_row, q_row = Signal(signed(w["s"]), name="s_row"), Signal(unsigned(w["q"]), name="q_row")
         sum_pending = Signal()                  # a SUM pass whose sums have not arrived yet
         rows_written = Signal.like(self.rows)
         m.d.sync += self.done.eq(0)
@@ -185,7 +185,7 @@ class LayerNormUnit(wiring.Component):
         d2 = Signal(unsigned(w["d2"]))
         m.d.sync += d2.eq(D * D)
         a_par, b_par = Signal(), Signal()
-        a_ds, b_ds = Signal(signed(w["ds"])), Signal(signed(w["ds"]))
+        a_ds, b_ds = Signal(signed(w["ds"]), name="a_ds"), Signal(signed(w["ds"]), name="b_ds")
         diff = Signal(unsigned(w["v"]))
         vreg = Signal(unsigned(w["v"]))
         with m.FSM(name="stats"):

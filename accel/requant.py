@@ -36,7 +36,8 @@ class Requantizer(wiring.Component):
 
     Multiplier: one 16 x 16 block. An accumulator wider than 16 bits is split into its top 16 bits (signed,
     times m in the block) and its low `low_bits` = acc_width - 16 bits (times m by shift and add in logic):
-    acc * m = (hi * m) << low_bits + lo * m, exactly.
+    acc * m = (hi * m) << low_bits + lo * m, exactly. That no part of it wraps, for any accumulator and
+    multiplier, is proven in `accel.formal.requantizer_harness` (every narrowing, `accel.overflow`).
     """
 
     def __init__(self, acc_width: int, out_width: int = 9, m_bits: int = intops.MULT_BITS,

@@ -118,10 +118,10 @@ class Link(wiring.Component):
         b = self.rx.payload
         got = self.rx.valid
         m.d.comb += self.rx.ready.eq(1)
-        cmd, seq = Signal(8), Signal(8)
-        length, count = Signal(16), Signal(16)
-        crc, crc_lo = Signal(16, init=P.CRC_INIT), Signal(8)
-        bad_code, blocked, full = Signal(), Signal(), Signal()
+        cmd, seq = Signal(8, name="cmd"), Signal(8, name="seq")
+        length, count = Signal(16, name="length"), Signal(16, name="count")
+        crc, crc_lo = Signal(16, init=P.CRC_INIT, name="crc"), Signal(8, name="crc_lo")
+        bad_code, blocked, full = Signal(name="bad_code"), Signal(name="blocked"), Signal(name="full")
         free_buf = Signal()                                        # the feeder has sent the window
         timer = Signal(range(self.timeout_cycles + 1))
         hunting = Signal()

@@ -13,7 +13,7 @@ from amaranth.lib.fifo import SyncFIFO
 
 from accel.formal import Proof, harness, probe
 from . import protocol as P
-from .link import K_INFO, Link
+from .link import K_ERROR, K_INFO, K_RESULT, Link
 from .uart import UARTRx
 
 
@@ -48,41 +48,103 @@ def link_timeout_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
     return m
 
 
-def link_accepts_harness(info: P.DeviceInfo, timeout_cycles: int, seq: int = 0x5A) -> Module:
-    """Link receiver: from any state in which it hunts, a good frame is accepted (unbounded: k-induction).
+def link_accepts_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool = False) -> Module:
+    """Link receiver: from any state in which it hunts, any good frame is accepted (unbounded: k-induction).
 
-    Bytes are any bytes at any time, except that at any moment when the parser hunts, the harness may send a
-    good INFO frame (encoded by the host's `protocol.encode_frame`), one byte per cycle. Asserted: at the
-    frame's last byte the parser queues the INFO reply. With `link_timeout_harness` (silence for the frame
-    timeout leaves the parser hunting) this gives: after any byte sequence and a pause of the frame timeout,
-    the next good frame is accepted (its reply is queued; the queue drops it only when the host has left 4
-    replies unread).
+    Bytes are any bytes at any time, except that at any moment when the parser hunts, the harness may start
+    sending a good frame, one byte per cycle: SOF, a command chosen by `AnyConst` (INFO, LEN 0, or INFER,
+    LEN n_inputs x bytes_per_code), any SEQ, for INFER any window of codes in the model's input range
+    (`AnyConst`, 1 or 2 bytes per code as the protocol says), and the CRC-16 the harness computes as it
+    sends. Asserted at the frame's last byte: the parser queues the reply the protocol prescribes, with the
+    frame's SEQ: INFO_REPLY for INFO; RESULT for INFER, or ERROR 6 (busy) when a window already waits.
+    Asserted at every byte of the frame, so that the induction closes: the parser is in the state for that
+    byte, its CMD, SEQ, LEN, payload count and running CRC are the frame's, and no code was found out of
+    range. With `link_timeout_harness` (silence for the frame timeout leaves the parser hunting) this
+    gives: after any byte sequence and a pause of the frame timeout, the next good frame is accepted.
+    `broken` sends a CRC with its lowest bit flipped (a deliberately bad frame: the proof must fail).
     """
-    frame = P.encode_frame(P.INFO, seq)
+    from .link import crc16_next
     m = harness()
     link = Link(info, timeout_cycles)
-    dut, _ = probe(link)
+    dut, sig = probe(link)
     m.submodules.link = dut
     queue = dut._named_submodules["queue"][0]
+    fsm = dut._generated["parser"]
     m.d.comb += [link.tx.ready.eq(AnySeq(1)), link.acc_input.ready.eq(AnySeq(1)),
                  link.acc_output.valid.eq(AnySeq(1)), link.acc_output.payload.eq(AnySeq(32)),
                  link.acc_busy.eq(AnySeq(1))]
-    pos = Signal(range(len(frame) + 1))
-    go = Signal()
-    m.d.comb += go.eq(AnySeq(1))
+    n_bytes, wide = info.infer_len, info.bytes_per_code == 2
+    lo, hi = info.code_range
+    # the frame: command, SEQ and window chosen once (AnyConst), the CRC computed while sending
+    infer, fseq = Signal(), Signal(8)
+    m.d.comb += [infer.eq(AnyConst(1)), fseq.eq(AnyConst(8))]
+    fcmd = Mux(infer, P.INFER, P.INFO)
+    flen = Mux(infer, n_bytes, 0)
+    payload = []
+    for i in range(info.n_inputs):
+        code = Signal(16 if wide else 8, name=f"code{i}")
+        value = code.as_signed() if info.signed else code
+        m.d.comb += [code.eq(AnyConst(len(code))), Assume((value >= lo) & (value <= hi))]
+        payload += [code[:8], code[8:]] if wide else [code]
+    last = len(payload) + 6
+    pos = Signal(range(last + 1))
+    hcrc = Signal(16)
     byte = Signal(8)
     with m.Switch(pos):
-        for i, b in enumerate(frame):
+        for i, b in enumerate([P.SOF, fcmd, fseq, flen[:8], flen[8:]]):
             with m.Case(i):
                 m.d.comb += byte.eq(b)
+        for i, b in enumerate(payload):
+            with m.Case(5 + i):
+                m.d.comb += byte.eq(Mux(infer, b, (hcrc[:8] ^ int(broken)) if i == 0 else hcrc[8:]))
+        with m.Case(5 + len(payload)):
+            m.d.comb += byte.eq(hcrc[:8] ^ int(broken))
+        with m.Case(6 + len(payload)):
+            m.d.comb += byte.eq(hcrc[8:])
+    end = Signal()
+    m.d.comb += end.eq(pos == 6 + flen)
+    go = Signal()
+    m.d.comb += go.eq(AnySeq(1))
     sending = (pos != 0) | (go & ~link.parsing)
     with m.If(sending):
         m.d.comb += [link.rx.valid.eq(1), link.rx.payload.eq(byte)]
-        m.d.sync += pos.eq(Mux(pos == len(frame) - 1, 0, pos + 1))
+        m.d.sync += pos.eq(Mux(end, 0, pos + 1))
+        with m.If(pos == 0):
+            m.d.sync += hcrc.eq(P.CRC_INIT)
+        with m.Elif(pos < 5 + flen):
+            m.d.sync += hcrc.eq(crc16_next(hcrc, byte))
     with m.Else():
         m.d.comb += [link.rx.valid.eq(AnySeq(1)), link.rx.payload.eq(AnySeq(8))]
-    with m.If(pos == len(frame) - 1):
-        m.d.comb += Assert(queue.w_en & (queue.w_data[0:2] == K_INFO) & (queue.w_data[2:10] == seq))
+
+    def in_state(name):
+        return fsm.state == fsm.encoding[name]
+    m.d.comb += Assert(pos <= 6 + flen)
+    with m.If(pos != 0):
+        m.d.comb += [Assert(sig["crc"] == hcrc), Assert(~sig["bad_code"])]
+    for k, name in enumerate(["CMD", "SEQ", "LEN0", "LEN1"], start=1):
+        with m.If(pos == k):
+            m.d.comb += Assert(in_state(name))
+    with m.If(pos >= 2):
+        m.d.comb += Assert(sig["cmd"] == fcmd)
+    with m.If(pos >= 3):
+        m.d.comb += Assert(sig["seq"] == fseq)
+    with m.If(pos >= 4):
+        m.d.comb += Assert(sig["length"][:8] == flen[:8])
+    with m.If(pos >= 5):
+        m.d.comb += Assert(sig["length"] == flen)
+    with m.If(pos != 0):
+        m.d.comb += Assert(sig["count"] == Mux(pos < 5, 0, Mux(pos < 5 + flen, pos - 5, flen)))
+    with m.If((pos >= 5) & (pos < 5 + flen)):
+        m.d.comb += Assert(in_state("PAYLOAD"))
+    with m.If(pos == 5 + flen):
+        m.d.comb += Assert(in_state("CRC0"))
+    with m.If(end):
+        m.d.comb += [Assert(in_state("CRC1")), Assert(queue.w_en), Assert(queue.w_data[2:10] == fseq)]
+        kind, code = queue.w_data[0:2], queue.w_data[10:18]
+        with m.If(infer):
+            m.d.comb += Assert((kind == K_RESULT) | ((kind == K_ERROR) & (code == P.ERR_BUSY)))
+        with m.Else():
+            m.d.comb += Assert(kind == K_INFO)
     return m
 
 
@@ -100,7 +162,8 @@ def link_streams_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
     accelerator) keep valid and payload until ready, for any valid/ready pattern (unbounded: k-induction).
     The feeder also sends each window's n_inputs codes exactly once and in order: each transfer reads the
     window buffer at the harness's count of transfers since `acc_start`, and a window is started only once
-    the previous one has been sent whole.
+    the previous one has been sent whole. Asserted too, so that the induction closes: while the feeder
+    sends, the window buffer is marked full (the parser cannot write it) and codes remain to send.
     """
     m = harness()
     link = Link(info, timeout_cycles)
@@ -115,6 +178,12 @@ def link_streams_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
         m.d.comb += Assert(sent == n)
         m.d.sync += sent.eq(0)
     m.d.comb += Assert((sent == n) | (sig["faddr"] == sent))
+    feeder = dut._generated["feeder"]
+    feeding = feeder.state != feeder.encoding["IDLE"]
+    with m.If(feeding):                 # the window waits whole in its buffer while it is sent
+        m.d.comb += [Assert(sig["full"]), Assert(sent < n)]
+    with m.Else():
+        m.d.comb += Assert(sent == n)
     with m.If(link.acc_input.valid):
         m.d.comb += [Assert(sent < n), Assert(sig["faddr"] == sent)]
         with m.If(link.acc_input.ready):
@@ -134,32 +203,48 @@ def uart_rx_harness(divisor: int) -> Module:
 
 def fifo_harness(width: int, depth: int) -> Module:
     """The link's reply queue (`SyncFIFO` at its width and depth): no entry lost, duplicated or reordered,
-    for any pattern of writes and reads (bounded: 16 cycles from reset, the queue filled and emptied twice).
+    for any pattern of writes and reads (unbounded: k-induction).
 
-    The harness tracks one written entry, chosen by `AnyConst` among all writes: it counts the entries ahead
-    of it, and asserts that the read that takes it out comes when none is left ahead and returns its data.
+    The harness tracks one written entry, chosen by `AnySeq` among all writes: it remembers the slot it went
+    to and its data, and counts the entries ahead of it. Asserted on every cycle: the queue's pointers and
+    level agree (level = produce - consume modulo depth, full or empty when they meet); while the entry is
+    tracked, its slot still holds its data, the count ahead is its distance from the read pointer and less
+    than the level; the read that takes it out comes when none is left ahead and returns its data.
     """
     m = harness()
     fifo = SyncFIFO(width=width, depth=depth)
-    m.submodules.fifo = fifo
+    dut, sig = probe(fifo)
+    m.submodules.fifo = dut
+    storage = dut._named_submodules["storage"][0]
+    peek = storage.read_port(domain="comb")
+    produce, consume, level = sig["produce"], sig["consume"], fifo.level
     m.d.comb += [fifo.w_en.eq(AnySeq(1)), fifo.w_data.eq(AnySeq(width)), fifo.r_en.eq(AnySeq(1))]
     pick = Signal()
     m.d.comb += pick.eq(AnySeq(1))
-    tracking, done = Signal(), Signal()
+    tracking = Signal()
     data = Signal(width)
+    slot = Signal.like(produce)
     ahead = Signal(range(depth + 1))
     wr = fifo.w_en & fifo.w_rdy
     rd = fifo.r_en & fifo.r_rdy
-    with m.If(~tracking & ~done & wr & pick):
-        m.d.sync += [tracking.eq(1), data.eq(fifo.w_data), ahead.eq(fifo.level - rd)]
+    with m.If(~tracking & wr & pick):
+        m.d.sync += [tracking.eq(1), data.eq(fifo.w_data), slot.eq(produce), ahead.eq(level - rd)]
     with m.If(tracking & rd):
         with m.If(ahead == 0):
             m.d.comb += Assert(fifo.r_data == data)
-            m.d.sync += [tracking.eq(0), done.eq(1)]
+            m.d.sync += tracking.eq(0)
         with m.Else():
             m.d.sync += ahead.eq(ahead - 1)
+    # the queue's own bookkeeping
+    m.d.comb += [Assert(produce < depth), Assert(consume < depth), Assert(level <= depth)]
+    with m.If(produce == consume):
+        m.d.comb += Assert((level == 0) | (level == depth))
+    with m.Else():
+        m.d.comb += Assert(level == Mux(produce > consume, produce - consume, depth + produce - consume))
     with m.If(tracking):
-        m.d.comb += [Assert(ahead < fifo.level), Assert(fifo.level <= depth)]
+        dist = Mux(slot >= consume, slot - consume, depth + slot - consume)
+        m.d.comb += [peek.addr.eq(slot), Assert(peek.data == data), Assert(ahead < level),
+                     Assert(ahead == dist)]
     return m
 
 
@@ -167,10 +252,8 @@ def link_proofs(info: P.DeviceInfo, timeout_cycles: int, divisor: int = 104) -> 
     """The host link's proofs for one model's `DeviceInfo` (window size, code range) and frame timeout."""
     return [
         Proof("link.timeout_hunts", lambda: link_timeout_harness(info, timeout_cycles), "prove", 3),
-        Proof("link.good_frame_accepted", lambda: link_accepts_harness(info, timeout_cycles), "prove", 10),
-        Proof("stream.link_tx_acc_input", lambda: link_streams_harness(info, timeout_cycles), "bmc", 24,
-              "bounded: 24 cycles from reset (k-induction does not close without more invariants)"),
+        Proof("link.good_frame_accepted", lambda: link_accepts_harness(info, timeout_cycles), "prove", 4),
+        Proof("stream.link_tx_acc_input", lambda: link_streams_harness(info, timeout_cycles), "prove", 4),
         Proof("stream.uart_rx_output", lambda: uart_rx_harness(divisor), "prove", 3),
-        Proof("stream.reply_queue", lambda: fifo_harness(18, P.REPLY_QUEUE), "bmc", 4 * P.REPLY_QUEUE,
-              "bounded: 16 cycles, the queue filled and emptied twice"),
+        Proof("stream.reply_queue", lambda: fifo_harness(18, P.REPLY_QUEUE), "prove", 2),
     ]

@@ -45,7 +45,7 @@ def print_results(results: list[dict]) -> None:
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes P.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Raise every proof's depth (k-induction steps, or BMC cycles) to at least K.")
-@click.option("--quick", is_flag=True, help="Leave out the bounded divider and square-root proofs.")
+@click.option("--quick", is_flag=True, help="Leave out the bounded LayerNorm square-root proof (tens of seconds).")
 @click.option("--only", default=None, help="Run only the proofs whose name contains this text.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds allowed for each proof.")

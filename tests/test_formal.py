@@ -33,20 +33,56 @@ def run(proof, tmp_path):
 def test_datapath_proofs_pass(program, tmp_path):
     proofs = formal.model_proofs(program, LANES, full=False)
     assert {p.name for p in proofs} >= {"mac_array.accumulators", "requant.range", "stream.accel_input",
-                                        "stream.accel_output", "softmax.row_sum", "softmax.out_range"}
+                                        "stream.accel_output", "residual.range", "affine.range", "softmax.row_sum",
+                                        "softmax.out_range", "softmax.reciprocal"}
     for p in proofs:
         r = run(p, tmp_path)
         assert r.status == "pass", r
 
 
-def test_link_proofs_pass(tmp_path):
-    program = random_program(np.random.default_rng(0), bits=8)
+@pytest.mark.parametrize("input_bits", [None, 10], ids=["1-byte-codes", "2-byte-codes"])
+def test_link_proofs_pass(input_bits, tmp_path):
+    """Every link proof, unbounded, with 1-byte codes and with 10-bit codes (2 bytes each on the link)."""
+    program = random_program(np.random.default_rng(0), bits=8, input_bits=input_bits)
     info = P.DeviceInfo.from_program(program, LANES)
-    wanted = {"link.timeout_hunts", "link.good_frame_accepted", "stream.uart_rx_output"}
-    for p in link_proofs(info, round(P.FRAME_TIMEOUT_S * 12e6)):
-        if p.name in wanted:
-            r = run(p, tmp_path)
-            assert r.status == "pass", r
+    assert info.bytes_per_code == (2 if input_bits else 1)
+    proofs = link_proofs(info, round(P.FRAME_TIMEOUT_S * 12e6))
+    assert {p.name for p in proofs} == {"link.timeout_hunts", "link.good_frame_accepted", "stream.link_tx_acc_input",
+                                        "stream.uart_rx_output", "stream.reply_queue"}
+    for p in proofs:
+        assert p.mode == "prove"
+        r = run(p, tmp_path)
+        assert r.status == "pass", r
+
+
+def test_bad_crc_frame_is_not_accepted(tmp_path):
+    """The good-frame proof can fail: the same frames with one CRC bit flipped are not accepted."""
+    from boards.link_formal import link_accepts_harness
+    info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8), LANES)
+    r = run(formal.Proof("bad_crc", lambda: link_accepts_harness(info, 1000, broken=True), "prove", 4), tmp_path)
+    assert r.status == "fail", r
+
+
+def test_reciprocal_proof_fails_below_its_divisor_bound(tmp_path):
+    """The softmax reciprocal keeps 17 quotient bits because every row sum is at least 2^15: allowing sums down
+    to 2^14 makes a quotient digit overflow, and the proof fails."""
+    r = run(formal.Proof("recip_low", lambda: formal.reciprocal_harness(31, 20, 17, 1, 1 << 14, (1 << 20) - 1),
+                         "prove", 2), tmp_path)
+    assert r.status == "fail", r
+    ok = run(formal.Proof("recip_ok", lambda: formal.reciprocal_harness(31, 20, 17, 1, 1 << 15, (1 << 20) - 1),
+                          "prove", 2), tmp_path)
+    assert ok.status == "pass", ok
+
+
+def test_layernorm_model_proofs_pass(tmp_path):
+    """A LayerNorm model with the polynomial softmax: its quick proofs, the LayerNorm output range and the
+    radix-4 reciprocal among them."""
+    program = random_program(np.random.default_rng(0), bits=8, norm="layer", softmax="poly")
+    proofs = formal.model_proofs(program, LANES, full=False)
+    assert {"layernorm.out_range", "layernorm.reciprocal"} <= {p.name for p in proofs}
+    for p in proofs:
+        r = run(p, tmp_path)
+        assert r.status == "pass", r
 
 
 def test_narrow_accumulator_fails(tmp_path):
@@ -106,8 +142,12 @@ def test_narrow_softmax_sum_fails(tmp_path):
 
 
 @pytest.mark.slow
-def test_row_unit_proofs_pass(program, tmp_path):
+def test_square_root_proof_passes(tmp_path):
+    """What `full` adds to the quick proofs: the LayerNorm square root (bounded, about 30 s)."""
+    program = random_program(np.random.default_rng(0), bits=8, norm="layer")
     quick = {p.name for p in formal.model_proofs(program, LANES, full=False)}
-    for p in [p for p in formal.model_proofs(program, LANES, full=True) if p.name not in quick]:
+    extra = [p for p in formal.model_proofs(program, LANES, full=True) if p.name not in quick]
+    assert [p.name for p in extra] == ["layernorm.isqrt"]
+    for p in extra:
         r = run(p, tmp_path)
         assert r.status == "pass", r

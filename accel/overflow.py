@@ -1,0 +1,147 @@
+"""Overflow audit: every narrowing assignment of a hardware block, found in its Amaranth statements, and an
+assertion for each that its value fits (for the formal proofs in `accel.formal`).
+
+Amaranth arithmetic is full precision: `a + b`, `a - b` and `a * b` have shapes wide enough for every pair
+of operand values, so a value can only wrap where it is *narrowed*: assigned to a signal whose range does
+not hold the range of the expression's shape (for example a product of the operands' full widths stored in
+a register sized by the operands' real bounds), or cut by `[:w].as_signed()` / `.as_unsigned()` of an
+arithmetic result. `narrowings(module)` lists every such place of one elaborated module, with the
+condition under which it happens (the path of `If`/`Switch`/FSM cases that leads to it), and
+`assert_no_overflow(module, ...)` adds to the same module, for each, `Assert(value in range(target))`
+under that condition: a proof of the module then shows that no intermediate of the block wraps, for any
+input its harness allows. Assignments whose target is wider than the expression's shape cannot wrap and
+are not listed.
+
+Not audited: plain bit-field slices (`x[:F]`, a deliberate modulo), and submodules (each has its own proof).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from amaranth.hdl import Assert, Const, Value
+from amaranth.hdl import _ast
+
+ARITH = {"+", "-", "*", "<<"}
+
+
+@dataclass
+class Narrowing:
+    target: str                 # the signal assigned, or "slice of ..." for an explicit cut
+    value: Value                # the expression at its full-precision shape
+    lo: int                     # the range that the target holds
+    hi: int
+    cond: Value | None          # when the assignment happens (None: always)
+    domain: str
+    where: str                  # file:line of the assignment
+    src_loc: tuple | None = None
+
+    def __str__(self):
+        return f"{self.target} <- [{self.lo}, {self.hi}] at {self.where}"
+
+
+def shape_range(shape) -> tuple[int, int]:
+    w = shape.width
+    if shape.signed:
+        return -(1 << (w - 1)) if w else 0, (1 << (w - 1)) - 1 if w else 0
+    return 0, (1 << w) - 1
+
+
+def _has_arith(v: Value) -> bool:
+    if isinstance(v, _ast.Operator):
+        return v.operator in ARITH or any(_has_arith(o) for o in v.operands)
+    if isinstance(v, (_ast.Slice, _ast.Part)):
+        return _has_arith(v.value)
+    if isinstance(v, _ast.Concat):
+        return any(_has_arith(p) for p in v.parts)
+    if isinstance(v, _ast.SwitchValue):
+        return any(_has_arith(val) for _, val in v.cases)
+    return False
+
+
+def _loc(src_loc) -> str:
+    if not src_loc:
+        return "?"
+    return f"{src_loc[0].rsplit('/', 1)[-1]}:{src_loc[1]}"
+
+
+def _cuts(v: Value, out: list):
+    """Explicit narrowings inside an expression: `(arith)[:w].as_signed()` / `.as_unsigned()`."""
+    if isinstance(v, _ast.Operator):
+        if v.operator in ("s", "u") and isinstance(v.operands[0], _ast.Slice):
+            sl = v.operands[0]
+            if sl.start == 0 and _has_arith(sl.value) and sl.stop < len(sl.value):
+                out.append((sl.value, shape_range(v.shape())))
+        for o in v.operands:
+            _cuts(o, out)
+    elif isinstance(v, (_ast.Slice, _ast.Part)):
+        _cuts(v.value, out)
+    elif isinstance(v, _ast.Concat):
+        for p in v.parts:
+            _cuts(p, out)
+    elif isinstance(v, _ast.SwitchValue):
+        _cuts(v.test, out)
+        for _, val in v.cases:
+            _cuts(val, out)
+
+
+def _and(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a & b
+
+
+def _walk(stmts, cond, domain, out: list):
+    for st in stmts:
+        if isinstance(st, _ast.Assign):
+            cuts = []
+            _cuts(st.rhs, cuts)
+            where = _loc(getattr(st, "src_loc", None))
+            for value, (lo, hi) in cuts:
+                vlo, vhi = shape_range(value.shape())
+                if vlo < lo or vhi > hi:
+                    out.append(Narrowing(f"cut of {value!r}"[:80], value, lo, hi, cond, domain, where, st.src_loc))
+            if not isinstance(st.lhs, _ast.Signal) or not _has_arith(st.rhs):
+                continue
+            lo, hi = shape_range(st.lhs.shape())
+            vlo, vhi = shape_range(st.rhs.shape())
+            if vlo < lo or vhi > hi:
+                out.append(Narrowing(st.lhs.name, st.rhs, lo, hi, cond, domain, where, st.src_loc))
+        elif isinstance(st, _ast.Switch):
+            earlier = None
+            for patterns, body, _ in st.cases:
+                if patterns is None:
+                    here = ~earlier if earlier is not None else None
+                else:
+                    match = st.test.matches(*patterns) if patterns else Const(0)
+                    here = match if earlier is None else (match & ~earlier)
+                    earlier = match if earlier is None else (earlier | match)
+                _walk(body, _and(cond, here), domain, out)
+
+
+def narrowings(module) -> list[Narrowing]:
+    """Every narrowing assignment and explicit cut of an elaborated `Module`, in source order."""
+    out: list[Narrowing] = []
+    module._flush()                         # close an If/Switch chain still open at the end of elaborate
+    for domain, stmts in module._statements.items():
+        _walk(stmts, None, domain, out)
+    return out
+
+
+def assert_no_overflow(module, skip: str | None = None) -> list[Narrowing]:
+    """Add to `module` an assertion per narrowing that its full-precision value lies in the target's range
+    whenever the assignment happens. `skip`: a regular expression of targets left out (their own proof
+    covers them, e.g. the MAC accumulators). Returns the narrowings asserted."""
+    found = [n for n in narrowings(module) if not (skip and re.fullmatch(skip, n.target))]
+    for n in found:
+        check = Assert((n.value >= n.lo) & (n.value <= n.hi))
+        if n.src_loc:
+            check.src_loc = n.src_loc       # a failure names the assignment, not this line
+        if n.cond is None:
+            module.d.comb += check
+        else:
+            with module.If(n.cond):
+                module.d.comb += check
+    return found
