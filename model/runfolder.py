@@ -5,6 +5,8 @@ for a finished one.
     model.intf   the integer export (model.modelfile)
     qat.pt       QAT model state; float.pt the float baseline (when trained)
     history.json training curves
+    ckpt-*.pt    while training: each phase's checkpoint after its last finished epoch (`--resume` continues
+                 from them); removed when the run completes
 """
 from __future__ import annotations
 
@@ -25,12 +27,15 @@ from .qat import QATForecaster
 from .train import TrainedModels
 
 
-def prepare(out: Path, force: bool, options: dict | None = None) -> Path:
+def prepare(out: Path, force: bool, options: dict | None = None, resume: bool = False) -> Path:
     """Create an empty run folder; an existing one is kept unless --force. A folder that an interrupted run
     left half-written (run.json says "training", or there is no run.json) is named as such, with the two
-    ways out: --force cleans it, --resume trains it again with the options recorded in it. `options` (the
-    data spec and the command's options) are recorded in run.json for --resume."""
+    ways out: --force cleans it, --resume continues it with the options recorded in it (`resume`: the folder
+    and its training checkpoints are kept). `options` (the data spec and the command's options) are
+    recorded in run.json for --resume."""
     out = Path(out)
+    if resume and out.is_dir() and run_status(out) == "status 'training'":
+        return out
     if out.exists() and not out.is_dir():
         raise IntformerError(f"{out}: exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
@@ -43,7 +48,7 @@ def prepare(out: Path, force: bool, options: dict | None = None) -> Path:
                 raise IntformerError(f"{out}: the folder already exists and holds files that are no run (no "
                                      f"run.json); choose another --out, or add --force to replace its contents")
             raise IntformerError(f"{out}: a run folder left half-written by an interrupted run ({status}); add "
-                                 f"--resume to train it again with its recorded options, or --force to clean it "
+                                 f"--resume to continue it from its last finished epoch with its recorded options, or --force to clean it "
                                  f"and start over")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +103,8 @@ def save(out: Path, trained: TrainedModels, data_spec: dict, mcfg: ModelConfig, 
     _write_json(out / "run.json", {"status": "complete", "finished": time.time(), "model": mcfg.to_dict(),
                                    "train": tcfg, "data": data_spec, "seconds": trained.seconds,
                                    "has_float": trained.float_model is not None})
+    for ckpt in out.glob("ckpt-*.pt"):          # the run is complete: the checkpoints have served
+        ckpt.unlink()
 
 
 @dataclass
@@ -141,7 +148,7 @@ def open_run(path: str | Path) -> Run:
         raise IntformerError(f"{path}: not a run folder (no run.json); train one with `intformer train --out {path}`")
     status = run_status(path)
     if status != "complete":
-        raise IntformerError(f"{path}: this run did not finish ({status}); train it again with "
+        raise IntformerError(f"{path}: this run did not finish ({status}); continue it with "
                              f"`intformer train --out {path} --resume` (its recorded options) or `--force`")
     info = json.loads(status_file.read_text())
     program, header = modelfile.load(path / "model.intf")

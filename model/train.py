@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,23 +52,54 @@ def _train_mode(model: QATForecaster, freeze_bn: bool) -> None:
                 m.eval()
 
 
+def after_epoch(label: str, epoch: int) -> None:
+    """Called after each epoch's checkpoint is written (a hook for tests that interrupt training)."""
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)               # a checkpoint is whole or absent, even if the run is killed mid-write
+
+
 def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, label: str,
-         lr: float, progress: bool, fine_tune: bool = False) -> tuple[QATForecaster, list]:
-    """Adam with early stopping on validation MSE, the starting point (epoch 0) included."""
+         lr: float, progress: bool, fine_tune: bool = False,
+         checkpoint: Path | None = None) -> tuple[QATForecaster, list]:
+    """Adam with early stopping on validation MSE, the starting point (epoch 0) included.
+
+    With `checkpoint`, everything the loop depends on (model, optimizer, the shuffling generator, torch's RNG
+    for dropout, the best state, the patience count, the history) is written there after every epoch, and
+    an existing checkpoint is continued from: an interrupted run resumes at its last finished epoch and ends
+    with the same weights as an uninterrupted one. A checkpoint marked done returns its result at once."""
     gen = torch.Generator().manual_seed(cfg.seed)
     x, y = torch.as_tensor(train.x), torch.as_tensor(train.y)
-    stale, history = 0, []
-    # score the starting point (epoch 0): with the last-value skip a fresh model is persistence, a fine-tune
-    # the quantized float model; an epoch is kept only if it does better on validation
-    _train_mode(model, fine_tune)
-    with torch.no_grad():      # calibrate the quantizers' ranges on a first batch
-        model(x[torch.randperm(len(x), generator=gen)[:cfg.batch_size * 4]])
-    best = float(np.mean((predict(model, val.x) - val.y) ** 2))
-    best_state = copy.deepcopy(model.state_dict())
-    history.append({"epoch": 0, "train_mse": None, "val_mse": best})
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    bar = tqdm(range(cfg.epochs), desc=label, disable=not progress, leave=False, unit="epoch")
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        ck = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(ck["model"])
+        if ck["done"]:
+            return model.eval(), ck["history"]
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        best, best_state, stale, history = ck["best"], ck["best_state"], ck["stale"], ck["history"]
+        start_epoch = ck["epoch"]
+    else:
+        stale, history = 0, []
+        # score the starting point (epoch 0): with the last-value skip a fresh model is persistence, a
+        # fine-tune the quantized float model; an epoch is kept only if it does better on validation
+        _train_mode(model, fine_tune)
+        with torch.no_grad():      # calibrate the quantizers' ranges on a first batch
+            model(x[torch.randperm(len(x), generator=gen)[:cfg.batch_size * 4]])
+        best = float(np.mean((predict(model, val.x) - val.y) ** 2))
+        best_state = copy.deepcopy(model.state_dict())
+        history.append({"epoch": 0, "train_mse": None, "val_mse": best})
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=label, disable=not progress, leave=False, unit="epoch",
+               initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
+        if stale >= cfg.patience:           # a resumed run that had already stopped early
+            break
         _train_mode(model, fine_tune)
         order = torch.randperm(len(x), generator=gen)
         total = 0.0
@@ -90,10 +122,18 @@ def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, l
             best, best_state, stale = val_mse, copy.deepcopy(model.state_dict()), 0
         else:
             stale += 1
-            if stale >= cfg.patience:
-                break
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, {"done": False, "epoch": epoch + 1, "model": model.state_dict(),
+                                          "opt": opt.state_dict(), "gen": gen.get_state(),
+                                          "torch_rng": torch.get_rng_state(), "best": best,
+                                          "best_state": best_state, "stale": stale, "history": history})
+            after_epoch(label, epoch + 1)
+        if stale >= cfg.patience:
+            break
     model.load_state_dict(best_state)
     model.settle()
+    if checkpoint is not None:
+        _save_checkpoint(checkpoint, {"done": True, "model": model.state_dict(), "history": history})
     return model.eval(), history
 
 
@@ -143,8 +183,11 @@ def bind_data(mcfg: ModelConfig, series: Series) -> ModelConfig:
 
 
 def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
-                 float_model: QATForecaster | None = None) -> TrainedModels:
-    """Train the float baseline (unless one is given) and the QAT model from its weights; export."""
+                 float_model: QATForecaster | None = None, checkpoints: Path | None = None) -> TrainedModels:
+    """Train the float baseline (unless one is given) and the QAT model from its weights; export.
+
+    `checkpoints`: a folder for each phase's checkpoint (`ckpt-float.pt`, `ckpt-qat.pt`); a phase with one
+    there continues from it (see `_fit`). The wall times then count this process's share only."""
     bind_data(mcfg, series)
     torch.manual_seed(tcfg.seed)
     np.random.seed(tcfg.seed)
@@ -158,7 +201,8 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
     if tcfg.float_baseline and float_model is None:
         start = time.perf_counter()
         float_model, history["float"] = _fit(QATForecaster(mcfg, quantize=False), train, val, tcfg, "float",
-                                             tcfg.lr, progress)
+                                             tcfg.lr, progress,
+                                             checkpoint=checkpoints / "ckpt-float.pt" if checkpoints else None)
         seconds["float"] = time.perf_counter() - start
         if tcfg.shrink:
             shrink["float"] = shrink_head(float_model, val)
@@ -176,7 +220,8 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
         scale = 0.1 if mcfg.bits >= 7 else 0.3 if mcfg.bits >= 5 else 1.0
     lr = tcfg.lr * (scale if float_model is not None else 1.0)
     qat, history["qat"] = _fit(qat, train, val, tcfg, f"QAT {mcfg.bits}-bit", lr, progress,
-                               fine_tune=float_model is not None)
+                               fine_tune=float_model is not None,
+                               checkpoint=checkpoints / "ckpt-qat.pt" if checkpoints else None)
     if tcfg.shrink:
         shrink["qat"] = shrink_head(qat, val)
     seconds["qat"] = time.perf_counter() - start

@@ -33,11 +33,12 @@ def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: boo
                              f"intformer trains (attention needs tokens^2 memory); shorten --window")
     for split in ("train", "val", "test"):      # before the run folder exists: a window too long for the data
         window_targets(series, mcfg.window, mcfg.horizon, split)
-    out = runfolder.prepare(out or default_out(), force or resume, options)
+    out = runfolder.prepare(out or default_out(), force, options, resume=resume)
     try:
-        trained = train_models(series, mcfg, tcfg, progress=progress)
-    except IntformerError:                      # the folder holds nothing of value: leave nothing behind
-        shutil.rmtree(out, ignore_errors=True)
+        trained = train_models(series, mcfg, tcfg, progress=progress, checkpoints=out)
+    except IntformerError:
+        if not resume:                          # a fresh folder holds nothing of value: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
         raise
     runfolder.save(out, trained, spec, mcfg, tcfg.to_dict())
     return {"run": str(out), "data": series.name, "inputs": series.columns, "target": series.target,
@@ -60,9 +61,9 @@ def print_train(r: dict) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/run-<time>).")
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder (or clean one an interrupted run left).")
-@click.option("--resume", is_flag=True, help="Train the interrupted run in --out again, with the data and options "
-                                             "recorded in it (training starts over; the command's own data and "
-                                             "model options are ignored).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last finished epoch, "
+                                             "with the data and options recorded in it (the command's own data "
+                                             "and model options are ignored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, force, resume, as_json,
           **kw):
@@ -72,8 +73,8 @@ def train(data_path, fmt, target, features, multivariate, fill, sensor, split_ti
         if out is None:
             raise IntformerError("--resume needs --out: the folder of the interrupted run")
         if force:
-            raise IntformerError("--resume and --force exclude each other: --resume trains the interrupted run "
-                                 "again with its options, --force cleans it for the options given now")
+            raise IntformerError("--resume and --force exclude each other: --resume continues the interrupted run "
+                                 "with its options, --force cleans it for the options given now")
         recorded = runfolder.interrupted_options(out)
         spec, kw = dict(recorded["spec"]), {**kw, **recorded["kw"]}
         kw["bits_override"] = tuple(kw.get("bits_override") or ())

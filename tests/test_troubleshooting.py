@@ -474,7 +474,7 @@ def _run_case(entry, ctx):
 
 
 def test_interrupted_run_can_be_resumed(finished, tmp_path):
-    """--resume trains an interrupted run again with the options recorded in it (not the command's), and
+    """--resume continues an interrupted run with the options recorded in it (not the command's), and
     --resume on a finished run or a non-run is refused."""
     out = tmp_path / "run"
     spec_kw = json.loads((finished / "run.json").read_text())
