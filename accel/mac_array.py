@@ -1,7 +1,7 @@
 """The MAC array: P lanes that share one broadcast X operand and read one P-wide W word per cycle."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Mux, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,15 +78,10 @@ class MacArray(wiring.Component):
             logic = l >= self.lanes - self.logic_lanes
             m.d.sync += prods[l].eq(booth_mul(self.x, self.w[l]) if logic else self.x * self.w[l])
 
-        # stage 2: accumulate
-        for l in range(self.lanes):
-            total = Signal(signed(self.acc_width), name=f"sum{l}")
-            with m.If(first):
-                m.d.comb += total.eq(prods[l])
-            with m.Else():
-                m.d.comb += total.eq(accs[l] + prods[l])
-            with m.If(valid):
-                m.d.sync += accs[l].eq(total)
+        # stage 2: accumulate (the sum is formed only where it is kept: the overflow audit asserts it there)
+        with m.If(valid):
+            for l in range(self.lanes):
+                m.d.sync += accs[l].eq(Mux(first, prods[l], accs[l] + prods[l]))
 
         # stage 3: a group's sums are copied from the accumulators the cycle after its last k (the adders
         # then drive only the accumulators: an iCE40 logic cell holds the adder and its register)

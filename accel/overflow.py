@@ -12,6 +12,10 @@ under that condition: a proof of the module then shows that no intermediate of t
 input its harness allows. Assignments whose target is wider than the expression's shape cannot wrap and
 are not listed.
 
+The condition is that of the assignment, not of the value's use: a combinational narrowing formed on every
+cycle is asserted on every cycle, garbage cycles included. So a block forms a narrowed value where it is
+kept (the MAC array sums under its `valid`), and a harness constrains inputs on the cycles that count.
+
 Not audited: plain bit-field slices (`x[:F]`, a deliberate modulo), and submodules (each has its own proof).
 """
 from __future__ import annotations

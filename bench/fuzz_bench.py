@@ -4,8 +4,8 @@
 
 Each round: one random configuration trained for a few steps, exported, reloaded and run on the integer
 reference and the accelerator simulation (every word of every window: the data's test windows and the
-extreme codes of the input width), then a batch of export-file corruptions of that model and of link-frame
-corruptions. It prints the configurations, windows and words compared, the corruptions tried and refused,
+extreme codes of the input width), its quick formal proofs (`--no-proofs` leaves them out), then a batch
+of export-file corruptions of that model and of link-frame corruptions. It prints the configurations, windows and words compared, the corruptions tried and refused,
 and the time taken; any mismatch or corruption that was not refused is printed with its seed and exits 1.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main() -> int:
     ap.add_argument("--data-windows", type=int, default=32, help="test windows of the data per configuration")
     ap.add_argument("--export-corruptions", type=int, default=200, help="per configuration")
     ap.add_argument("--frame-corruptions", type=int, default=2000, help="per configuration")
+    ap.add_argument("--no-proofs", action="store_true", help="leave out the formal proofs of each configuration")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -68,6 +69,15 @@ def main() -> int:
             for k in ("bits", "norm", "activation", "softmax", "pooling", "tokens", "skip", "heads", "layers"):
                 options[k][str(r.config[k])] += 1
 
+            # the quick formal proofs of this configuration's hardware
+            if not args.no_proofs:
+                t = time.perf_counter()
+                proven, failed = fuzz.prove_config(r, tmp / f"formal{round_}")
+                counts["proofs"] += proven + len(failed)
+                counts["proofs_failed"] += len(failed)
+                failures += failed
+                seconds["formal"] += time.perf_counter() - t
+
             # corruptions of this model's export file
             t = time.perf_counter()
             program, raw = r.program, r.export
@@ -89,6 +99,8 @@ def main() -> int:
                 try:
                     fuzz.check_link_corruption(bad, good, kind, split, original)
                     frame_kinds[kind] += 1
+                except fuzz.CrcAccident:
+                    frame_kinds["crc_accident"] += 1
                 except AssertionError as exc:
                     failures.append(f"frame corruption (seed {seed}): {exc}")
                     frame_kinds["NOT REJECTED"] += 1
@@ -102,6 +114,7 @@ def main() -> int:
               "configs": counts["configs"], "mismatching_configs": counts["mismatching_configs"],
               "windows": counts["windows"], "words": counts["words"],
               "fakequant_windows": counts["fakequant_windows"],
+              "proofs": counts["proofs"], "proofs_failed": counts["proofs_failed"],
               "export_corruptions": sum(export_outcomes.values()), "export_outcomes": dict(export_outcomes),
               "frame_corruptions": sum(frame_kinds.values()), "frame_kinds": dict(frame_kinds),
               "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
@@ -112,8 +125,12 @@ def main() -> int:
         print(f"{result['configs']} random configurations, {result['windows']} windows ({result['words']} words) "
               f"compared word for word with the hardware simulation; {result['fakequant_windows']} windows "
               f"fake-quant vs integer; {result['mismatching_configs']} mismatching")
+        print(f"{result['proofs']} formal proofs of these configurations, {result['proofs_failed']} not passed")
         print(f"{result['export_corruptions']} export-file corruptions: {result['export_outcomes']}")
-        print(f"{result['frame_corruptions']} link-frame corruptions rejected, next frame accepted")
+        accidents = result["frame_kinds"].get("crc_accident", 0)
+        print(f"{result['frame_corruptions']} link-frame corruptions: rejected and the next frame accepted, but "
+              f"{accidents} CRC-16 accidents (corrupted bytes holding a frame with a matching CRC, about 1 in "
+              f"65,536 candidate frames)")
         print(f"{total:.0f} s; stages: {result['stage_seconds']}")
         print(f"options seen: {result['options_seen']}")
         for f in failures[:20]:

@@ -151,3 +151,20 @@ def test_square_root_proof_passes(tmp_path):
     for p in extra:
         r = run(p, tmp_path)
         assert r.status == "pass", r
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_verify_command_on_a_trained_run(tmp_path):
+    """`intformer verify RUN --formal --quick --json` on a freshly trained run folder: every proof of its
+    configuration passes, the work folders go to RUN/formal/, and the JSON lists each proof."""
+    import json
+
+    from cli_helpers import SMALL, invoke, ok
+    out = tmp_path / "run"
+    ok(invoke("train", *SMALL, "--out", out, "--json"))
+    result = ok(invoke("verify", out, "--formal", "--quick", "--lanes", "4", "--json"))
+    proofs = json.loads(result.stdout)
+    names = {p["name"] for p in proofs}
+    assert {"mac_array.accumulators", "requant.range", "link.good_frame_accepted", "stream.reply_queue"} <= names
+    assert all(p["status"] == "pass" for p in proofs), [p for p in proofs if p["status"] != "pass"]
+    assert (out / "formal").is_dir()
