@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, ClockDomain, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Assert, Assume, ClockDomain, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl._ast import AnyConst, AnySeq
 
 from model import intops
@@ -258,6 +258,60 @@ def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int]
     assert_no_overflow(dut)
     with m.If(rq.output.valid):
         m.d.comb += Assert(in_range(rq.output.payload, lo, hi))
+    return m
+
+
+def requantizer_stream_harness(acc_width: int, out_width: int, s_range: tuple[int, int],
+                               broken: bool = False) -> Module:
+    """Requantizer streams: no value lost, duplicated or reordered, for any pattern of valid and ready
+    (unbounded: k-induction).
+
+    The drain's `Requantizer` at the program's widths and shift range. Inputs: payload any accumulator,
+    valid and the output's ready any pattern; the parameters fixed at m = 2^14 and s = the smallest shift
+    of the program, where the requantizer is clamp(round_shift(acc x 2^14, s)): the handshake does not
+    depend on them (they are static), and the harness can compute each output it expects with shifts
+    alone. The harness counts the values inside (accepted, not yet delivered) and follows one accepted
+    value, chosen by `AnySeq`, through the pipeline's stages (a stage moves on when the pipeline's enable
+    is high). Asserted on every cycle: the output keeps the stream rules (valid held, payload stable until
+    ready); the count inside equals the number of valid stages; the stage that holds the followed value is
+    valid and holds what that value must become; the value leaves from the last stage as the payload of
+    an output transfer. `broken` follows a value one stage ahead of where it is (it must fail).
+    """
+    from boards.link_formal import stream_rules
+
+    from .arith import clamp, round_shift, round_shift_parts
+    from .requant import Requantizer
+    m = harness()
+    rq = Requantizer(acc_width, out_width, s_range=s_range, static_params=True)
+    dut, sig = probe(rq)
+    m.submodules.rq = dut
+    shift = s_range[0]
+    lo, hi = -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
+    acc = Signal(signed(acc_width))
+    m.d.comb += [acc.eq(AnySeq(acc_width)), rq.input.payload.eq(acc), rq.input.valid.eq(AnySeq(1)),
+                 rq.output.ready.eq(AnySeq(1)), rq.m.eq(1 << 14), rq.s.eq(shift), rq.lo.eq(lo), rq.hi.eq(hi)]
+    stream_rules(m, rq.output, "rq_out")
+    take = rq.input.valid & rq.input.ready
+    give = rq.output.valid & rq.output.ready
+    inside = Signal(range(Requantizer.LATENCY + 2))
+    m.d.sync += inside.eq(inside + take - give)
+    stages = [sig["v1"], sig["v2"], sig["v3"]]
+    m.d.comb += Assert(inside == stages[0] + stages[1] + stages[2])
+    pick = Signal()
+    pos = Signal(range(Requantizer.LATENCY + 1))         # 0: not following; k: in stage k
+    want = Signal(signed(out_width))
+    m.d.comb += pick.eq(AnySeq(1))
+    with m.If((pos == 0) & take & pick):
+        m.d.sync += [pos.eq(1 + int(broken)), want.eq(clamp(round_shift(acc.as_signed() << 14, shift), lo, hi))]
+    with m.Elif((pos != 0) & sig["en"]):
+        m.d.sync += pos.eq(Mux(pos == Requantizer.LATENCY, 0, pos + 1))
+    _, post = round_shift_parts(sig["prod"], Const(shift, range(shift + 1)), s_range)
+    now = [clamp(round_shift(sig["prod"], shift), lo, hi), clamp(post(sig["shifted"]), lo, hi), sig["out"]]
+    for k in range(1, Requantizer.LATENCY + 1):
+        with m.If(pos == k):
+            m.d.comb += [Assert(stages[k - 1]), Assert(now[k - 1] == want)]
+    with m.If((pos == Requantizer.LATENCY) & sig["en"]):
+        m.d.comb += [Assert(give), Assert(rq.output.payload == want)]
     return m
 
 
@@ -599,6 +653,8 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
             lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi), "prove", 3),
         Proof("requant.range", lambda: requantizer_harness(
             plan.drain_width, plan.code_width, plan.shift_range("rq_s"), d_lo, d_hi), "prove", 4),
+        Proof("stream.requant", lambda: requantizer_stream_harness(
+            plan.drain_width, plan.code_width, plan.shift_range("rq_s")), "prove", 4),
         Proof("stream.accel_input", lambda: accel_input_harness(program, lanes), "prove", 2),
         Proof("stream.accel_output", lambda: accel_output_harness(program, lanes), "prove", 2),
     ]

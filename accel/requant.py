@@ -66,7 +66,7 @@ class Requantizer(wiring.Component):
         m.d.comb += [en.eq(~self.output.valid | self.output.ready), self.input.ready.eq(en)]
 
         prod_w = self.acc_width + self.m_bits + 1
-        v1, v2, v3 = Signal(), Signal(), Signal()
+        v1, v2, v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
         prod = Signal(signed(prod_w), reset_less=True)
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
@@ -143,7 +143,7 @@ class ScaleShiftClamp(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         sum_w = max(self.in_width + self.m_width, self.c_width) + 2
-        v1, v2, v3 = Signal(), Signal(), Signal()
+        v1, v2, v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
         pw = self.in_width + self.m_width
         pa, pb = Signal(signed(pw), reset_less=True), Signal(signed(pw), reset_less=True)     # into the DSP blocks
         c1 = Signal(signed(self.c_width))

@@ -262,7 +262,7 @@ class Link(wiring.Component):
                         m.next = "IDLE"
 
         # ------------------------------------------------------------------------------- the sender
-        kind, rseq, rcode = Signal(2), Signal(8), Signal(8)
+        kind, rseq, rcode = Signal(2, name="kind"), Signal(8, name="rseq"), Signal(8, name="rcode")
         idx = Signal(16)
         tcrc = Signal(16)
         word = Signal(32)

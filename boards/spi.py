@@ -106,9 +106,9 @@ class SPIPeripheral(wiring.Component):
                      self.input.ready.eq(fifo.w_rdy), self.pending.eq(fifo.r_rdy)]
 
         # synchronisers (2 flops) and a third flop for the edges
-        sck1, sck_s, sck_p = Signal(), Signal(), Signal()
-        copi1, copi_s = Signal(), Signal()
-        cs1, cs_s, cs_p = Signal(init=1), Signal(init=1), Signal(init=1)
+        sck1, sck_s, sck_p = Signal(name="sck1"), Signal(name="sck_s"), Signal(name="sck_p")
+        copi1, copi_s = Signal(name="copi1"), Signal(name="copi_s")
+        cs1, cs_s, cs_p = Signal(init=1, name="cs1"), Signal(init=1, name="cs_s"), Signal(init=1, name="cs_p")
         m.d.sync += [sck1.eq(self.sck), sck_s.eq(sck1), sck_p.eq(sck_s),
                      copi1.eq(self.copi), copi_s.eq(copi1),
                      cs1.eq(self.cs_n), cs_s.eq(cs1), cs_p.eq(cs_s)]
@@ -118,8 +118,8 @@ class SPIPeripheral(wiring.Component):
         select = ~cs_s & cs_p
         m.d.comb += self.selected.eq(selected)
 
-        txreg, rxreg, data = Signal(8), Signal(8), Signal(8)
-        from_fifo, valid = Signal(), Signal()
+        txreg, rxreg, data = Signal(8, name="txreg"), Signal(8, name="rxreg"), Signal(8, name="data")
+        from_fifo, valid = Signal(name="from_fifo"), Signal(name="valid")
         bit = Signal(range(8))
         m.d.comb += [self.cipo.eq(txreg[7]), self.output.payload.eq(data), self.output.valid.eq(valid)]
         with m.If(self.output.ready):

@@ -34,7 +34,7 @@ def test_datapath_proofs_pass(program, tmp_path):
     proofs = formal.model_proofs(program, LANES, full=False)
     assert {p.name for p in proofs} >= {"mac_array.accumulators", "requant.range", "stream.accel_input",
                                         "stream.accel_output", "residual.range", "affine.range", "softmax.row_sum",
-                                        "softmax.out_range", "softmax.reciprocal"}
+                                        "softmax.out_range", "softmax.reciprocal", "stream.requant"}
     for p in proofs:
         r = run(p, tmp_path)
         assert r.status == "pass", r
@@ -48,11 +48,27 @@ def test_link_proofs_pass(input_bits, tmp_path):
     assert info.bytes_per_code == (2 if input_bits else 1)
     proofs = link_proofs(info, round(P.FRAME_TIMEOUT_S * 12e6))
     assert {p.name for p in proofs} == {"link.timeout_hunts", "link.good_frame_accepted", "stream.link_tx_acc_input",
-                                        "stream.uart_rx_output", "stream.reply_queue"}
+                                        "stream.link_acc_output", "stream.uart_rx_output", "stream.uart_tx_input",
+                                        "stream.reply_queue", "stream.spi_output", "stream.spi_tx_queue",
+                                        "stream.spi_input"}
     for p in proofs:
         assert p.mode == "prove"
         r = run(p, tmp_path)
         assert r.status == "pass", r
+
+
+@pytest.mark.parametrize("which", ["requant", "link_results", "uart_tx", "spi_input"])
+def test_broken_stream_expectations_fail(which, tmp_path):
+    """The stream proofs can fail: a requantizer value followed one stage ahead, RESULT bytes expected most
+    significant first, UART and SPI bits expected in the wrong order."""
+    from boards.link_formal import link_results_harness, spi_input_harness, uart_tx_harness
+    info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8, horizon=3), LANES)
+    build = {"requant": lambda: formal.requantizer_stream_harness(21, 9, (10, 20), broken=True),
+             "link_results": lambda: link_results_harness(info, 1000, broken=True),
+             "uart_tx": lambda: uart_tx_harness(104, broken=True),
+             "spi_input": lambda: spi_input_harness(16, broken=True)}[which]
+    r = run(formal.Proof(f"broken_{which}", build, "prove", 4), tmp_path)
+    assert r.status == "fail", r
 
 
 def test_bad_crc_frame_is_not_accepted(tmp_path):
