@@ -311,6 +311,8 @@ def _check_program(p: IntProgram) -> None:
                 if st.method == "lut":
                     tensor(where, st.table, ndim=1)
                     _need(tens[st.table].size >= 1, f"{where}: empty exponential table")
+                else:
+                    _need(st.table is None, f"{where}: a polynomial softmax names a table ({st.table!r})")
             else:
                 for t in (st.g, st.b):
                     tensor(where, t, shape=(st.cols,))

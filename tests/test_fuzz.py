@@ -149,6 +149,28 @@ def test_edited_and_rechecksummed_header_is_checked(export, tmp_path):
         modelfile.load(path)
 
 
+def test_polynomial_softmax_naming_a_table_is_refused(tmp_path):
+    """Found by the fuzz bench: a polynomial softmax step whose `table` was edited to -1 (checksum fixed)
+    loaded, and the reference then failed with a KeyError. The consistency check now refuses it."""
+    import hashlib
+    import json
+
+    program = random_program(np.random.default_rng(1), bits=6, softmax="poly")
+    path = tmp_path / "model.intf"
+    modelfile.save(path, program, {}, {}, {})
+    raw = path.read_bytes()
+    prefix = modelfile._PREFIX
+    _, version, head_len = prefix.unpack_from(raw)
+    header = json.loads(raw[prefix.size:prefix.size + head_len])
+    step = next(st for st in header["program"]["steps"] if st.get("method") == "poly")
+    step["table"] = -1
+    head = json.dumps(header).encode()
+    body = prefix.pack(modelfile.MAGIC, version, len(head)) + head + raw[prefix.size + head_len:-32]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(IntformerError, match="malformed export file .*polynomial softmax names a table"):
+        modelfile.load(path)
+
+
 # ------------------------------------------------------------------------------------------- link frames
 
 @settings(max_examples=400, deadline=None, derandomize=True)
