@@ -17,6 +17,8 @@ cycle is asserted on every cycle, garbage cycles included. So a block forms a na
 kept (the MAC array sums under its `valid`), and a harness constrains inputs on the cycles that count.
 
 Not audited: plain bit-field slices (`x[:F]`, a deliberate modulo), and submodules (each has its own proof).
+The walk reads an elaborated `Module`'s statements (`_statements`, Amaranth's internals: the project pins
+amaranth 0.5.10, and `tests/test_overflow.py` fails first if they change).
 """
 from __future__ import annotations
 
