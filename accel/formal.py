@@ -95,6 +95,15 @@ def probe(block, platform=None) -> tuple[Module, dict[str, Signal]]:
     return m, {s.name: s for s in m._driving.keys()}
 
 
+def stream_rules(m: Module, stream, name: str) -> None:
+    """The `lib.stream` rules for a producer: once valid is offered and not taken, the next cycle it is still
+    offered with the same payload (ready is free: the harness drives it with AnySeq)."""
+    held, payload = Signal(name=f"{name}_held"), Signal.like(stream.payload, name=f"{name}_prev")
+    m.d.sync += [held.eq(stream.valid & ~stream.ready), payload.eq(stream.payload)]
+    with m.If(held):
+        m.d.comb += [Assert(stream.valid), Assert(stream.payload == payload)]
+
+
 def in_range(value, lo: int, hi: int):
     return (value >= lo) & (value <= hi)
 
@@ -277,8 +286,6 @@ def requantizer_stream_harness(acc_width: int, out_width: int, s_range: tuple[in
     valid and holds what that value must become; the value leaves from the last stage as the payload of
     an output transfer. `broken` follows a value one stage ahead of where it is (it must fail).
     """
-    from boards.link_formal import stream_rules
-
     from .arith import clamp, round_shift, round_shift_parts
     from .requant import Requantizer
     m = harness()

@@ -1,21 +1,22 @@
-"""Formal harnesses of the host link (`boards.link`, `boards.uart`) and of its stream interfaces.
+"""Formal harnesses of the host link (`boards.link`): its recovery after any bytes, any good frame accepted,
+and its stream interfaces; `link_proofs` lists them, with the PHYs' and queues' (`boards.phy_formal`), for
+one model's `DeviceInfo`.
 
-Run by `accel.formal.run_proof` like the datapath's (SymbiYosys, smtbmc with Yices); `link_proofs` lists
-them for one model's `DeviceInfo`. Every harness drives every input of the block it holds with `AnySeq`
-(any byte at any time, any valid/ready pattern) and is an unbounded proof (k-induction) unless it says
-otherwise.
+Run by `accel.formal.run_proof` like the datapath's (SymbiYosys, smtbmc with Yices). Every harness drives
+every input of the block it holds with `AnySeq` (any byte at any time, any valid/ready pattern) and is an
+unbounded proof (k-induction).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Assert, Assume, Module, Mux, Signal
 from amaranth.hdl._ast import AnyConst, AnySeq
-from amaranth.lib.fifo import SyncFIFO
 
-from accel.formal import Proof, harness, in_range, probe
+from accel.formal import Proof, harness, probe, stream_rules
 from . import protocol as P
 from .link import K_ERROR, K_INFO, K_RESULT, Link
+from .phy_formal import (fifo_harness, spi_input_harness, spi_output_harness, uart_rx_harness,
+                         uart_tx_harness)
 from .spi import FIFO_DEPTH
-from .uart import UARTRx
 
 
 def _drive_link(m: Module, link: Link) -> None:
@@ -149,15 +150,6 @@ def link_accepts_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool =
     return m
 
 
-def stream_rules(m: Module, stream, name: str) -> None:
-    """The `lib.stream` rules for a producer: once valid is offered and not taken, the next cycle it is still
-    offered with the same payload (ready is free: the harness drives it with AnySeq)."""
-    held, payload = Signal(name=f"{name}_held"), Signal.like(stream.payload, name=f"{name}_prev")
-    m.d.sync += [held.eq(stream.valid & ~stream.ready), payload.eq(stream.payload)]
-    with m.If(held):
-        m.d.comb += [Assert(stream.valid), Assert(stream.payload == payload)]
-
-
 def link_streams_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
     """Link's producer streams: `tx` (replies to the UART transmitter) and `acc_input` (the window into the
     accelerator) keep valid and payload until ready, for any valid/ready pattern (unbounded: k-induction).
@@ -248,183 +240,6 @@ def link_results_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool =
         m.d.comb += Assert(taken == n_out)
     with m.If(~result | in_state("HEAD") | in_state("WAIT")):
         m.d.comb += Assert(taken == 0)
-    return m
-
-
-def uart_tx_harness(divisor: int, broken: bool = False) -> Module:
-    """UART transmitter's `input`: every byte taken goes out whole and once on the line, at the baud rate
-    (unbounded: k-induction, at the real divisor).
-
-    Inputs: valid and the byte any pattern. The harness follows one byte taken, chosen by `AnySeq`, and
-    counts the cycles since. Asserted on every cycle while it is followed: the line carries bit j of its
-    frame (a start bit 0, the 8 data bits least significant first, a stop bit 1) during cycles
-    j x divisor + 1 .. (j + 1) x divisor of the count, and no byte is taken before its stop bit has been
-    on the line for a whole bit time. Asserted too, so that the induction closes: the shift register holds
-    the rest of the frame, the bit counter and timer agree with the cycle count. `broken` expects the data
-    bits most significant first (it must fail).
-    """
-    from .uart import UARTTx
-    m = harness()
-    tx = UARTTx(divisor)
-    dut, sig = probe(tx)
-    m.submodules.tx = dut
-    m.d.comb += [tx.input.valid.eq(AnySeq(1)), tx.input.payload.eq(AnySeq(8))]
-    took = tx.input.valid & tx.input.ready
-    pick, following = Signal(), Signal()
-    frame = Signal(10)
-    cyc = Signal(range(10 * divisor + 2))
-    m.d.comb += pick.eq(AnySeq(1))
-    payload = tx.input.payload[::-1] if broken else tx.input.payload
-    with m.If(~following & took & pick):
-        m.d.sync += [following.eq(1), frame.eq(Cat(Const(0, 1), payload, Const(1, 1))), cyc.eq(0)]
-    with m.If(following):
-        left, timer, shreg = sig["left"], sig["timer"], sig["shreg"]
-        j = Signal(range(11))
-        m.d.comb += j.eq(10 - left)
-        m.d.comb += [Assert(in_range(left, 1, 10)), Assert(timer < divisor),
-                     Assert(cyc == j * divisor + (divisor - 1 - timer)),
-                     Assert(tx.tx == frame.bit_select(j, 1)),
-                     Assert(shreg == ((frame >> j) | (Const(0x3FF, 10) << left)[:10])),
-                     Assert(~took)]
-        m.d.sync += cyc.eq(cyc + 1)
-        with m.If((left == 1) & (timer == 0)):
-            m.d.sync += following.eq(0)
-    return m
-
-
-def uart_rx_harness(divisor: int) -> Module:
-    """UART receiver output: valid and the byte stay until ready, whatever the line does (k-induction)."""
-    m = harness()
-    rx = UARTRx(divisor)
-    m.submodules.rx = rx
-    m.d.comb += [rx.rx.eq(AnySeq(1)), rx.output.ready.eq(AnySeq(1))]
-    stream_rules(m, rx.output, "rx")
-    return m
-
-
-def spi_output_harness(fifo_depth: int) -> Module:
-    """SPI peripheral's received-byte stream: valid and the byte stay until ready, whatever SCK, COPI and
-    CS do (k-induction): a byte that completes while the previous one still waits is dropped (and flagged by
-    `overrun`), never written over the waiting one."""
-    from .spi import SPIPeripheral
-    m = harness()
-    spi = SPIPeripheral(fifo_depth)
-    m.submodules.spi = spi
-    m.d.comb += [spi.sck.eq(AnySeq(1)), spi.copi.eq(AnySeq(1)), spi.cs_n.eq(AnySeq(1)),
-                 spi.output.ready.eq(AnySeq(1)), spi.input.valid.eq(AnySeq(1)), spi.input.payload.eq(AnySeq(8))]
-    stream_rules(m, spi.output, "spi_out")
-    return m
-
-
-def fifo_bookkeeping(m: Module, fifo: SyncFIFO, sig: dict) -> None:
-    """Assert that a `SyncFIFO`'s pointers and level agree (level = produce - consume modulo depth, full or
-    empty when they meet): the invariant an induction over a design holding the queue needs."""
-    produce, consume, level, depth = sig["produce"], sig["consume"], fifo.level, fifo.depth
-    m.d.comb += [Assert(produce < depth), Assert(consume < depth), Assert(level <= depth)]
-    with m.If(produce == consume):
-        m.d.comb += Assert((level == 0) | (level == depth))
-    with m.Else():
-        m.d.comb += Assert(level == Mux(produce > consume, produce - consume, depth + produce - consume))
-
-
-def probe_submodule(parent: Module, name: str):
-    """Elaborate the submodule `name` of an elaborated module in its place; returns it and its signals."""
-    sub, src_loc = parent._named_submodules[name]
-    mod, sig = probe(sub)
-    parent._named_submodules[name] = (mod, src_loc)
-    return sub, sig
-
-
-def spi_input_harness(fifo_depth: int, broken: bool = False) -> Module:
-    """SPI peripheral's `input` (bytes to the host): every byte leaves the transmit queue only after its
-    8 bits went out on CIPO, most significant first, one per SCK rising edge, whatever SCK, COPI and CS do
-    (unbounded: k-induction).
-
-    The harness follows the byte loaded from the queue at the start of a byte (chosen by `AnySeq`) and
-    counts the SCK rising edges since (as the peripheral sees them, after its synchronisers). Asserted on
-    every cycle while it is followed: at the k-th rising edge CIPO carries bit 7 - k of the byte; the byte
-    is taken from the queue only at the 8th edge (and the queue's head is still that byte); CS going high
-    before then leaves it in the queue, to be sent again whole. Asserted too, so that the induction closes:
-    the shift register holds the byte shifted by the edges so far, and the bit counter counts them.
-    `broken` expects the bits least significant first (it must fail).
-    """
-    from .spi import SPIPeripheral
-    m = harness()
-    spi = SPIPeripheral(fifo_depth)
-    dut, sig = probe(spi)
-    m.submodules.spi = dut
-    fifo, fsig = probe_submodule(dut, "fifo")
-    fifo_bookkeeping(m, fifo, fsig)
-    m.d.comb += [spi.sck.eq(AnySeq(1)), spi.copi.eq(AnySeq(1)), spi.cs_n.eq(AnySeq(1)),
-                 spi.output.ready.eq(AnySeq(1)), spi.input.valid.eq(AnySeq(1)), spi.input.payload.eq(AnySeq(8))]
-    sck_s, sck_p, cs_s, cs_p, bit = sig["sck_s"], sig["sck_p"], sig["cs_s"], sig["cs_p"], sig["bit"]
-    selected = ~cs_s
-    rise = selected & sck_s & ~sck_p
-    fall = selected & ~sck_s & sck_p
-    load = selected & ((~cs_s & cs_p) | (fall & (bit == 0)))
-    pick, following = Signal(), Signal()
-    byte = Signal(8)
-    k = Signal(range(8))
-    m.d.comb += pick.eq(AnySeq(1))
-    with m.If(~following & load & fifo.r_rdy & pick):
-        m.d.sync += [following.eq(1), byte.eq(fifo.r_data), k.eq(0)]
-    with m.If(following):
-        order = k if broken else (7 - k)[:3]
-        m.d.comb += [Assert(sig["from_fifo"]), Assert(fifo.r_rdy), Assert(fifo.r_data == byte),
-                     Assert(bit == k),
-                     Assert(sig["txreg"] == (byte << Mux(sck_p & (k != 0), k - 1, k).as_unsigned()[:3])[:8])]
-        with m.If(~selected):
-            m.d.comb += Assert(~fifo.r_en)
-            m.d.sync += following.eq(0)                  # broken off: the byte stays queued
-        with m.Elif(rise):
-            m.d.comb += [Assert(spi.cipo == byte.bit_select(order, 1)), Assert(fifo.r_en == (k == 7))]
-            m.d.sync += k.eq(k + 1)
-            with m.If(k == 7):
-                m.d.sync += following.eq(0)
-        with m.Else():
-            m.d.comb += Assert(~fifo.r_en)
-    return m
-
-
-def fifo_harness(width: int, depth: int) -> Module:
-    """The link's reply queue (`SyncFIFO` at its width and depth): no entry lost, duplicated or reordered,
-    for any pattern of writes and reads (unbounded: k-induction).
-
-    The harness tracks one written entry, chosen by `AnySeq` among all writes: it remembers the slot it went
-    to and its data, and counts the entries ahead of it. Asserted on every cycle: the queue's pointers and
-    level agree (level = produce - consume modulo depth, full or empty when they meet); while the entry is
-    tracked, its slot still holds its data, the count ahead is its distance from the read pointer and less
-    than the level; the read that takes it out comes when none is left ahead and returns its data.
-    """
-    m = harness()
-    fifo = SyncFIFO(width=width, depth=depth)
-    dut, sig = probe(fifo)
-    m.submodules.fifo = dut
-    storage = dut._named_submodules["storage"][0]
-    peek = storage.read_port(domain="comb")
-    produce, consume, level = sig["produce"], sig["consume"], fifo.level
-    m.d.comb += [fifo.w_en.eq(AnySeq(1)), fifo.w_data.eq(AnySeq(width)), fifo.r_en.eq(AnySeq(1))]
-    pick = Signal()
-    m.d.comb += pick.eq(AnySeq(1))
-    tracking = Signal()
-    data = Signal(width)
-    slot = Signal.like(produce)
-    ahead = Signal(range(depth + 1))
-    wr = fifo.w_en & fifo.w_rdy
-    rd = fifo.r_en & fifo.r_rdy
-    with m.If(~tracking & wr & pick):
-        m.d.sync += [tracking.eq(1), data.eq(fifo.w_data), slot.eq(produce), ahead.eq(level - rd)]
-    with m.If(tracking & rd):
-        with m.If(ahead == 0):
-            m.d.comb += Assert(fifo.r_data == data)
-            m.d.sync += tracking.eq(0)
-        with m.Else():
-            m.d.sync += ahead.eq(ahead - 1)
-    fifo_bookkeeping(m, fifo, sig)
-    with m.If(tracking):
-        dist = Mux(slot >= consume, slot - consume, depth + slot - consume)
-        m.d.comb += [peek.addr.eq(slot), Assert(peek.data == data), Assert(ahead < level),
-                     Assert(ahead == dist)]
     return m
 
 

@@ -61,7 +61,8 @@ def test_link_proofs_pass(input_bits, tmp_path):
 def test_broken_stream_expectations_fail(which, tmp_path):
     """The stream proofs can fail: a requantizer value followed one stage ahead, RESULT bytes expected most
     significant first, UART and SPI bits expected in the wrong order."""
-    from boards.link_formal import link_results_harness, spi_input_harness, uart_tx_harness
+    from boards.link_formal import link_results_harness
+    from boards.phy_formal import spi_input_harness, uart_tx_harness
     info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8, horizon=3), LANES)
     build = {"requant": lambda: formal.requantizer_stream_harness(21, 9, (10, 20), broken=True),
              "link_results": lambda: link_results_harness(info, 1000, broken=True),
