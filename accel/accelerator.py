@@ -40,7 +40,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from model.program import IntProgram
+from intformer.model.program import IntProgram
 
 from .arith import code_shape
 from .layernorm import LayerNormUnit, sums_layout

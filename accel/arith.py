@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Value, signed, unsigned
 
-from model import intops
+from intformer.model import intops
 
 
 def round_shift(x: Value, s: Value) -> Value:

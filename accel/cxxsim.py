@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import rtlil
 
-from model.errors import IntformerError
-from model.program import IntProgram
+from intformer.model.errors import IntformerError
+from intformer.model.program import IntProgram
 
 from .accelerator import Accelerator
 

@@ -32,9 +32,9 @@ from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, ClockDomain, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl._ast import AnyConst, AnySeq
 
-from model import intops
-from model.errors import IntformerError
-from model.program import IntProgram, LinearStep, SoftmaxStep
+from intformer.model import intops
+from intformer.model.errors import IntformerError
+from intformer.model.program import IntProgram, LinearStep, SoftmaxStep
 
 # ------------------------------------------------------------------------------------------- framework
 
@@ -699,8 +699,8 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
 
 def all_proofs(program: IntProgram, lanes: int = 8, full: bool = True, timeout_cycles: int | None = None) -> list[Proof]:
     """The datapath proofs and the host link's, for one program."""
-    from boards import protocol as P
-    from boards.link_formal import link_proofs
+    from intformer.boards import protocol as P
+    from intformer.boards.link_formal import link_proofs
     info = P.DeviceInfo.from_program(program, lanes)
     t = timeout_cycles or round(P.FRAME_TIMEOUT_S * 12e6)       # the iCEBreaker's 12 MHz clock
     return model_proofs(program, lanes, full) + link_proofs(info, t)

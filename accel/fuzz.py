@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.config import ModelConfig, TrainConfig
-from model.errors import IntformerError
+from intformer.model.config import ModelConfig, TrainConfig
+from intformer.model.errors import IntformerError
 
 # size limits of the random configurations (inclusive)
 LIMITS = {"window": (2, 10), "d_model": (2, 12), "layers": (1, 2), "ffn": (1, 16), "horizon": (1, 3),
@@ -103,7 +103,7 @@ def random_config(rng: np.random.Generator, limits: dict | None = None) -> Model
 def random_series(rng: np.random.Generator, cfg: ModelConfig, rows: int | None = None):
     """A small synthetic `Series` with cfg.inputs columns (the target is column target_index, or an extra
     series when the target is no input)."""
-    from model.data import Series
+    from intformer.model.data import Series
 
     rows = rows or int(rng.integers(160, 320))
     t = np.arange(rows, dtype=np.float64)
@@ -154,7 +154,7 @@ def describe(cfg: ModelConfig) -> str:
 
 def train_program(cfg: ModelConfig, rng: np.random.Generator, seed: int, steps: int = 4):
     """A few optimizer steps on a random series; returns (trained models, series)."""
-    from model.train import train_models
+    from intformer.model.train import train_models
 
     series = random_series(rng, cfg)
     batch = 16
@@ -169,12 +169,12 @@ def check_config(cfg: ModelConfig, seed: int, engine: str = "auto", lanes: int |
     import tempfile
     from pathlib import Path
 
-    from accel import cxxsim
-    from accel.simulate import first_mismatch, simulate
-    from model import modelfile
-    from model.data import make_windows
-    from model.intref import quantize_input, run_program
-    from model.train import predict
+    from intformer.accel import cxxsim
+    from intformer.accel.simulate import first_mismatch, simulate
+    from intformer.model import modelfile
+    from intformer.model.data import make_windows
+    from intformer.model.intref import quantize_input, run_program
+    from intformer.model.train import predict
 
     rng = np.random.default_rng(seed)
     if engine == "auto":
@@ -231,7 +231,7 @@ def prove_config(result: ChainResult, workdir, timeout: float = 300.0) -> tuple[
     """The quick formal proofs (`accel.formal.all_proofs`, full=False: the datapath with its overflow audit,
     the streams and the host link) for a fuzzed configuration's program at its lanes. Returns the number
     proven and a line per proof that did not pass (its name, status, message and the configuration)."""
-    from accel import formal
+    from intformer.accel import formal
     proven, failed = 0, []
     for proof in formal.all_proofs(result.program, result.lanes, full=False):
         r = formal.run_proof(proof, workdir, timeout)
@@ -256,7 +256,7 @@ def _rehash(body: bytes) -> bytes:
 
 def corrupt_export(raw: bytes, rng: np.random.Generator, kind: str | None = None) -> tuple[str, bytes]:
     """One random corruption of an export file's bytes; returns (kind, corrupted bytes), never `raw`."""
-    from model import modelfile
+    from intformer.model import modelfile
 
     kind = kind or str(rng.choice(EXPORT_CORRUPTIONS))
     data = bytearray(raw)
@@ -371,8 +371,8 @@ def check_export_corruption(raw: bytes, original, kind: str, corrupted: bytes, t
     or a corrupted file that loads, raises AssertionError -- except for the two kinds that rewrite the checksum
     (a deliberate edit that no checksum can tell from a genuine file): those may load, as "edited", but only as
     a consistent program that the integer reference runs on every extreme input without an exception."""
-    from model import modelfile
-    from model.intref import run_program
+    from intformer.model import modelfile
+    from intformer.model.intref import run_program
 
     path = tmp_path / "corrupt.intf"
     path.write_bytes(corrupted)
@@ -408,7 +408,7 @@ CRC_GUARANTEED = ("bitflip", "bitflips2", "bitflips3", "burst", "crc_edit")
 def corrupt_frame(frame: bytes, rng: np.random.Generator, kind: str | None = None) -> tuple[str, bytes]:
     """One random corruption of an encoded frame. The flips and the burst (up to 16 bits) are the errors
     CRC-16/CCITT always detects; the others change the frame's length, so the decoder must resynchronize."""
-    from boards import protocol as P
+    from intformer.boards import protocol as P
 
     kind = kind or str(rng.choice(FRAME_CORRUPTIONS))
     data = bytearray(frame)
@@ -450,7 +450,7 @@ def corrupt_frame(frame: bytes, rng: np.random.Generator, kind: str | None = Non
 
 
 def random_frame(rng: np.random.Generator) -> bytes:
-    from boards import protocol as P
+    from intformer.boards import protocol as P
 
     cmd = int(rng.choice([P.INFER, P.INFO, P.RESULT, P.INFO_REPLY, P.ERROR, int(rng.integers(0, 256))]))
     payload = bytes(rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8))
@@ -463,7 +463,7 @@ def check_link_corruption(bad: bytes, good: bytes, kind: str, split: int | None 
     went quiet). The good frame, and nothing else, must come out -- except the `original` frame when its bytes
     survived whole inside `bad` (a byte inserted before it is garbage ahead of an intact frame). Returns the number of decode errors recorded
     (at least one: the corruption was noticed)."""
-    from boards import protocol as P
+    from intformer.boards import protocol as P
 
     dec = P.FrameDecoder()
     stream = bad + good

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from model import intops
+from intformer.model import intops
 
 from .arith import clamp, round_shift, round_shift_in
 from .divsqrt import Isqrt, Reciprocal

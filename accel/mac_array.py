@@ -5,7 +5,7 @@ from amaranth.hdl import Mux, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from model import intops
+from intformer.model import intops
 
 from .arith import booth_mul
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model import intops
-from model.errors import IntformerError
-from model.program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
+from intformer.model import intops
+from intformer.model.errors import IntformerError
+from intformer.model.program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
 
 from .arith import ext_width
 

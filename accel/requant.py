@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model import intops
+from intformer.model import intops
 
 from .arith import DSP_BITS, clamp, mul_signature, round_shift_parts, shift_add_mul
 

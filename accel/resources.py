@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from model.errors import IntformerError
-from model.program import IntProgram
+from intformer.model.errors import IntformerError
+from intformer.model.program import IntProgram
 
 from .arith import DSP_BITS
 from .layernorm import ln_widths

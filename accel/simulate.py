@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from model.intref import run_program
-from model.program import IntProgram, LinearStep
+from intformer.model.intref import run_program
+from intformer.model.program import IntProgram, LinearStep
 
 from .accelerator import Accelerator
 

@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from model import intops
+from intformer.model import intops
 
 from .arith import DSP_BITS, clamp, mul_signature, round_shift_parts, shift_add_mul
 from .divsqrt import Reciprocal

@@ -18,8 +18,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from accel.simulate import simulate  # noqa: E402
-from model.intref import run_program  # noqa: E402
+from intformer.accel.simulate import simulate  # noqa: E402
+from intformer.model.intref import run_program  # noqa: E402
 from program_factory import random_inputs, random_program  # noqa: E402
 
 

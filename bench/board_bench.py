@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from boards import build as B  # noqa: E402
-from model.errors import IntformerError  # noqa: E402
+from intformer.boards import build as B  # noqa: E402
+from intformer.model.errors import IntformerError  # noqa: E402
 
 NO_UART = {"orangecrab"}        # boards whose USB port is wired to the FPGA itself: no serial link top
 
@@ -38,8 +38,8 @@ def default_run(folder: Path) -> Path:
     import torch
     from click.testing import CliRunner
 
-    from scripts import train_cmd  # noqa: F401  (registers `train`)
-    from scripts.cli import cli
+    from intformer import train_cmd  # noqa: F401  (registers `train`)
+    from intformer.cli import cli
 
     torch.set_num_threads(1)
     run = folder / "default-run"
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write every result to this JSON file")
     a = ap.parse_args()
 
-    from model import runfolder
+    from intformer.model import runfolder
     with tempfile.TemporaryDirectory() as tmp:
         root = a.out or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from accel import formal  # noqa: E402
+from intformer.accel import formal  # noqa: E402
 from program_factory import random_program  # noqa: E402
 
 

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from accel import fuzz  # noqa: E402
+from intformer.accel import fuzz  # noqa: E402
 
 
 def main() -> int:

@@ -47,7 +47,7 @@ PUBLISHED_AIRU = [("(6, 64, 8)", "2.82 ms", "0.212 mJ"), ("(12, 64, 6)", "4.61 m
 
 
 def train(cfg: tuple[int, int, int], epochs: int, folder: Path, fresh: bool) -> Path:
-    from scripts.train_cmd import train_run
+    from intformer.train_cmd import train_run
 
     n, d, bits = cfg
     run = folder / f"n{n}-d{d}-b{bits}"
@@ -59,7 +59,7 @@ def train(cfg: tuple[int, int, int], epochs: int, folder: Path, fresh: bool) -> 
           "bits_override": (), "norm": "batch", "activation": "relu", "softmax": "lut", "pooling": "mean",
           "tokens": "time", "io_bits": 8, "skip": True, "epochs": epochs, "batch_size": 256, "lr": 1e-3,
           "patience": 6, "weight_decay": 0.0, "seed": 0, "float_baseline": True, "max_train_windows": None}
-    from scripts.options import model_options           # the CLI's defaults for anything added since
+    from intformer.options import model_options           # the CLI's defaults for anything added since
     defaults = {p.name: p.default for p in model_options(lambda **k: None).__click_params__}
     kw = {**{k: v for k, v in defaults.items() if k not in kw}, **kw}
     train_run(spec, kw, run, force=True, progress=True)
@@ -67,11 +67,11 @@ def train(cfg: tuple[int, int, int], epochs: int, folder: Path, fresh: bool) -> 
 
 
 def xc7s15(program) -> dict:
-    from accel.accelerator import Accelerator
-    from accel.resources import largest_lanes
-    from boards import power
-    from boards.build import cycles_per_inference
-    from boards.synth import synthesize
+    from intformer.accel.accelerator import Accelerator
+    from intformer.accel.resources import largest_lanes
+    from intformer.boards import power
+    from intformer.boards.build import cycles_per_inference
+    from intformer.boards.synth import synthesize
 
     lanes = largest_lanes(program, "xc7s15")
     if not lanes:
@@ -86,10 +86,10 @@ def xc7s15(program) -> dict:
 
 
 def up5k(run: Path, clock: float, out: Path) -> dict:
-    from accel.resources import largest_lanes
-    from model import runfolder
-    from model.errors import IntformerError
-    from scripts.build_cmd import build_run
+    from intformer.accel.resources import largest_lanes
+    from intformer.model import runfolder
+    from intformer.model.errors import IntformerError
+    from intformer.build_cmd import build_run
 
     lanes = largest_lanes(runfolder.open_run(run).program, "ice40-up5k")
     if not lanes:
@@ -153,7 +153,7 @@ def main() -> None:
         raise SystemExit(f"ETTh1 not found at {DATA}: this benchmark needs ../shared/data beside the repository")
     import torch
     torch.set_num_threads(1)
-    from scripts.eval_cmd import evaluate_run
+    from intformer.eval_cmd import evaluate_run
 
     rows = []
     for item in a.configs:
@@ -166,7 +166,7 @@ def main() -> None:
         ev = evaluate_run(run, None, None)
         mse = {k: v["mse"] for k, v in ev["test"].items()}
         mse["persistence"] = ev["baselines"]["persistence"]["mse"]
-        from model import runfolder
+        from intformer.model import runfolder
         program = runfolder.open_run(run).program
         print(f"== {cfg}: XC7S15 synthesis (yosys)", file=sys.stderr)
         x = xc7s15(program)

@@ -26,11 +26,11 @@ sys.path[:0] = [str(ROOT)]
 def program_for(series, n: int, d: int, bits: int):
     import torch
 
-    from model.config import ModelConfig
-    from model.data import Scaler, make_windows
-    from model.export import to_program
-    from model.qat import QATForecaster
-    from model.train import bind_data
+    from intformer.model.config import ModelConfig
+    from intformer.model.data import Scaler, make_windows
+    from intformer.model.export import to_program
+    from intformer.model.qat import QATForecaster
+    from intformer.model.train import bind_data
 
     cfg = bind_data(ModelConfig(window=n, d_model=d, ffn=4 * d, bits=bits), series)
     w = make_windows(series, Scaler.fit(series), n, 1, "train")
@@ -51,11 +51,11 @@ def main() -> None:
     a = ap.parse_args()
     import torch
     torch.set_num_threads(1)
-    from accel.accelerator import Accelerator
-    from accel.resources import largest_lanes
-    from boards.build import cycles_per_inference
-    from boards.synth import synthesize
-    from model.data import load_series
+    from intformer.accel.accelerator import Accelerator
+    from intformer.accel.resources import largest_lanes
+    from intformer.boards.build import cycles_per_inference
+    from intformer.boards.synth import synthesize
+    from intformer.model.data import load_series
 
     series = load_series(None)
     print(f"{'device':<11}{'bits':>5}  {'largest (n, d)':<15}{'MACs':>10}{'P':>4}{'cycles':>9}  yosys "

@@ -33,11 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from accel import cxxsim  # noqa: E402
-from accel.simulate import simulate  # noqa: E402
-from model import runfolder  # noqa: E402
-from model.data import make_windows  # noqa: E402
-from model.intref import quantize_input, run_program  # noqa: E402
+from intformer.accel import cxxsim  # noqa: E402
+from intformer.accel.simulate import simulate  # noqa: E402
+from intformer.model import runfolder  # noqa: E402
+from intformer.model.data import make_windows  # noqa: E402
+from intformer.model.intref import quantize_input, run_program  # noqa: E402
 
 WORK = ROOT / "build" / "sim_bench"
 

@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from accel.accelerator import Accelerator  # noqa: E402
-from accel.plan import make_plan  # noqa: E402
-from accel.resources import DEVICES as EST_DEVICES, estimate, lanes_in_logic  # noqa: E402
-from boards.synth import synthesize  # noqa: E402
-from model.errors import IntformerError  # noqa: E402
+from intformer.accel.accelerator import Accelerator  # noqa: E402
+from intformer.accel.plan import make_plan  # noqa: E402
+from intformer.accel.resources import DEVICES as EST_DEVICES, estimate, lanes_in_logic  # noqa: E402
+from intformer.boards.synth import synthesize  # noqa: E402
+from intformer.model.errors import IntformerError  # noqa: E402
 
 CACHE = ROOT / "build" / "synth_bench"
 DATA = Path("/work/shared/data/ETTh1.csv")
@@ -43,9 +43,9 @@ def default_program(bits: int, random: bool, fresh: bool):
     path = CACHE / f"default-b{bits}.pkl"
     if path.is_file() and not fresh:
         return pickle.loads(path.read_bytes())
-    from model.config import ModelConfig, TrainConfig
-    from model.data import load_series
-    from model.train import train_models
+    from intformer.model.config import ModelConfig, TrainConfig
+    from intformer.model.data import load_series
+    from intformer.model.train import train_models
     series = load_series(str(DATA))
     program = train_models(series, ModelConfig(bits=bits), TrainConfig(epochs=1, max_train_windows=500),
                            progress=False).program

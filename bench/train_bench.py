@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.config import ModelConfig, TrainConfig
-from model.data import load_series, make_windows
-from model.evaluate import baselines, errors, integer_forecast
-from model.train import predict, train_models
+from intformer.model.config import ModelConfig, TrainConfig
+from intformer.model.data import load_series, make_windows
+from intformer.model.evaluate import baselines, errors, integer_forecast
+from intformer.model.train import predict, train_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"univariate H=1": dict(horizon=1, multivariate=False),

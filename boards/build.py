@@ -42,8 +42,8 @@ from typing import Callable
 import numpy as np
 from amaranth.hdl import Elaboratable
 
-from model.errors import IntformerError
-from model.program import IntProgram
+from intformer.model.errors import IntformerError
+from intformer.model.program import IntProgram
 
 from . import power
 
@@ -281,8 +281,8 @@ def _yosys_counts(stat_path: Path, family: str) -> dict:
 def cycles_per_inference(program: IntProgram, lanes: int) -> tuple[int, str]:
     """Clock cycles of one inference (one window of zeros through the accelerator): the compiled CXXRTL
     simulation where g++ is present, else Amaranth's simulator. The schedule does not depend on the data."""
-    from accel import cxxsim
-    from accel.simulate import simulate
+    from intformer.accel import cxxsim
+    from intformer.accel.simulate import simulate
 
     x = np.zeros((1, program.input.rows, program.input.cols), dtype=np.int64)
     engine = "cxxrtl" if cxxsim.available() else "amaranth"
@@ -323,7 +323,7 @@ class BareTop(Elaboratable):
     folded into one LED (so that synthesis keeps everything). Not usable with `intformer infer`."""
 
     def __init__(self, program: IntProgram, lanes: int):
-        from accel.accelerator import Accelerator
+        from intformer.accel.accelerator import Accelerator
         self.accelerator = Accelerator(program, lanes)
 
     def elaborate(self, platform):
@@ -352,7 +352,7 @@ def set_logic_lanes(top, logic_lanes: int) -> None:
     `.core.accelerator`) multiply in logic; the accelerator reads the number when it is elaborated."""
     if not logic_lanes:
         return
-    from accel.accelerator import Accelerator
+    from intformer.accel.accelerator import Accelerator
     for holder in (top, getattr(top, "core", None)):
         acc = getattr(holder, "accelerator", None)
         if isinstance(acc, Accelerator):
@@ -433,7 +433,7 @@ def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | N
     design does not fit (the estimate, unless `fit_check` is off, then nextpnr) or (with `check_timing`)
     misses timing, naming what would work; the build files stay in `out_dir` for a look. `seed`: nextpnr's
     placement seed (None: its default); Fmax varies with it by a MHz or two."""
-    from accel.resources import DEVICES as FIT_DEVICES, check_fit, lanes_in_logic
+    from intformer.accel.resources import DEVICES as FIT_DEVICES, check_fit, lanes_in_logic
 
     b = board(board_name)
     out = Path(out_dir)
@@ -607,7 +607,7 @@ def _build_xilinx(program, b: Board, lanes, clock_hz, out: Path, progress, facto
     # the logic without the pins: the link top's core (UART + link + accelerator), or the accelerator
     component = getattr(top_obj, "core", None) or getattr(top_obj, "accelerator", None)
     if component is None:
-        from accel.accelerator import Accelerator
+        from intformer.accel.accelerator import Accelerator
         component = Accelerator(program, lanes, logic_lanes)
     res = synth.synthesize(component, "xc7s15", workdir=out)
     available = XILINX_AVAILABLE[b.device]

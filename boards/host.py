@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 from . import protocol as P
 

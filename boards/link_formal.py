@@ -11,7 +11,7 @@ from __future__ import annotations
 from amaranth.hdl import Assert, Assume, Module, Mux, Signal
 from amaranth.hdl._ast import AnyConst, AnySeq
 
-from accel.formal import Proof, harness, probe, stream_rules
+from intformer.accel.formal import Proof, harness, probe, stream_rules
 from . import protocol as P
 from .link import K_ERROR, K_INFO, K_RESULT, Link
 from .phy_formal import (fifo_harness, spi_input_harness, spi_output_harness, uart_rx_harness,

@@ -11,7 +11,7 @@ from amaranth.hdl import Assert, Cat, Const, Module, Mux, Signal
 from amaranth.hdl._ast import AnySeq
 from amaranth.lib.fifo import SyncFIFO
 
-from accel.formal import harness, in_range, probe, stream_rules
+from intformer.accel.formal import harness, in_range, probe, stream_rules
 from .uart import UARTRx
 
 

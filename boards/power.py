@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 
 @dataclass(frozen=True)

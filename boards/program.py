@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 from .build import BOARDS, board
 

@@ -77,7 +77,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 SOF = 0xA5
 HEADER_LEN = 5                  # SOF, CMD, SEQ, LEN (2)

@@ -29,7 +29,7 @@ import os
 import re
 import time
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 from . import protocol as P
 from .spi import FILLER

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 
 @dataclass(frozen=True)

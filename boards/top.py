@@ -48,9 +48,9 @@ from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
-from accel.accelerator import Accelerator
-from model.errors import IntformerError
-from model.program import IntProgram
+from intformer.accel.accelerator import Accelerator
+from intformer.model.errors import IntformerError
+from intformer.model.program import IntProgram
 
 from . import protocol as P
 from .link import Link

@@ -9,7 +9,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 MIN_DIVISOR = 4
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 FORMATS = ("csv", "ett", "pems", "airu")
 TIME_NAMES = {"date", "time", "timestamp", "datetime"}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from model import runfolder
-from model.errors import IntformerError
+from intformer.model import runfolder
+from intformer.model.errors import IntformerError
 
-from .cli import cli, emit
+from .output import emit
 
 AUTO_LANES = (16, 8, 4, 2, 1)
 
@@ -18,8 +18,8 @@ AUTO_LANES = (16, 8, 4, 2, 1)
 def auto_lanes(program, board_name: str) -> int:
     """The largest lane count of AUTO_LANES that the pre-synthesis estimate says fits the board's device
     (for a device the estimate does not cover, the nearest smaller one it does)."""
-    from accel.resources import check_fit, largest_lanes
-    from boards.build import estimate_device
+    from intformer.accel.resources import check_fit, largest_lanes
+    from intformer.boards.build import estimate_device
 
     device = estimate_device(board_name)
     lanes = largest_lanes(program, device, AUTO_LANES)
@@ -30,7 +30,7 @@ def auto_lanes(program, board_name: str) -> int:
 
 def _link_factory(link: str, baud: int):
     """A top factory for `boards.build.build` with the host link `link` ("uart" or "spi")."""
-    from boards.top import make_top
+    from intformer.boards.top import make_top
 
     def factory(program, lanes, board_name, clock_hz):
         return make_top(program, lanes, board_name, baud=baud, clock_hz=clock_hz, link=link)
@@ -43,8 +43,8 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
     """`link`: the host link, "uart" or "spi" (None: the UART where the board has one, SPI otherwise)."""
     import json
 
-    from boards.build import board, build, default_out, prepare_out
-    from boards.top import check_board, default_link
+    from intformer.boards.build import board, build, default_out, prepare_out
+    from intformer.boards.top import check_board, default_link
 
     b = board(board_name)                        # an unknown board fails before anything else
     if bare and link is not None:
@@ -64,7 +64,7 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
         if progress:
             progress(f"lanes: P = {lanes} (the largest the resource estimate allows; --lanes to choose)")
     if used_link is not None:                    # the link's frame format fits the model (before any work)
-        from boards.protocol import DeviceInfo
+        from intformer.boards.protocol import DeviceInfo
         DeviceInfo.from_program(run.program, lanes)
     out = Path(out) if out else default_out(run.path, board_name, lanes)
     prepare_out(out, force)
@@ -102,7 +102,7 @@ def print_build(r: dict) -> None:
         click.echo(f"note: {r['message']}")
 
 
-@cli.command("build")
+@click.command("build")
 @click.argument("run", type=click.Path())
 @click.option("--board", "board_name", required=True,
               help="icebreaker, orangecrab, ulx3s (25F), ulx3s-85f, arty_s7 (S7-50), arty_s7_25, cmod_s7.")

@@ -1,16 +1,23 @@
-"""The `intformer` command: a click group whose subcommands live beside this file.
+"""The `intformer` command: a click group, and the one place where its subcommands are registered.
+
+Each subcommand is a plain `click.command` in its `*_cmd.py` file beside this one, next to the function that
+does its work (the Python API in `intformer/__init__.py` calls those functions); this module adds them to
+the group, so importing any command module registers nothing and nothing here is imported back.
 
 Expected problems (bad data, impossible configurations, corrupt files) raise `IntformerError`; they are
 printed as one line on stderr with exit status 2 and no traceback.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
+
+from . import (build_cmd, eval_cmd, infer_cmd, program_cmd, run_cmd, sim_cmd, sweep_cmd, train_cmd,
+               verify_cmd)
+from .output import emit  # noqa: F401  (kept importable from here for scripts written against it)
 
 
 class Group(click.Group):
@@ -28,15 +35,11 @@ def cli():
     """Train integer-only Transformer forecasters and build them as bit-exact FPGA accelerators."""
 
 
-def emit(result: dict, as_json: bool, table) -> None:
-    """Print the machine-readable result (--json) or the human table."""
-    if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        table(result)
+COMMANDS = (train_cmd.train, eval_cmd.eval_, sim_cmd.sim, build_cmd.build_cmd, program_cmd.program_cmd,
+            infer_cmd.infer_cmd, verify_cmd.verify, run_cmd.run, sweep_cmd.sweep)
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main():
-    # importing the modules registers their subcommands
-    from . import build_cmd, eval_cmd, infer_cmd, program_cmd, run_cmd, sim_cmd, sweep_cmd, train_cmd, verify_cmd  # noqa: F401
     cli()

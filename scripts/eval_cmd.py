@@ -5,12 +5,12 @@ from pathlib import Path
 
 import click
 
-from model import runfolder
-from model.data import make_windows
-from model.evaluate import agreement, baselines, errors, integer_forecast, plot_forecast
-from model.train import predict
+from intformer.model import runfolder
+from intformer.model.data import make_windows
+from intformer.model.evaluate import agreement, baselines, errors, integer_forecast, plot_forecast
+from intformer.model.train import predict
 
-from .cli import cli, emit
+from .output import emit
 
 
 def evaluate_run(run_path, season: int | None, plot: Path | None, data_override: dict | None = None) -> dict:
@@ -53,7 +53,7 @@ def print_eval(r: dict) -> None:
         click.echo(f"  plot: {r['plot']}")
 
 
-@cli.command("eval")
+@click.command("eval")
 @click.argument("run", type=click.Path())
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Evaluate on another file of the same layout (default: the run's data).")

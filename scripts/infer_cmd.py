@@ -7,12 +7,12 @@ import sys
 import click
 import numpy as np
 
-from model import runfolder
-from model.data import make_windows
-from model.errors import IntformerError
-from model.intref import quantize_input, run_program
+from intformer.model import runfolder
+from intformer.model.data import make_windows
+from intformer.model.errors import IntformerError
+from intformer.model.intref import quantize_input, run_program
 
-from .cli import cli, emit
+from .output import emit
 
 
 def infer_run(run_path, port: str | None, data_path=None, windows: str = "16", baud: int = 115200,
@@ -20,9 +20,9 @@ def infer_run(run_path, port: str | None, data_path=None, windows: str = "16", b
               port_obj=None, spi: str | None = None, spi_hz: int | None = None) -> dict:
     """Windows over the serial `port` at `baud`, or (with `spi`, a /dev/spidevX.Y) over the SPI link at
     `spi_hz`; `port_obj` replaces the opened port or SPI device (tests)."""
-    from boards import protocol as P
-    from boards.host import Session, link_bound, open_port
-    from boards.spi_host import DEFAULT_HZ, open_spi, spi_link_bound
+    from intformer.boards import protocol as P
+    from intformer.boards.host import Session, link_bound, open_port
+    from intformer.boards.spi_host import DEFAULT_HZ, open_spi, spi_link_bound
 
     if (port is None) == (spi is None):
         raise IntformerError("give the board's serial port (--port /dev/ttyUSB1) or its SPI device "
@@ -111,7 +111,7 @@ def print_infer(r: dict) -> None:
         click.echo(f"window {w} failed: {reason}")
 
 
-@cli.command("infer")
+@click.command("infer")
 @click.argument("run", type=click.Path())
 @click.option("--port", default=None, help="The board's serial port, e.g. /dev/ttyUSB1 (iCEBreaker).")
 @click.option("--spi", "spi", default=None, metavar="DEV",

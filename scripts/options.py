@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from model.config import ACTIVATIONS, NORMS, POOLINGS, SOFTMAXES, TOKENS, ModelConfig, TrainConfig
-from model.data import FORMATS
+from intformer.model.config import ACTIVATIONS, NORMS, POOLINGS, SOFTMAXES, TOKENS, ModelConfig, TrainConfig
+from intformer.model.data import FORMATS
 
 
 def data_options(f):
@@ -84,7 +84,7 @@ def model_options(f):
 
 
 def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
-    from model.errors import IntformerError
+    from intformer.model.errors import IntformerError
 
     overrides = {}
     for item in kw.pop("bits_override"):

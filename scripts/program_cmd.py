@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .cli import cli, emit
+from .output import emit
 
 
 def print_program(r: dict) -> None:
@@ -15,7 +15,7 @@ def print_program(r: dict) -> None:
         click.echo(f"note: {note}")
 
 
-@cli.command("program")
+@click.command("program")
 @click.argument("run", type=click.Path())
 @click.option("--board", "board_name", required=True,
               help="icebreaker, orangecrab, ulx3s, ulx3s-85f, arty_s7, arty_s7_25, cmod_s7.")
@@ -29,6 +29,6 @@ def print_program(r: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def program_cmd(run, board_name, flash, lanes, build_dir, force, as_json):
     """Load the run's bitstream for a board onto the board (SRAM, or flash with --flash)."""
-    from boards.program import program_run
+    from intformer.boards.program import program_run
 
     emit(program_run(run, board_name, flash, lanes, build_dir, force), as_json, print_program)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
-from .cli import cli, emit
+from .output import emit
 from .options import data_options, data_spec, model_options
 from .report import summary_lines, write_report
 
@@ -33,7 +33,7 @@ def print_run(r: dict) -> None:
     click.echo(f"  total {r['seconds']:.0f} s")
 
 
-@cli.command()
+@click.command()
 @data_options
 @model_options
 @click.option("--board", "board_name", default="icebreaker", show_default=True,
@@ -56,9 +56,9 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
         do_build, sim_windows, out, force, as_json, **kw):
     """Train, export, evaluate, simulate bit-exactly and build a model end to end, and write a report
     (on the embedded default data unless --data)."""
-    from accel import cxxsim
-    from boards.build import board
-    from model import runfolder
+    from intformer.accel import cxxsim
+    from intformer.boards.build import board
+    from intformer.model import runfolder
 
     from .build_cmd import auto_lanes, build_run
     from .eval_cmd import evaluate_run

@@ -7,16 +7,16 @@ import time
 import click
 import numpy as np
 
-from model import runfolder
-from model.data import make_windows
-from model.errors import IntformerError
-from model.intref import quantize_input, run_program
+from intformer.model import runfolder
+from intformer.model.data import make_windows
+from intformer.model.errors import IntformerError
+from intformer.model.intref import quantize_input, run_program
 
-from .cli import cli, emit
+from .output import emit
 
 
 def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -> dict:
-    from accel.simulate import first_mismatch, simulate
+    from intformer.accel.simulate import first_mismatch, simulate
 
     run = runfolder.open_run(run_path)
     cfg = run.config
@@ -28,7 +28,7 @@ def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -
     expected = run_program(run.program, codes)
     compile_seconds = 0.0
     if engine == "cxxrtl":              # compile (or find in the cache) before the clock starts
-        from accel import cxxsim
+        from intformer.accel import cxxsim
         start = time.perf_counter()
         cxxsim.build(run.program, lanes)
         compile_seconds = time.perf_counter() - start
@@ -57,7 +57,7 @@ def print_sim(r: dict) -> None:
         click.echo(f"first mismatch: {r['first_mismatch']}")
 
 
-@cli.command()
+@click.command()
 @click.argument("run", type=click.Path())
 @click.option("--windows", default="4", show_default=True, help="Test windows to run, or 'all'.")
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes P.")

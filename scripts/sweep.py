@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
 # the default search space: each dimension a list of choices (`--space NAME=A,B,...` replaces one)
 SPACE: dict[str, list] = {
@@ -64,7 +64,7 @@ def parse_space(items: tuple[str, ...] | list[str]) -> dict[str, list]:
         if not choices:
             raise IntformerError(f"--space {item!r}: give at least one value, e.g. {name}={SPACE[name][0]}")
         space[name] = list(dict.fromkeys(choices))
-    from boards.build import board
+    from intformer.boards.build import board
     for b in space["board"]:
         board(b)                                     # an unknown board fails here, naming the known ones
     return space
@@ -141,7 +141,7 @@ def fail_stale(study) -> int:
 
 class Objective:
     def __init__(self, settings: Settings, log=None):
-        from model.data import load_series
+        from intformer.model.data import load_series
         self.s = settings
         self.series = load_series(**settings.data)
         self.log = log or (lambda msg: None)
@@ -150,16 +150,16 @@ class Objective:
         import optuna
         import torch
 
-        from accel.resources import DEVICES, check_fit
-        from boards.build import board, cycles_per_inference, estimate_device
-        from boards.power import energy_uj
-        from model import runfolder
-        from model.config import ModelConfig, TrainConfig
-        from model.data import Scaler, make_windows
-        from model.evaluate import integer_forecast
-        from model.export import to_program
-        from model.qat import QATForecaster
-        from model.train import bind_data, train_models
+        from intformer.accel.resources import DEVICES, check_fit
+        from intformer.boards.build import board, cycles_per_inference, estimate_device
+        from intformer.boards.power import energy_uj
+        from intformer.model import runfolder
+        from intformer.model.config import ModelConfig, TrainConfig
+        from intformer.model.data import Scaler, make_windows
+        from intformer.model.evaluate import integer_forecast
+        from intformer.model.export import to_program
+        from intformer.model.qat import QATForecaster
+        from intformer.model.train import bind_data, train_models
 
         torch.set_num_threads(1)
         p = {k: trial.suggest_categorical(k, v) for k, v in self.s.space.items()}

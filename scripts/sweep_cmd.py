@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from model.errors import IntformerError
+from intformer.model.errors import IntformerError
 
-from .cli import cli, emit
+from .output import emit
 from .options import data_options, data_spec
 from .sweep import (OBJECTIVES, SPACE, Settings, fail_stale, open_study, parse_space, run_worker, summary,
                     trial_rows, write_sweep_report)
@@ -61,7 +61,7 @@ def print_sweep(r: dict) -> None:
     click.echo(f"report: {r['report']['markdown']}")
 
 
-@cli.command()
+@click.command()
 @data_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"),
               show_default=True, help="Sweep folder: settings, the trials' run folders, the report.")

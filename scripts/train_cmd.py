@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from model import runfolder
-from model.data import _window_targets as window_targets, load_series
-from model.errors import IntformerError
-from model.train import bind_data, train_models
+from intformer.model import runfolder
+from intformer.model.data import _window_targets as window_targets, load_series
+from intformer.model.errors import IntformerError
+from intformer.model.train import bind_data, train_models
 
-from .cli import cli, emit
+from .output import emit
 from .options import configs, data_options, data_spec, model_options
 
 
@@ -55,7 +55,7 @@ def print_train(r: dict) -> None:
         click.echo(f"{k:<6} trained  {r['epochs'][k]} epochs, {secs:.1f} s, best val MSE {r['best_val_mse'][k]:.5f}")
 
 
-@cli.command()
+@click.command()
 @data_options
 @model_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

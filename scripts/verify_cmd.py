@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
-from model import runfolder
-from model.errors import IntformerError
+from intformer.model import runfolder
+from intformer.model.errors import IntformerError
 
-from .cli import cli, emit
+from .output import emit
 
 
 def verify_run(run_path, lanes: int = 8, depth: int | None = None, full: bool = True, timeout: float = 600.0,
                only: str | None = None) -> list[dict]:
     """Run every proof for the model in `run_path`; the work folders go to RUN/formal/."""
-    from accel import formal
+    from intformer.accel import formal
 
     formal.tools()                                  # a missing tool: one clear error before any work
     run = runfolder.open_run(run_path)
@@ -39,7 +39,7 @@ def print_results(results: list[dict]) -> None:
                        + (f" ({r['message']})" if r["message"] else ""))
 
 
-@cli.command()
+@click.command()
 @click.argument("run", type=click.Path())
 @click.option("--formal", "do_formal", is_flag=True, help="Run the formal proofs (SymbiYosys with Yices).")
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes P.")

@@ -1,17 +1,10 @@
 """Helpers shared by the CLI tests: invoke the `intformer` group in-process and check its exits."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
 
 from click.testing import CliRunner
 
-import scripts
-from scripts.cli import cli
-
-for _mod in pkgutil.iter_modules(scripts.__path__):     # register every subcommand, as main() does
-    if _mod.name.endswith("_cmd"):
-        importlib.import_module(f"scripts.{_mod.name}")
+from intformer.cli import cli
 
 # a model small enough to train in seconds and to fit the UP5K
 SMALL = ["--window", "8", "--d-model", "8", "--ffn", "16", "--epochs", "1", "--patience", "1",

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from model import intops
-from model.intref import run_program
-from model.program import (ONES, Affine, Buffer, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
+from intformer.model import intops
+from intformer.model.intref import run_program
+from intformer.model.program import (ONES, Affine, Buffer, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
                            SoftmaxStep)
 
 

@@ -4,13 +4,13 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
-from accel.arith import booth_mul, round_shift_in, shift_add_mul
-from accel.divsqrt import Isqrt, Reciprocal
-from accel.layernorm import LayerNormUnit
-from accel.mac_array import MacArray, operand_range
-from accel.requant import Requantizer, ScaleShiftClamp
-from accel.softmax import SoftmaxUnit
-from model import intops
+from intformer.accel.arith import booth_mul, round_shift_in, shift_add_mul
+from intformer.accel.divsqrt import Isqrt, Reciprocal
+from intformer.accel.layernorm import LayerNormUnit
+from intformer.accel.mac_array import MacArray, operand_range
+from intformer.accel.requant import Requantizer, ScaleShiftClamp
+from intformer.accel.softmax import SoftmaxUnit
+from intformer.model import intops
 
 SETTINGS = settings(max_examples=6, deadline=None)
 

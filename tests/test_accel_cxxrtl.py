@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from program_factory import random_inputs, random_program
 
-from accel import cxxsim
-from accel.simulate import first_mismatch, simulate
-from model.intref import run_program
+from intformer.accel import cxxsim
+from intformer.accel.simulate import first_mismatch, simulate
+from intformer.model.intref import run_program
 
 pytestmark = pytest.mark.skipif(not cxxsim.available(), reason="g++ is not installed")
 

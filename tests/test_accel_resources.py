@@ -4,9 +4,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from accel.plan import LOGIC_BITS, block_count, make_plan
-from accel.resources import DEVICES, check_fit, estimate, lanes_in_logic
-from model.errors import IntformerError
+from intformer.accel.plan import LOGIC_BITS, block_count, make_plan
+from intformer.accel.resources import DEVICES, check_fit, estimate, lanes_in_logic
+from intformer.model.errors import IntformerError
 from program_factory import random_program
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from accel.simulate import _LAST, first_mismatch, simulate
-from model.intref import run_program
+from intformer.accel.simulate import _LAST, first_mismatch, simulate
+from intformer.model.intref import run_program
 from program_factory import random_inputs, random_program
 
 
@@ -90,10 +90,10 @@ def test_exported_programs(options):
     """Programs from model.export.to_program (what a trained model becomes), windows beyond the calibrated
     ranges included: the accelerator's words equal the integer reference's."""
     torch = pytest.importorskip("torch")
-    from model.config import ModelConfig
-    from model.export import to_program
-    from model.intref import quantize_input
-    from model.qat import QATForecaster
+    from intformer.model.config import ModelConfig
+    from intformer.model.export import to_program
+    from intformer.model.intref import quantize_input
+    from intformer.model.qat import QATForecaster
 
     options = dict(options)
     inputs = options.pop("inputs", 1)

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.config import ModelConfig, TrainConfig
-from model.data import load_series, make_windows
-from model.evaluate import agreement, baselines, errors, integer_forecast
-from model.intref import quantize_input, run_program
-from model.train import predict, train_models
+from intformer.model.config import ModelConfig, TrainConfig
+from intformer.model.data import load_series, make_windows
+from intformer.model.evaluate import agreement, baselines, errors, integer_forecast
+from intformer.model.intref import quantize_input, run_program
+from intformer.model.train import predict, train_models
 
 ETTH1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ETTh1.csv"
 FULL = os.environ.get("INTFORMER_FULL") == "1"
@@ -73,8 +73,8 @@ def test_integer_test_error_is_sane(trained, series):
 def test_accelerator_bit_exact_on_etth1_model(trained, series):
     """The hardware on the trained ETTh1 model: Amaranth's simulator on test windows, and the compiled
     engine on more, every output word equal to the integer reference."""
-    from accel import cxxsim
-    from accel.simulate import simulate
+    from intformer.accel import cxxsim
+    from intformer.accel.simulate import simulate
 
     _, tr, test = trained
     codes = quantize_input(tr.program, test.x[:2])
@@ -101,8 +101,8 @@ def trained_level(request, torch_one_thread):
 def test_level_removal_integer_equals_fakequant(trained_level):
     """The level-removal steps (level.last, level.center) in the program; the fake-quant model in eval mode
     reproduces them word for word over every test window; the hardware computes the same words."""
-    from accel import cxxsim
-    from accel.simulate import simulate
+    from intformer.accel import cxxsim
+    from intformer.accel.simulate import simulate
 
     series, mcfg, tr, test = trained_level
     names = [s.name for s in tr.program.steps]

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from boards import build as B
-from boards import power
-from model import runfolder
-from model.errors import IntformerError
+from intformer.boards import build as B
+from intformer.boards import power
+from intformer.model import runfolder
+from intformer.model.errors import IntformerError
 from cli_helpers import SMALL, invoke, ok, user_error
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -64,7 +64,7 @@ def test_build_report(run_dir, built):
 
     # cycles: what the Amaranth simulator says too, and at least the MAC-bound
     import numpy as np
-    from accel.simulate import simulate
+    from intformer.accel.simulate import simulate
     program = runfolder.open_run(run_dir).program
     x = np.zeros((1, program.input.rows, program.input.cols), dtype=np.int64)
     _, cycles = simulate(program, x, 1, read_buffers=False, engine="amaranth")
@@ -84,7 +84,7 @@ def test_build_report(run_dir, built):
 
 
 def test_build_table_and_rebuild_refused(run_dir, built, capsys):
-    from scripts.build_cmd import print_build
+    from intformer.build_cmd import print_build
     print_build(built[0])
     text = capsys.readouterr().out
     for words in ("icebreaker", "18 MHz (PLL from 12 MHz)", "timing met", "LC", "BRAM", "cycles", "uJ per inference",

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boards import protocol as P
-from model import runfolder
-from model.intref import run_program
+from intformer.boards import protocol as P
+from intformer.model import runfolder
+from intformer.model.intref import run_program
 from cli_helpers import SMALL as TINY, invoke, ok, user_error
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

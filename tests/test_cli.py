@@ -6,9 +6,7 @@ The cases run in-process through click's CliRunner; tests/test_run_report.py run
 """
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 import shutil
 from pathlib import Path
 
@@ -17,13 +15,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import scripts
-from scripts.cli import cli
-
-# the subcommands register themselves when their modules are imported (scripts.cli.main does the same)
-for _mod in pkgutil.iter_modules(scripts.__path__):
-    if _mod.name.endswith("_cmd"):
-        importlib.import_module(f"scripts.{_mod.name}")
+from intformer.cli import cli
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -214,9 +206,7 @@ def test_sim_compares_every_word(tmp_path):
     """`intformer sim` on a small trained run: JSON fields, every word compared, zero mismatches."""
     from click.testing import CliRunner
 
-    from scripts.cli import cli
-    import scripts.sim_cmd  # noqa: F401
-    import scripts.train_cmd  # noqa: F401  (registers the command)
+    from intformer.cli import cli
 
     run = tmp_path / "run"
     r = CliRunner().invoke(cli, ["train", "--epochs", "1", "--max-train-windows", "200", "--window", "8",

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from model.data import Scaler, Series, load_series, make_windows, target_history
-from model.errors import IntformerError
+from intformer.model.data import Scaler, Series, load_series, make_windows, target_history
+from intformer.model.errors import IntformerError
 
 ETTH1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ETTh1.csv"
 needs_etth1 = pytest.mark.skipif(not ETTH1.is_file(),

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from model import modelfile
-from model.config import ModelConfig
-from model.data import Scaler
-from model.errors import IntformerError
-from model.evaluate import agreement
-from model.export import to_program
-from model.intref import quantize_input, run_program
-from model.program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
-from model.qat import QATForecaster
-from model.train import predict
+from intformer.model import modelfile
+from intformer.model.config import ModelConfig
+from intformer.model.data import Scaler
+from intformer.model.errors import IntformerError
+from intformer.model.evaluate import agreement
+from intformer.model.export import to_program
+from intformer.model.intref import quantize_input, run_program
+from intformer.model.program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
+from intformer.model.qat import QATForecaster
+from intformer.model.train import predict
 
 WINDOW = 8
 

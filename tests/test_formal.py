@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from accel import formal
-from boards import protocol as P
-from boards.link_formal import link_proofs
-from model.errors import IntformerError
+from intformer.accel import formal
+from intformer.boards import protocol as P
+from intformer.boards.link_formal import link_proofs
+from intformer.model.errors import IntformerError
 from program_factory import random_program
 
 LANES = 8
@@ -61,8 +61,8 @@ def test_link_proofs_pass(input_bits, tmp_path):
 def test_broken_stream_expectations_fail(which, tmp_path):
     """The stream proofs can fail: a requantizer value followed one stage ahead, RESULT bytes expected most
     significant first, UART and SPI bits expected in the wrong order."""
-    from boards.link_formal import link_results_harness
-    from boards.phy_formal import spi_input_harness, uart_tx_harness
+    from intformer.boards.link_formal import link_results_harness
+    from intformer.boards.phy_formal import spi_input_harness, uart_tx_harness
     info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8, horizon=3), LANES)
     build = {"requant": lambda: formal.requantizer_stream_harness(21, 9, (10, 20), broken=True),
              "link_results": lambda: link_results_harness(info, 1000, broken=True),
@@ -74,7 +74,7 @@ def test_broken_stream_expectations_fail(which, tmp_path):
 
 def test_bad_crc_frame_is_not_accepted(tmp_path):
     """The good-frame proof can fail: the same frames with one CRC bit flipped are not accepted."""
-    from boards.link_formal import link_accepts_harness
+    from intformer.boards.link_formal import link_accepts_harness
     info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8), LANES)
     r = run(formal.Proof("bad_crc", lambda: link_accepts_harness(info, 1000, broken=True), "prove", 4), tmp_path)
     assert r.status == "fail", r
@@ -107,7 +107,7 @@ def test_narrow_accumulator_fails(tmp_path):
     program = random_program(np.random.default_rng(0), bits=8)
     proof = formal.model_proofs(program, LANES, full=False)[0]
     build = proof.build
-    from accel.plan import make_plan
+    from intformer.accel.plan import make_plan
     plan = make_plan(program, LANES)
     closure = dict(zip(build.__code__.co_freevars, (c.cell_contents for c in build.__closure__)))
     broken = dataclasses.replace(proof, name="mac_narrow", build=lambda: formal.mac_array_harness(
@@ -125,8 +125,7 @@ def test_premise_check_refuses_a_budget_the_weights_break():
 
 
 def test_missing_tool_is_one_line_error(monkeypatch, tmp_path):
-    from scripts.cli import cli
-    import scripts.verify_cmd  # noqa: F401  (registers the command)
+    from intformer.cli import cli
     monkeypatch.setattr(formal.shutil, "which", lambda exe: None)
     with pytest.raises(IntformerError, match="yowasp-sby"):
         formal.tools()
@@ -150,7 +149,7 @@ def test_broken_accelerator_stream_fails(which, broken, tmp_path):
 def test_narrow_softmax_sum_fails(tmp_path):
     """The softmax row-sum proof can fail and its bound reaches long rows: a sum register 4 bits too narrow
     (below 2^19: 16 exponentials of 2^15 reach it) fails within the bound."""
-    from accel.plan import make_plan
+    from intformer.accel.plan import make_plan
     program = random_program(np.random.default_rng(0), bits=4)
     plan = make_plan(program, LANES)
     r = run(formal.Proof("softmax_narrow", lambda: formal.softmax_row_harness(plan, 24, "sum", narrow=4), "bmc",

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from accel import fuzz
-from boards import protocol as P
-from model import modelfile
-from model.config import ModelConfig
-from model.errors import IntformerError
+from intformer.accel import fuzz
+from intformer.boards import protocol as P
+from intformer.model import modelfile
+from intformer.model.config import ModelConfig
+from intformer.model.errors import IntformerError
 from program_factory import random_program
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -63,7 +63,7 @@ def test_random_configs_are_valid_and_within_limits():
 
 def test_a_mismatch_is_reported():
     """The comparison can fail: a hardware word off by one is named."""
-    import accel.simulate as S
+    import intformer.accel.simulate as S
 
     cfg = small_config(CHAIN_SEEDS[0][0])
     real = S.simulate
@@ -81,7 +81,7 @@ def test_a_mismatch_is_reported():
         S.simulate = real
 
 
-@pytest.mark.skipif(not __import__("accel.cxxsim", fromlist=["available"]).available(),
+@pytest.mark.skipif(not __import__("intformer.accel.cxxsim", fromlist=["available"]).available(),
                     reason="the CXXRTL engine needs g++ (apt-get install g++)")
 def test_chain_on_the_compiled_engine(tmp_path):
     cfg = small_config(7)

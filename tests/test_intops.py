@@ -25,8 +25,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from model import intops
-from model.qat import affine_constants, layernorm_constants, residual_constants
+from intformer.model import intops
+from intformer.model.qat import affine_constants, layernorm_constants, residual_constants
 
 BITS = st.integers(2, 8)
 SEEDS = st.integers(0, 2 ** 32 - 1)

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.config import ModelConfig, TrainConfig
-from model.data import load_series, make_windows
-from model.errors import IntformerError
-from model.evaluate import agreement, integer_forecast
-from model.intref import quantize_input, run_program
-from model.train import predict, train_models
+from intformer.model.config import ModelConfig, TrainConfig
+from intformer.model.data import load_series, make_windows
+from intformer.model.errors import IntformerError
+from intformer.model.evaluate import agreement, integer_forecast
+from intformer.model.intref import quantize_input, run_program
+from intformer.model.train import predict, train_models
 
 ETTH1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ETTh1.csv"
 
@@ -49,8 +49,8 @@ def trained(request, torch_one_thread):
 
 
 def test_wide_input_codes_bit_exact(trained):
-    from accel import cxxsim
-    from accel.simulate import simulate
+    from intformer.accel import cxxsim
+    from intformer.accel.simulate import simulate
 
     mcfg, tr, test = trained
     x = tr.program.input
@@ -84,7 +84,7 @@ def test_link_takes_wide_input_codes(trained):
     """The board behind the link (`boards.top.SimTop`, simulated bit by bit on its UART pins): INFO_REPLY
     says 2 bytes per code, and a test window and a window of the extreme codes get their forecasts word for
     word; a LEN of one byte per code gets ERROR 2."""
-    from boards import protocol as P
+    from intformer.boards import protocol as P
     from test_board_sim import LANES, expect_error, expect_result, run
 
     mcfg, tr, test = trained
@@ -114,9 +114,9 @@ def test_cli_trains_wide_codes_and_infers_over_the_link(tmp_path):
     check before any work is `DeviceInfo.from_program`, which now takes the model.)"""
     import json
 
-    from boards import protocol as P
+    from intformer.boards import protocol as P
     from cli_helpers import SMALL, invoke, ok, user_error
-    from model import runfolder
+    from intformer.model import runfolder
     from test_board_cli import FakeDevice
 
     user_error(invoke("train", *SMALL, "--io-bits", "13", "--out", tmp_path / "bad"), "--io-bits", "12")

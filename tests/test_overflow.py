@@ -5,7 +5,7 @@ from __future__ import annotations
 from amaranth.hdl import Assume, Module, Signal, signed, unsigned
 from amaranth.hdl._ast import AnySeq
 
-from accel import formal, overflow
+from intformer.accel import formal, overflow
 
 
 def _module() -> Module:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cli_helpers import invoke, ok
-from boards.protocol import program_checksum
-from model import modelfile
-from model import train as train_module
+from intformer.boards.protocol import program_checksum
+from intformer.model import modelfile
+from intformer.model import train as train_module
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

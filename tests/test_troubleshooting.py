@@ -261,7 +261,7 @@ def _(ctx):
 
 @case("export-newer")
 def _(ctx):
-    from model.modelfile import FORMAT_VERSION
+    from intformer.model.modelfile import FORMAT_VERSION
 
     edit_export(ctx, lambda raw: rehash(raw[:8] + (FORMAT_VERSION + 1).to_bytes(4, "little") + raw[12:-32]))
     return Case(invoke("eval", ctx.run), kept=[ctx.run])
@@ -269,7 +269,7 @@ def _(ctx):
 
 @case("export-edited")
 def _(ctx):
-    from model import modelfile
+    from intformer.model import modelfile
 
     def edit(raw):
         pre = modelfile._PREFIX
@@ -372,7 +372,7 @@ def _(ctx):
 
 def device(ctx, mode="ok"):
     from test_board_cli import FakeDevice
-    from model import runfolder
+    from intformer.model import runfolder
 
     dev = FakeDevice(runfolder.open_run(ctx.run).program, mode=mode)
     ctx.cleanup.append(dev.close)
@@ -398,7 +398,7 @@ def _(ctx):
 
 @case("board-other-model")
 def _(ctx):
-    from model import runfolder
+    from intformer.model import runfolder
     from program_factory import random_program
     from test_board_cli import FakeDevice
 
@@ -484,7 +484,7 @@ def test_interrupted_run_can_be_resumed(finished, tmp_path):
     line = [l for l in invoke("train", "--out", out, "--resume").stderr.splitlines() if l.startswith("error: ")]
     assert line and "nothing to resume" in line[0]
     # make it look interrupted, with the options a real start records
-    from model import runfolder
+    from intformer.model import runfolder
     shutil.rmtree(out)
     opts = {"spec": spec_kw["data"], "kw": {"window": 6, "d_model": 8, "ffn": 16, "epochs": 1, "patience": 1,
                                              "max_train_windows": 200, "float_baseline": False}}
@@ -500,12 +500,12 @@ def test_interrupted_run_can_be_resumed(finished, tmp_path):
 
 def test_a_failed_training_leaves_no_folder(tmp_path, monkeypatch):
     """An error during training (here: the loss diverges) removes the run folder it had just made."""
-    import model.train as T
-    from model.errors import IntformerError
+    import intformer.model.train as T
+    from intformer.model.errors import IntformerError
 
     def boom(*a, **k):
         raise IntformerError("QAT 8-bit: the loss became nan at epoch 1; lower the learning rate (--lr)")
-    import scripts.train_cmd as tc
+    import intformer.train_cmd as tc
     monkeypatch.setattr(tc, "train_models", boom)
     out = tmp_path / "run"
     result = invoke("train", *SMALL, "--out", out)
