@@ -5,7 +5,9 @@
 * `plan`: memory layouts and banks, ROM contents and the step table derived from an `IntProgram` at build time.
 * Blocks, each with its golden model in `model.intops`: `requant` (Requantizer, ScaleShiftClamp),
   `mac_array` (MacArray), `divsqrt` (Reciprocal, Isqrt), `softmax` (SoftmaxUnit), `layernorm`
-  (LayerNormUnit); `rowio` and `arith` hold their shared interfaces and expressions.
-* `simulate`: run windows through the Amaranth simulator, `first_mismatch` to name where it parts from the
-  reference; `resources`: what a build needs, `lanes_in_logic` and `check_fit` for a device.
+  (LayerNormUnit); `rowio` (the row units' element interface, row reader and writer) and `arith` hold
+  their shared interfaces and expressions.
+* `simulate`: run windows through the Amaranth simulator (a `Simulation`: words, cycles and the buffers it
+  read back), `first_mismatch` to name, from that result, where it parts from the reference; `resources`:
+  what a build needs, `lanes_in_logic` and `check_fit` for a device.
 """

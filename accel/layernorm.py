@@ -9,7 +9,8 @@ from intformer.model import intops
 
 from .arith import clamp, round_shift, round_shift_in
 from .divsqrt import Isqrt, Reciprocal
-from .rowio import lookup_signature, read_signature, step_lane, write_signature
+from .rowio import (RowReader, RowWriter, by_parity, lookup_signature, parity_pair, read_signature, shadow,
+                    store_by_parity, write_signature)
 
 SUM, NORM = 0, 1
 
@@ -54,6 +55,10 @@ class LayerNormUnit(wiring.Component):
     the square root's ceil(width(v) / 2) + 5 and the divider's 19 cycles, once the pipeline is full.
     `start` begins, `busy` until the last write, `done` pulses.
 
+    Latency: 5 cycles from a NORM read's issue to its write (stage 1, the data: t1 and the (g, b) lookup;
+    2: t2; 3: n g + b; 4: the shift and clamp; 5: the write); the reads and writes walk the rows by
+    `rowio.RowReader` and `RowWriter`, whose tags (valid, first, last) travel in `rowio.shadow` registers.
+
     Widths (`ln_widths`): codes signed `elem_width` E, D <= max_cols: S, Q, v, D S, D^2 x - D S, its
     product with inv (E + 2 log2 D + 36 bits) and n follow from the worst case; g, b signed
     `g_width`, `b_width`; the output code signed `out_width`. The final shift s lies in `s_range`.
@@ -66,7 +71,8 @@ class LayerNormUnit(wiring.Component):
         self.max_cols, self.out_width = max_cols, out_width
         self.g_width, self.b_width = g_width, b_width
         self.s_range = s_range
-        self.w = ln_widths(elem_width, max_cols, eps_max)
+        self.w = w = ln_widths(elem_width, max_cols, eps_max)
+        self.k_inv = intops.LN_FRAC_BITS + intops.LN_RECIP_BITS     # inv = floor(2^k_inv / R)
         self.eps_width = max(1, int(eps_max).bit_length())
         self.param_layout = data.StructLayout({"g": signed(g_width), "b": signed(b_width)})
         super().__init__({
@@ -82,68 +88,74 @@ class LayerNormUnit(wiring.Component):
             "param": Out(lookup_signature(param_addr_width, self.param_layout)),
             "rsum": Out(lookup_signature(max(1, (max_rows - 1).bit_length()), sums_layout(elem_width, max_cols))),
         })
+        # the registers that the pass scheduler, the SUM pass, the statistics engine and the NORM pass share
+        self.row_s, self.row_n = Signal.like(self.rows, name="row_s"), Signal.like(self.rows, name="row_n")
+        self.base_s = Signal(unsigned(addr_width), name="base_s")     # the first word of the next SUM pass's row
+        self.base_n = Signal(unsigned(addr_width), name="base_n")     # ... and of the next NORM pass's
+        self.ds = parity_pair(signed(w["ds"]), "ds")                  # D S and inv of each row, by row parity
+        self.inv = parity_pair(unsigned(self.k_inv + 1), "inv")
+        self.stats_ready = parity_pair(1, "stats_ready")
+        self.sums_full = Signal()                   # a row's (S, Q) waits for the statistics engine
+        self.sums_par = Signal()
+        self.s_row, self.q_row = Signal(signed(w["s"]), name="s_row"), Signal(unsigned(w["q"]), name="q_row")
+        self.sum_pending = Signal()                 # a SUM pass whose sums have not arrived yet
+        self.rows_written = Signal.like(self.rows)
+        self.d2 = Signal(unsigned(w["d2"]))         # D^2, registered
 
     def elaborate(self, platform):
         m = Module()
-        w, P = self.w, self.lanes
-        k_inv = intops.LN_FRAC_BITS + intops.LN_RECIP_BITS
-        m.submodules.sqrt = sqrt = Isqrt(w["v"])
-        m.submodules.div = div = Reciprocal(k_inv, sqrt.r_bits, radix_bits=2)
-
-        # ------------------------------------------------------------------ pass scheduler (issue side)
-        row_s, row_n = Signal.like(self.rows, name="row_s"), Signal.like(self.rows, name="row_n")
-        base_s, base_n = Signal(unsigned(self.addr_width), name="base_s"), Signal(unsigned(self.addr_width), name="base_n")
-        kind, par = Signal(), Signal()
-        word = Signal(unsigned(self.addr_width))
-        lane = Signal(range(max(P, 2)))
-        col = Signal.like(self.cols)
-        issue, first, last = Signal(), Signal(), Signal()
-        m.d.comb += [first.eq(col == 0), last.eq(col == self.cols - 1)]
-        m.d.comb += [self.rd.en.eq(issue), self.rd.addr.eq(word), self.rd.lane.eq(lane)]
-        with m.If(issue):
-            nword, nlane = step_lane(word, lane, P)
-            m.d.sync += [word.eq(nword), lane.eq(nlane), col.eq(col + 1)]
-
-        # per-row statistics, double-buffered by row parity: D S and inv for the NORM pass
-        ds = [Signal(signed(w["ds"]), name=f"ds{p}") for p in range(2)]
-        inv = [Signal(unsigned(k_inv + 1), name=f"inv{p}") for p in range(2)]
-        stats_ready = [Signal(name=f"stats_ready{p}") for p in range(2)]
-        sums_full = Signal()                    # a row's (S, Q) waits for the statistics engine
-        sums_par = Signal()
-        s_row, q_row = Signal(signed(w["s"]), name="s_row"), Signal(unsigned(w["q"]), name="q_row")
-        sum_pending = Signal()                  # a SUM pass whose sums have not arrived yet
-        rows_written = Signal.like(self.rows)
+        m.submodules.sqrt = sqrt = Isqrt(self.w["v"])
+        m.submodules.div = div = Reciprocal(self.k_inv, sqrt.r_bits, radix_bits=2)
+        reader = RowReader(lanes=self.lanes, addr_width=self.addr_width, max_cols=self.max_cols)
+        writer = RowWriter(lanes=self.lanes, addr_width=self.addr_width, start_first=False)
+        reader.elaborate(m, self.cols, self.rd)
         m.d.sync += self.done.eq(0)
-        m.d.comb += self.rsum.addr.eq(row_s)
+        m.d.comb += self.rsum.addr.eq(self.row_s)
+        # the order of these sections matters where two assign one register (the later wins): the SUM pass's
+        # sums over LOAD_SUMS's, the statistics engine's claim of sums_full over their arrival, a row's
+        # statistics arriving over the scheduler's clearing of stats_ready
+        kind, par = self._schedule(m, reader)
+        tags1 = shadow(m, [reader.issue, kind, reader.first, reader.last, par],
+                       ["v", "kind", "first", "last", "par"], 1)
+        self._sum_pass(m, *tags1)
+        self._statistics(m, sqrt, div)
+        v5, first5, last5, y5 = self._norm_pass(m, reader.col, *tags1)
+        rows_written = self.rows_written
+        writer.elaborate(m, self.wr, start=self.start, base=self.out_base, wpr=self.out_wpr, valid=v5, first=first5,
+                         last=last5, data=y5, row_done=[rows_written.eq(rows_written + 1)])
+        return m
 
-        def begin(k, row, base):
-            m.d.sync += [kind.eq(k), par.eq(row[0]), word.eq(base), lane.eq(0), col.eq(0)]
-
+    def _schedule(self, m, reader):
+        """The pass scheduler (the issue side): SUM(0), SUM(1), then NORM(i) and SUM(i + 2) in turn; a SUM pass
+        (or LOAD_SUMS, the row's sums from the `rsum` lookup, one cycle after the address) once its row is
+        ready and the statistics engine has taken the sums before; a NORM pass once its row's statistics
+        are ready. Returns the pass being read (SUM, NORM) and its row's parity."""
+        row_s, row_n, base_s, base_n = self.row_s, self.row_n, self.base_s, self.base_n
+        stats_ready = self.stats_ready
+        kind, par = Signal(), Signal()
         with m.FSM(name="sched"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [row_s.eq(0), row_n.eq(0), base_s.eq(self.src_base), base_n.eq(self.src_base),
-                                 rows_written.eq(0), self.busy.eq(1), stats_ready[0].eq(0), stats_ready[1].eq(0)]
+                                 self.rows_written.eq(0), self.busy.eq(1), stats_ready[0].eq(0),
+                                 stats_ready[1].eq(0)]
                     m.next = "NEXT_S"
             with m.State("NEXT_S"):
                 with m.If(row_s == self.rows):
                     m.next = "NEXT_N"
-                with m.Elif((self.rows_ready > row_s) & ~sums_full & ~sum_pending):
+                with m.Elif((self.rows_ready > row_s) & ~self.sums_full & ~self.sum_pending):
                     with m.If(self.ext_sums):
                         m.next = "LOAD_SUMS"          # rsum.addr = row_s now; data next cycle
                     with m.Else():
-                        begin(SUM, row_s, base_s)
-                        m.d.sync += sum_pending.eq(1)
+                        self._begin_pass(m, reader, kind, par, SUM, row_s, base_s)
+                        m.d.sync += self.sum_pending.eq(1)
                         m.next = "ISSUE_S"
             with m.State("LOAD_SUMS"):
-                m.d.sync += [s_row.eq(self.rsum.data.s), q_row.eq(self.rsum.data.q), sums_full.eq(1),
-                             sums_par.eq(row_s[0]), row_s.eq(row_s + 1), base_s.eq(base_s + self.src_wpr)]
+                m.d.sync += [self.s_row.eq(self.rsum.data.s), self.q_row.eq(self.rsum.data.q), self.sums_full.eq(1),
+                             self.sums_par.eq(row_s[0]), row_s.eq(row_s + 1), base_s.eq(base_s + self.src_wpr)]
                 m.next = "AFTER_S"
             with m.State("ISSUE_S"):
-                m.d.comb += issue.eq(1)
-                with m.If(last):
-                    m.d.sync += [row_s.eq(row_s + 1), base_s.eq(base_s + self.src_wpr)]
-                    m.next = "AFTER_S"
+                reader.read_row(m, then="AFTER_S", row_done=[row_s.eq(row_s + 1), base_s.eq(base_s + self.src_wpr)])
             with m.State("AFTER_S"):
                 with m.If(row_s == 1):
                     m.next = "NEXT_S"
@@ -151,38 +163,39 @@ class LayerNormUnit(wiring.Component):
                     m.next = "NEXT_N"
             with m.State("NEXT_N"):
                 with m.If(row_n == self.rows):
-                    with m.If(rows_written == self.rows):
+                    with m.If(self.rows_written == self.rows):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
-                with m.Elif(Mux(row_n[0], stats_ready[1], stats_ready[0])):
-                    begin(NORM, row_n, base_n)
-                    with m.Switch(row_n[0]):
-                        for p in range(2):
-                            with m.Case(p):
-                                m.d.sync += stats_ready[p].eq(0)
+                with m.Elif(by_parity(stats_ready, row_n[0])):
+                    self._begin_pass(m, reader, kind, par, NORM, row_n, base_n)
+                    store_by_parity(m, row_n[0], [(stats_ready, 0)])
                     m.next = "ISSUE_N"
             with m.State("ISSUE_N"):
-                m.d.comb += issue.eq(1)
-                with m.If(last):
-                    m.d.sync += [row_n.eq(row_n + 1), base_n.eq(base_n + self.src_wpr)]
-                    m.next = "NEXT_S"
+                reader.read_row(m, then="NEXT_S", row_done=[row_n.eq(row_n + 1), base_n.eq(base_n + self.src_wpr)])
+        return kind, par
 
-        # ------------------------------------------------------------------------ SUM pass datapath
-        v1, kind1, first1, last1, par1 = Signal(), Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [v1.eq(issue), kind1.eq(kind), first1.eq(first), last1.eq(last), par1.eq(par)]
+    @staticmethod
+    def _begin_pass(m, reader, kind, par, pass_kind, row, base):
+        """At the scheduler's current condition: the next reads are a pass of `pass_kind` over `row`."""
+        m.d.sync += [kind.eq(pass_kind), par.eq(row[0])]
+        reader.begin(m, base)
+
+    def _sum_pass(self, m, v1, kind1, first1, last1, par1):
+        """The SUM pass's datapath (stage 1, the read's data): S = sum(x), Q = sum(x^2) along the row; at its
+        end the sums wait (`sums_full`) for the statistics engine."""
         x = self.rd.data
         with m.If(v1 & (kind1 == SUM)):
-            s_next = Mux(first1, x, s_row + x)
-            q_next = Mux(first1, x * x, q_row + x * x)
-            m.d.sync += [s_row.eq(s_next), q_row.eq(q_next)]
+            s_next = Mux(first1, x, self.s_row + x)
+            q_next = Mux(first1, x * x, self.q_row + x * x)
+            m.d.sync += [self.s_row.eq(s_next), self.q_row.eq(q_next)]
             with m.If(last1):
-                m.d.sync += [sums_full.eq(1), sums_par.eq(par1), sum_pending.eq(0)]
+                m.d.sync += [self.sums_full.eq(1), self.sums_par.eq(par1), self.sum_pending.eq(0)]
 
-        # --------------------------------------------------------------------- statistics engine
-        # stage A: v = D^2 (D Q - S^2) + eps, R = isqrt(v); stage B: inv = floor(2^34 / R). The two stages
-        # work on consecutive rows at once; D S travels with the row.
-        D = self.cols
-        d2 = Signal(unsigned(w["d2"]))
+    def _statistics(self, m, sqrt, div):
+        """The statistics engine, from a row's (S, Q) to its D S and inv: stage A: v = D^2 (D Q - S^2) + eps,
+        R = isqrt(v); stage B: inv = floor(2^34 / R). The two stages work on consecutive rows at once; D S
+        travels with the row. Widths: `ln_widths`."""
+        w, D, d2 = self.w, self.cols, self.d2
         m.d.sync += d2.eq(D * D)
         a_par, b_par = Signal(), Signal()
         a_ds, b_ds = Signal(signed(w["ds"]), name="a_ds"), Signal(signed(w["ds"]), name="b_ds")
@@ -190,9 +203,9 @@ class LayerNormUnit(wiring.Component):
         vreg = Signal(unsigned(w["v"]))
         with m.FSM(name="stats"):
             with m.State("IDLE"):
-                with m.If(sums_full & ~self.start):
-                    m.d.sync += [diff.eq(D * q_row - s_row * s_row), a_ds.eq(D * s_row), a_par.eq(sums_par),
-                                 sums_full.eq(0)]
+                with m.If(self.sums_full & ~self.start):
+                    m.d.sync += [diff.eq(D * self.q_row - self.s_row * self.s_row), a_ds.eq(D * self.s_row),
+                                 a_par.eq(self.sums_par), self.sums_full.eq(0)]
                     m.next = "V"
             with m.State("V"):
                 m.d.sync += vreg.eq(d2 * diff + self.eps)
@@ -209,52 +222,30 @@ class LayerNormUnit(wiring.Component):
                     m.d.sync += [b_par.eq(a_par), b_ds.eq(a_ds)]
                     m.next = "IDLE"
         with m.If(div.done):
-            with m.Switch(b_par):
-                for p in range(2):
-                    with m.Case(p):
-                        m.d.sync += [inv[p].eq(div.q), ds[p].eq(b_ds), stats_ready[p].eq(1)]
+            store_by_parity(m, b_par, [(self.inv, div.q), (self.ds, b_ds), (self.stats_ready, 1)])
 
-        # ----------------------------------------------------------------------- NORM pass datapath
-        # stage 1: t1 = D^2 x - D S; the (g, b) of this column is looked up (valid in stage 2)
+    def _norm_pass(self, m, col, v1, kind1, first1, last1, par1):
+        """The NORM pass's datapath, stages 1..5 from the read's data to the written code: 1: t1 = D^2 x - D S,
+        the (g, b) of this column looked up (valid in stage 2); 2: t2 = t1 x inv; 3: n = round_shift(t2, 24),
+        then n g + b; 4: round, shift by s, clamp to [lo, hi]; 5: the write (`RowWriter`). Returns stage 5's
+        valid, first, last and code."""
+        w, names = self.w, ["v", "first", "last"]
         nv1 = v1 & (kind1 == NORM)
-        col1 = Signal.like(col)
-        m.d.sync += col1.eq(col)
+        col1, = shadow(m, [col], ["col"], 1)
         m.d.comb += self.param.addr.eq(self.p_base + col1)
         t1 = Signal(signed(w["t1"]))
-        v2, first2, last2, par2 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [t1.eq(x * d2 - Mux(par1, ds[1], ds[0])), v2.eq(nv1), first2.eq(first1), last2.eq(last1),
-                     par2.eq(par1)]
-        # stage 2: t2 = t1 * inv
+        m.d.sync += t1.eq(self.rd.data * self.d2 - by_parity(self.ds, par1))
+        v2, first2, last2, par2 = shadow(m, [nv1, first1, last1, par1], names + ["par"], 2)
         t2 = Signal(signed(w["t2"]))
         g3, b3 = Signal(signed(self.g_width)), Signal(signed(self.b_width))
-        v3, first3, last3 = Signal(), Signal(), Signal()
-        m.d.sync += [t2.eq(t1 * Mux(par2, inv[1], inv[0])), g3.eq(self.param.data.g), b3.eq(self.param.data.b),
-                     v3.eq(v2), first3.eq(first2), last3.eq(last2)]
-        # stage 3: n = round_shift(t2, 24), then n * g + b
+        m.d.sync += [t2.eq(t1 * by_parity(self.inv, par2)), g3.eq(self.param.data.g), b3.eq(self.param.data.b)]
+        tags3 = shadow(m, [v2, first2, last2], names, 3)
         n3 = Signal(signed(w["n"]))
         m.d.comb += n3.eq(round_shift(t2, intops.LN_RECIP_BITS))
         acc4 = Signal(signed(max(w["n"] + self.g_width, self.b_width) + 1))
-        v4, first4, last4 = Signal(), Signal(), Signal()
-        m.d.sync += [acc4.eq(n3 * g3 + b3), v4.eq(v3), first4.eq(first3), last4.eq(last3)]
-        # stage 4: round, shift, clamp
+        m.d.sync += acc4.eq(n3 * g3 + b3)
+        tags4 = shadow(m, tags3, names, 4)
         y5 = Signal(signed(self.out_width))
-        v5, first5, last5 = Signal(), Signal(), Signal()
-        m.d.sync += [y5.eq(clamp(round_shift_in(acc4, self.s, self.s_range), self.lo, self.hi)), v5.eq(v4),
-                     first5.eq(first4),
-                     last5.eq(last4)]
-
-        # stage 5: write along the output row
-        out_row = Signal(unsigned(self.addr_width))
-        w_word = Signal(unsigned(self.addr_width))
-        w_lane = Signal(range(max(P, 2)))
-        cur_word = Mux(first5, out_row, w_word)
-        cur_lane = Mux(first5, 0, w_lane)
-        m.d.comb += [self.wr.en.eq(v5), self.wr.addr.eq(cur_word), self.wr.lane.eq(cur_lane), self.wr.data.eq(y5)]
-        with m.If(self.start):
-            m.d.sync += out_row.eq(self.out_base)
-        with m.If(v5):
-            nword, nlane = step_lane(cur_word, cur_lane, P)
-            m.d.sync += [w_word.eq(nword), w_lane.eq(nlane)]
-            with m.If(last5):
-                m.d.sync += [out_row.eq(out_row + self.out_wpr), rows_written.eq(rows_written + 1)]
-        return m
+        m.d.sync += y5.eq(clamp(round_shift_in(acc4, self.s, self.s_range), self.lo, self.hi))
+        v5, first5, last5 = shadow(m, tags4, names, 5)
+        return v5, first5, last5, y5

@@ -61,14 +61,16 @@ class MacArray(wiring.Component):
             "result_valid": Out(1),
             "result_tag": Out(unsigned(tag_width)),
         })
+        # each lane's product and accumulator registers (the MAC proof observes them).
+        # No reset on the product registers: yosys then moves them into the DSP blocks (an iCE40 SB_MAC16's
+        # output register has only an asynchronous reset)
+        prod_w = x_bits + w_bits + 2
+        self.prod = [Signal(signed(prod_w), name=f"prod{l}", reset_less=True) for l in range(lanes)]
+        self.acc = [Signal(signed(self.acc_width), name=f"acc{l}") for l in range(lanes)]
 
     def elaborate(self, platform):
         m = Module()
-        prod_w = self.x_bits + self.w_bits + 2
-        # no reset on the product registers: yosys then moves them into the DSP blocks (an iCE40 SB_MAC16's
-        # output register has only an asynchronous reset)
-        prods = [Signal(signed(prod_w), name=f"prod{l}", reset_less=True) for l in range(self.lanes)]
-        accs = [Signal(signed(self.acc_width), name=f"acc{l}") for l in range(self.lanes)]
+        prods, accs = self.prod, self.acc
         valid, first, last = Signal(), Signal(), Signal()
         tag = Signal.like(self.tag)
 

@@ -22,19 +22,24 @@ three banks of 64-bit words (12 iCE40 block RAMs) where one memory per buffer to
 Step table. One entry ("macro step") per linear step, softmax or LayerNorm, except that a row step that
 directly follows the linear step producing its whole source buffer is fused with it: the row unit starts
 with the linear step and follows it row by row, using the row maxima or sums that the drain collected.
+Each entry is a typed `accel.steps.StepRecord` (its fields are documented there); the step table's ROM
+layout is generated from the records (`Plan.step_layout`, `Plan.step_rom`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth.lib import data
 
 from intformer.model import intops
 from intformer.model.errors import IntformerError
 from intformer.model.program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
 
 from .arith import ext_width
+from .steps import StepRecord, fill_unused, rom_fields, step_layout
 
 # read roles of a buffer memory in a step, and write roles
 R_NONE, R_X, R_W, R_RES, R_SM, R_LN = range(6)
@@ -263,22 +268,34 @@ class Plan:
     ln_b_width: int
     ln_rom: list[tuple[int, int]]
     eps_max: int
-    steps: list[dict]                   # the step table: one dict of integer fields per macro step
+    steps: list[StepRecord]             # the step table: one typed record per macro step (`accel.steps`)
     step_names: list[list[str]]         # the program steps each macro step runs
     max_rows: int
     max_cols: int
     stat_rows: int                      # depth of the row statistics memories
-    field_widths: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
     @property
     def addr_width(self) -> int:
         return max(1, max(b.depth for b in self.banks) - 1).bit_length()
 
+    def step_layout(self) -> data.StructLayout:
+        """The layout of one word of the step table's ROM, generated from the records' fields."""
+        return step_layout(self.steps)
+
+    def step_rom(self) -> list[dict[str, int]]:
+        """The step table's ROM contents, one word (field name -> integer) per macro step."""
+        return [rom_fields(rec) for rec in self.steps]
+
+    def uses(self, flag: str) -> bool:
+        """Some step sets the 0/1 field `flag` (a `StepRecord` field name)."""
+        return any(getattr(rec, flag) for rec in self.steps)
+
     def shift_range(self, field: str, default: tuple[int, int] = (0, 62)) -> tuple[int, int]:
-        """(min, max) of a shift (or other) field over the steps that use it (`field` names the field, the
-        flag that marks a step using it is the field's prefix: rq_s -> rq)."""
-        flag = {"rq_s": "rq", "r_s": "res", "a_s": "aff", "ln_s": "ln", "sm_out_bits": "sm"}[field]
-        vals = [r[field] for r in self.steps if r.get(flag)]
+        """(min, max) of a shift (or other) field over the steps that use it (`field` names the field; the
+        flag that marks a step using it is the unit's: requant_shift -> requant)."""
+        flag = {"requant_shift": "requant", "res_shift": "residual", "affine_shift": "affine",
+                "ln_shift": "layernorm", "sm_out_bits": "softmax"}[field]
+        vals = [getattr(r, field) for r in self.steps if getattr(r, flag)]
         return (min(vals), max(vals)) if vals else default
 
     @property
@@ -286,16 +303,15 @@ class Plan:
         """Signed width of the residual multipliers m_src and m_new: 16, or what a program's constants need
         (a ratio of scales beyond 2^14 has no 15-bit multiplier with a shift >= 1, `model.qat.shift_for`:
         e.g. 2-bit input codes skipped into a 16-bit head)."""
-        vals = [r[k] for r in self.steps if r.get("res") for k in ("r_msrc", "r_mnew")] + [0]
+        vals = [v for r in self.steps if r.residual for v in (r.res_mul_src, r.res_mul_new)] + [0]
         return max(16, intops.bits_signed(min(vals), max(vals)))
 
     @property
     def share_mul(self) -> bool:
         """The affine (folded BatchNorm) and the softmax normalization share one multiplier block: there are
         both, no step uses both at once, and both products fit a 16 x 16 block."""
-        sm = [r for r in self.steps if r["sm"]]
-        aff = [r for r in self.steps if r.get("aff")]
-        return (bool(sm) and bool(aff) and not any(r["sm"] and r.get("aff") for r in self.steps)
+        return (self.uses("softmax") and self.uses("affine")
+                and not any(r.softmax and r.affine for r in self.steps)
                 and self.aff_in_width <= 16 and self.aff_m_width <= 16)
 
     @property
@@ -331,13 +347,62 @@ def _check(program: IntProgram) -> None:
 
 
 def make_plan(program: IntProgram, lanes: int) -> Plan:
-    """Lay out the buffers and ROMs of `program` for P = `lanes` and build the step table."""
+    """Lay out the buffers and ROMs of `program` for P = `lanes` and build the step table.
+
+    The phases, each a function of its own: the buffer layouts (`_buffer_layouts`), the datapath widths
+    (`_datapath_widths`), the step records and the ROM contents they address (`_step_records`), each
+    buffer's role in each step (`_step_roles`), the buffers' placement in banks (`_place_banks`), and the
+    step table's addresses rebased onto the banks (`_rebase_steps`).
+    """
     if lanes < 1:
         raise IntformerError(f"lanes must be at least 1, got {lanes}")
     _check(program)
     P = lanes
-    linear = [s for s in program.steps if isinstance(s, LinearStep)]
-    wide = {s.out for s in linear if s.requant is None} | {program.output}
+    layouts = _buffer_layouts(program, P)
+    widths = _datapath_widths(program, layouts)
+    steps, names, roms = _step_records(program, layouts, P, widths.weight_width)
+    reads, writes = _step_roles(steps, names, layouts)
+    banks = _place_banks(layouts, reads, writes, P)
+    steps = fill_unused(_rebase_steps(steps, reads, writes, layouts, banks))
+    return Plan(
+        program=program, lanes=P, layouts=layouts, banks=banks, elem_width=widths.elem_width,
+        code_width=widths.code_width, x_bits=widths.x_bits, w_bits=widths.w_bits,
+        k_max=widths.k_max, acc_width=widths.acc_width, drain_width=widths.drain_width,
+        weight_width=widths.weight_width, weight_words=roms.weight_words or [0],
+        bias_width=_rom_width(roms.bias), bias_rom=roms.bias or [0],
+        lut_width=_rom_width(roms.lut), lut_rom=roms.lut or [0],
+        aff_in_width=widths.aff_in_width, aff_m_width=max(16, _rom_width([m for m, _ in roms.affine])),
+        aff_b_width=_rom_width([b for _, b in roms.affine]),
+        aff_rom=roms.affine or [(0, 0)],
+        exp_width=max(intops.EXP_BITS + 1, _rom_width(roms.exp, signed=False)), exp_rom=roms.exp or [0],
+        min_exp_sum=roms.min_exp_sum,
+        ln_g_width=_rom_width([g for g, _ in roms.layernorm]), ln_b_width=_rom_width([b for _, b in roms.layernorm]),
+        ln_rom=roms.layernorm or [(0, 0)],
+        eps_max=max([1] + [s.eps for s in program.steps if isinstance(s, LayerNormStep)]),
+        steps=steps, step_names=names,
+        max_rows=max(b.rows for b in program.buffers.values()),
+        max_cols=max(b.cols for b in program.buffers.values()),
+        stat_rows=roms.stat_rows,
+    )
+
+
+def _rom_width(vals, signed: bool = True) -> int:
+    """Bits of a ROM word that holds these values (two's complement, or unsigned)."""
+    vals = [int(v) for v in vals] or [0]
+    return intops.bits_signed(min(vals), max(vals)) if signed else intops.bits_unsigned(max(vals))
+
+
+# ------------------------------------------------------------------------------------- buffer layout
+
+def _wide_buffers(program: IntProgram) -> set[str]:
+    """The buffers of raw accumulators (a linear step without requantization) and the output buffer."""
+    return {s.out for s in program.steps if isinstance(s, LinearStep) and s.requant is None} | {program.output}
+
+
+def _buffer_layouts(program: IntProgram, P: int) -> dict[str, BufferLayout]:
+    """Each buffer's layout in P-wide words (its chunk from its W slices), checked against what the row units
+    and the output port can read."""
+    wide = _wide_buffers(program)
     chunks = _chunks(program, P)
     layouts = {}
     for i, (name, b) in enumerate(program.buffers.items()):
@@ -354,11 +419,31 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
                 if not layouts[name].standard:
                     raise IntformerError(f"buffer {name} is read in column slices and by a row step ({s.name}); "
                                          f"choose lanes dividing {layouts[name].chunk}")
+    return layouts
+
+
+# ----------------------------------------------------------------------------------- datapath widths
+
+@dataclass(frozen=True)
+class DatapathWidths:
+    """The widths of the MAC array and the drain, from the program's buffers, weights and constants."""
+    elem_width: int         # common signed width of a code read from any code buffer
+    x_bits: int             # MAC operand widths (operands are signed x_bits + 1, w_bits + 1)
+    w_bits: int
+    weight_width: int       # bits of one weight in the weight ROM
+    k_max: int              # the longest reduction
+    acc_width: int          # MAC lanes
+    code_width: int         # signed width of the codes in the drain
+    aff_in_width: int       # signed width of the affine's input
+    drain_width: int        # accumulator + bias, and raw output words
+
+
+def _datapath_widths(program: IntProgram, layouts: dict[str, BufferLayout]) -> DatapathWidths:
+    """MAC operand widths (signed: unsigned codes gain a bit) and the accumulator: the exact worst case of each
+    step over every code its operand buffers can hold and the weights and biases it has; the drain's codes."""
+    linear = [s for s in program.steps if isinstance(s, LinearStep)]
     codes = [lay for lay in layouts.values() if not lay.wide]
     elem_width = max([ext_width(lay.bits, lay.signed) for lay in codes] + [2])
-
-    # MAC operand widths (signed: unsigned codes gain a bit) and the accumulator: the exact worst case of
-    # each step over every code its operand buffers can hold and the weights and biases it has
     x_bits = max([1] + [ext_width(program.buffers[s.x].bits, program.buffers[s.x].signed) - 1
                         for s in linear if s.x != ONES])
     w_vals = [program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
@@ -370,18 +455,34 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
     ranges = [_acc_range(s, program) for s in linear]
     acc_w = intops.bits_signed(min([-1] + [r[0] for r, _ in ranges]), max([0] + [r[1] for r, _ in ranges]))
     lo, hi = min([-1] + [r[0] for _, r in ranges]), max([0] + [r[1] for _, r in ranges])
-    # codes in the drain: every requantization, table, residual and affine range (the forecast head's
-    # skip path requantizes to 16-bit codes), and every buffer's codes
+    code_width = _code_width(program, linear, elem_width)
+    drain_width = max(acc_w, intops.bits_signed(lo, hi), code_width,
+                      max([lay.bits for lay in layouts.values() if lay.wide] + [1]))
+    return DatapathWidths(elem_width=elem_width, x_bits=x_bits, w_bits=w_bits, weight_width=rom_bits, k_max=k_max,
+                          acc_width=acc_w, code_width=code_width,
+                          aff_in_width=_affine_in_width(program, linear, code_width), drain_width=drain_width)
+
+
+def _table_width(program: IntProgram, name: str) -> int:
+    t = program.tensors[name]
+    return intops.bits_signed(int(t.min()), int(t.max()))
+
+
+def _code_width(program: IntProgram, linear: list[LinearStep], elem_width: int) -> int:
+    """Codes in the drain: every requantization, table, residual and affine range (the forecast head's skip
+    path requantizes to 16-bit codes), and every buffer's codes."""
     bounds = [elem_width]
     for s in linear:
         for q in (s.requant, s.residual, s.affine):
             if q is not None:
                 bounds.append(intops.bits_signed(q.lo, q.hi))
         if s.lut:
-            t = program.tensors[s.lut]
-            bounds.append(intops.bits_signed(int(t.min()), int(t.max())))
-    code_width = max(bounds)
-    # what reaches the per-channel affine: the residual's, the table's or the requantizer's range
+            bounds.append(_table_width(program, s.lut))
+    return max(bounds)
+
+
+def _affine_in_width(program: IntProgram, linear: list[LinearStep], code_width: int) -> int:
+    """What reaches the per-channel affine: the residual's, the table's or the requantizer's range."""
     aff_in = [2]
     for s in linear:
         if s.affine is None:
@@ -389,77 +490,105 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         if s.residual is not None:
             aff_in.append(intops.bits_signed(s.residual.lo, s.residual.hi))
         elif s.lut:
-            t = program.tensors[s.lut]
-            aff_in.append(intops.bits_signed(int(t.min()), int(t.max())))
+            aff_in.append(_table_width(program, s.lut))
         elif s.requant is not None:
             aff_in.append(intops.bits_signed(s.requant.lo, s.requant.hi))
         else:
             aff_in.append(code_width)
-    aff_in_width = min(max(aff_in), code_width)
-    drain_width = max(acc_w, intops.bits_signed(lo, hi), code_width,
-                      max([lay.bits for lay in layouts.values() if lay.wide] + [1]))
+    return min(max(aff_in), code_width)
 
-    # ROM contents: weights P-wide, the rest one value per word
-    weight_words, bias_rom, lut_rom, aff_rom, exp_rom, ln_rom = [], [], [], [], [], []
-    weight_width = rom_bits
+
+# -------------------------------------------------------------------------------------- step records
+
+@dataclass
+class RomContents:
+    """What the step records address, filled while they are built: weights P-wide, the rest one value per
+    word; and the depth of the row statistics and the least exponential sum the softmax tables give."""
+    weight_words: list[int] = field(default_factory=list)
+    bias: list[int] = field(default_factory=list)
+    lut: list[int] = field(default_factory=list)
+    affine: list[tuple[int, int]] = field(default_factory=list)
+    exp: list[int] = field(default_factory=list)
+    layernorm: list[tuple[int, int]] = field(default_factory=list)
+    stat_rows: int = 1
+    min_exp_sum: int = 1 << intops.EXP_BITS
+
+
+def _fuses(s: LinearStep, nxt, program: IntProgram) -> bool:
+    """The row step `nxt` directly follows linear step `s` over the whole buffer that `s` writes."""
+    return (isinstance(nxt, (SoftmaxStep, LayerNormStep)) and nxt.src == s.out and not s.out_transposed
+            and s.out_col == 0 and s.cols == program.buffers[s.out].cols and nxt.rows <= s.rows
+            and nxt.cols == s.cols and s.requant is not None)
+
+
+def _step_records(program: IntProgram, layouts, P: int, weight_width: int):
+    """One record per macro step (buffer fields hold buffer indices, addresses are within the buffer: see
+    `_rebase_steps`), the program steps each runs, and the ROM contents they address."""
+    roms = RomContents()
     steps, names = [], []
-    stat_rows = 1
-    min_exp_sum = 1 << intops.EXP_BITS
     i = 0
     while i < len(program.steps):
         s = program.steps[i]
-        rec = {"lin": 0, "sm": 0, "ln": 0, "fused": 0}
+        rec = {"linear": 0, "softmax": 0, "layernorm": 0, "fused": 0}
         group = [s.name]
         if isinstance(s, LinearStep):
-            rec.update(_linear_fields(s, program, layouts, P, weight_words, bias_rom, lut_rom, aff_rom,
-                                      weight_width))
+            rec.update(_linear_fields(s, program, layouts, P, roms, weight_width))
             nxt = program.steps[i + 1] if i + 1 < len(program.steps) else None
-            if (isinstance(nxt, (SoftmaxStep, LayerNormStep)) and nxt.src == s.out and not s.out_transposed
-                    and s.out_col == 0 and s.cols == program.buffers[s.out].cols and nxt.rows <= s.rows
-                    and nxt.cols == s.cols and s.requant is not None):
+            if _fuses(s, nxt, program):
                 rec["fused"] = 1
-                rec["trk_max" if isinstance(nxt, SoftmaxStep) else "trk_sum"] = 1
-                stat_rows = max(stat_rows, s.rows)
+                rec["track_max" if isinstance(nxt, SoftmaxStep) else "track_sums"] = 1
+                roms.stat_rows = max(roms.stat_rows, s.rows)
                 s = nxt
                 group.append(s.name)
                 i += 1
         if isinstance(s, SoftmaxStep):
-            rec.update(_softmax_fields(s, program, layouts, exp_rom, rec["fused"]))
+            rec.update(_softmax_fields(s, program, layouts, roms, rec["fused"]))
             if s.method == "lut":
-                min_exp_sum = min(min_exp_sum, max(1, int(program.tensors[s.table][0])))
+                roms.min_exp_sum = min(roms.min_exp_sum, max(1, int(program.tensors[s.table][0])))
         elif isinstance(s, LayerNormStep):
-            rec.update(_layernorm_fields(s, program, layouts, ln_rom, rec["fused"]))
-        steps.append(rec)
+            rec.update(_layernorm_fields(s, program, layouts, roms, rec["fused"]))
+        steps.append(StepRecord(**rec))
         names.append(group)
         i += 1
+    return steps, names, roms
 
-    # each buffer's role in each macro step (one read and one write port per memory)
+
+# ------------------------------------------------------------------------------------------- roles
+
+def _step_roles(steps: list[StepRecord], names: list[list[str]], layouts) -> tuple[list[dict], list[dict]]:
+    """Each buffer's read and write role in each macro step (buffer name -> R_* / W_*): one read and one
+    write port per memory, so a buffer used twice at once in a step is an error."""
     step_reads, step_writes = [], []
     for rec, group in zip(steps, names):
         reads, writes = {}, {}
-
-        def use(table, name, role, group=group):
+        uses = []
+        if rec.linear:
+            if not rec.x_ones:
+                uses.append((reads, rec.x_bank, R_X))
+            if not rec.w_from_rom:
+                uses.append((reads, rec.w_bank, R_W))
+            if rec.residual:
+                uses.append((reads, rec.res_bank, R_RES))
+            uses.append((writes, rec.out_bank, W_DRAIN))
+        if rec.softmax:
+            uses += [(reads, rec.sm_src_bank, R_SM), (writes, rec.sm_out_bank, W_SM)]
+        if rec.layernorm:
+            uses += [(reads, rec.ln_src_bank, R_LN), (writes, rec.ln_out_bank, W_LN)]
+        for table, index, role in uses:
+            name = _name(layouts, index)
             if name in table and table[name] != role:
                 raise IntformerError(f"steps {', '.join(group)} use buffer {name} twice at once")
             table[name] = role
-        if rec["lin"]:
-            if not rec.get("x_ones"):
-                use(reads, _name(layouts, rec["x_buf"]), R_X)
-            if not rec.get("w_rom"):
-                use(reads, _name(layouts, rec["w_buf"]), R_W)
-            if rec.get("res"):
-                use(reads, _name(layouts, rec["r_buf"]), R_RES)
-            use(writes, _name(layouts, rec["out_buf"]), W_DRAIN)
-        if rec["sm"]:
-            use(reads, _name(layouts, rec["sm_src"]), R_SM)
-            use(writes, _name(layouts, rec["sm_out"]), W_SM)
-        if rec["ln"]:
-            use(reads, _name(layouts, rec["ln_src"]), R_LN)
-            use(writes, _name(layouts, rec["ln_out"]), W_LN)
         step_reads.append(reads)
         step_writes.append(writes)
+    return step_reads, step_writes
 
-    # buffers into banks; each buffer at a word offset in its bank
+
+# ---------------------------------------------------------------------------------- bank placement
+
+def _place_banks(layouts, step_reads, step_writes, P: int) -> list[Bank]:
+    """Buffers into banks (`assign_banks`); each buffer at a word offset in its bank, its lanes as wide as the
+    bank's widest code (the layouts gain bank, base and lane_bits)."""
     groups = assign_banks(layouts, [set(r) for r in step_reads], [set(w) for w in step_writes], P)
     banks = []
     for j, members in enumerate(groups):
@@ -472,63 +601,49 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         modes = {_reads_signed(layouts[n]) for n in members}
         banks.append(Bank(j, members, layouts[members[0]].lanes, lane_bits, max(1, base), wide=layouts[members[0]].wide,
                           signed_read=modes.pop() if len(modes) == 1 else None))
+    return banks
 
-    # the step table addresses banks: buffer fields become bank indices, start addresses gain the base
+
+# -------------------------------------------------------------------------------- address rebasing
+
+# the buffer field of each operand and the start address that gains the buffer's base in its bank
+_LINEAR_OPERANDS = (("x_bank", "x_word", "x_ones", False), ("w_bank", "w_base", "w_from_rom", False),
+                    ("res_bank", "res_word", "residual", True))
+_ROW_UNITS = (("softmax", "sm_src_bank", "sm_src_base", "sm_out_bank", "sm_out_base"),
+              ("layernorm", "ln_src_bank", "ln_src_base", "ln_out_bank", "ln_out_base"))
+
+
+def _rebase_steps(steps: list[StepRecord], step_reads, step_writes, layouts, banks: list[Bank]) -> list[StepRecord]:
+    """The step table addresses banks: buffer fields become bank indices, start addresses gain the buffer's
+    base; each record gains each bank's read and write role (and, for a bank holding signed and unsigned
+    codes, whether its lanes read sign-extended)."""
+    out = []
     for rec, reads, writes in zip(steps, step_reads, step_writes):
-        def rebase(buf_field, addr_field, rec=rec):
-            lay = layouts[_name(layouts, rec[buf_field])]
-            rec[buf_field] = lay.bank
-            rec[addr_field] = rec.get(addr_field, 0) + lay.base
-        if rec["lin"]:
-            if not rec.get("x_ones"):
-                rebase("x_buf", "x_word")
-            if not rec.get("w_rom"):
-                rebase("w_buf", "w_base")
-            if rec.get("res"):
-                rebase("r_buf", "r_word")
-            rebase("out_buf", "o_tbase" if rec["out_t"] else "o_word")
-        for unit in ("sm", "ln"):
-            if rec[unit]:
-                rebase(f"{unit}_src", f"{unit}_src_base")
-                rebase(f"{unit}_out", f"{unit}_out_base")
+        pairs = []                                        # (buffer field, its start address field)
+        if rec.linear:
+            pairs += [(buf, addr) for buf, addr, flag, when_set in _LINEAR_OPERANDS
+                      if bool(getattr(rec, flag)) == when_set]
+            pairs.append(("out_bank", "out_transposed_base" if rec.out_transposed else "out_word"))
+        for unit, src, src_base, dst, dst_base in _ROW_UNITS:
+            if getattr(rec, unit):
+                pairs += [(src, src_base), (dst, dst_base)]
+        new = {}
+        for buf_field, addr_field in pairs:
+            lay = layouts[_name(layouts, getattr(rec, buf_field))]
+            new[buf_field] = lay.bank
+            new[addr_field] = (getattr(rec, addr_field) or 0) + lay.base
+        read_role, write_role, read_signed = [], [], []
         for b in banks:
             rd = [reads[n] for n in b.buffers if n in reads]
             wr = [writes[n] for n in b.buffers if n in writes]
             assert len(rd) <= 1 and len(wr) <= 1, "assign_banks put two buffers of one port in a bank"
-            rec[f"rd{b.index}"] = rd[0] if rd else R_NONE
-            rec[f"wr{b.index}"] = wr[0] if wr else W_NONE
-            if b.signed_read is None:
-                rec[f"rs{b.index}"] = next((_reads_signed(layouts[n]) for n in b.buffers if n in reads), 0)
-
-    keys = sorted({k for rec in steps for k in rec})
-    for rec in steps:
-        for k in keys:
-            rec.setdefault(k, 0)
-    widths = {k: (bits_for(rec[k] for rec in steps), any(rec[k] < 0 for rec in steps)) for k in keys}
-
-    def width(vals, signed=True):
-        vals = [int(v) for v in vals] or [0]
-        return intops.bits_signed(min(vals), max(vals)) if signed else intops.bits_unsigned(max(vals))
-
-    return Plan(
-        program=program, lanes=P, layouts=layouts, banks=banks, elem_width=elem_width, code_width=code_width,
-        x_bits=x_bits, w_bits=w_bits,
-        k_max=k_max, acc_width=acc_w, drain_width=drain_width,
-        weight_width=weight_width, weight_words=weight_words or [0],
-        bias_width=width(bias_rom), bias_rom=bias_rom or [0],
-        lut_width=width(lut_rom), lut_rom=lut_rom or [0],
-        aff_in_width=aff_in_width, aff_m_width=max(16, width([m for m, _ in aff_rom])),
-        aff_b_width=width([b for _, b in aff_rom]),
-        aff_rom=aff_rom or [(0, 0)],
-        exp_width=max(intops.EXP_BITS + 1, width(exp_rom, signed=False)), exp_rom=exp_rom or [0],
-        min_exp_sum=min_exp_sum,
-        ln_g_width=width([g for g, _ in ln_rom]), ln_b_width=width([b for _, b in ln_rom]), ln_rom=ln_rom or [(0, 0)],
-        eps_max=max([1] + [s.eps for s in program.steps if isinstance(s, LayerNormStep)]),
-        steps=steps, step_names=names,
-        max_rows=max(b.rows for b in program.buffers.values()),
-        max_cols=max(b.cols for b in program.buffers.values()),
-        stat_rows=stat_rows, field_widths=widths,
-    )
+            read_role.append(rd[0] if rd else R_NONE)
+            write_role.append(wr[0] if wr else W_NONE)
+            read_signed.append(None if b.signed_read is not None else
+                               next((_reads_signed(layouts[n]) for n in b.buffers if n in reads), 0))
+        out.append(dataclasses.replace(rec, **new, read_role=tuple(read_role), write_role=tuple(write_role),
+                                       read_signed=tuple(read_signed)))
+    return out
 
 
 def _reads_signed(lay: BufferLayout) -> int:
@@ -574,89 +689,112 @@ def _walk_start(lay: BufferLayout, c: int) -> dict:
     return {"word": w, "lane": lane, "within": within, "chunk": lay.chunk, "wpr": lay.wpr}
 
 
-def _linear_fields(s: LinearStep, program, layouts, P, weight_words, bias_rom, lut_rom, aff_rom, weight_width):
-    f = {"lin": 1, "rows": s.rows, "k": s.k_len, "cols": s.cols, "n_out": s.rows * s.cols}
-    # X operand: a walker over row i, columns x_col .. x_col + k - 1 (or over the whole buffer: x_flat)
-    if s.x == ONES:
-        f.update(x_ones=1)
-    else:
-        lay = layouts[s.x]
-        st = _walk_start(lay, s.x_col)
-        f.update(x_buf=lay.index, x_word=st["word"], x_lane=st["lane"], x_within=st["within"],
-                 x_chunk=st["chunk"], x_wpr=st["wpr"])
-    # W operand: groups of P output columns; word address = base + g * gstride + k * kstride
-    if s.w in program.tensors:
-        w = program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
-        groups = ceil_div(s.cols, P)
-        f.update(w_rom=1, w_base=len(weight_words), w_kstride=1, w_gstride=s.k_len, groups=groups, gpc=groups,
-                 lanes_last=s.cols - (groups - 1) * P)
-        for g in range(groups):
-            for k in range(s.k_len):
-                row = [w[k, g * P + l] if g * P + l < s.cols else 0 for l in range(P)]
-                weight_words.append(pack_word(row, weight_width))
-    else:
-        lay = layouts[s.w]
-        w0, _, within = lay.col_pos(s.w_col)
-        assert within == 0 and s.cols % lay.chunk == 0
-        gpc = lay.wpc
-        f.update(w_buf=lay.index, w_base=s.w_row * lay.wpr + w0, w_kstride=lay.wpr, w_gstride=1,
-                 groups=(s.cols // lay.chunk) * gpc, gpc=gpc, lanes_last=lay.chunk - (gpc - 1) * P)
+def _linear_fields(s: LinearStep, program, layouts, P, roms: RomContents, weight_width) -> dict:
+    """The fields of linear step `s` (the `StepRecord` names); appends its weights, biases, table and affine
+    constants to `roms`."""
+    f = {"linear": 1, "rows": s.rows, "k_len": s.k_len, "cols": s.cols, "outputs": s.rows * s.cols}
+    f.update(_x_operand_fields(s, layouts))
+    f.update(_w_operand_fields(s, program, layouts, P, roms, weight_width))
     width = min(P, s.cols if s.w in program.tensors else layouts[s.w].chunk)
-    f["gap"] = max(0, width - s.k_len)          # the drain needs `width` cycles per group
-    # output: normal (i, oc + j) or transposed (oc + j, i)
-    out = layouts[s.out]
-    f.update(out_buf=out.index, out_t=int(s.out_transposed), o_chunk=out.chunk, o_wpr=out.wpr)
-    if s.out_transposed:
-        f.update(o_tbase=s.out_col * out.wpr)
-    else:
-        st = _walk_start(out, s.out_col)
-        f.update(o_word=st["word"], o_lane=st["lane"], o_within=st["within"])
+    f["issue_gap"] = max(0, width - s.k_len)          # the drain needs `width` cycles per group
+    f.update(_output_fields(s, layouts))
     if s.bias:
         b = np.asarray(program.tensors[s.bias], dtype=np.int64)
         two_d = b.ndim == 2 and b.shape[0] > 1
         b = b[:s.rows, :s.cols] if two_d else b.reshape(-1)[:s.cols]
-        f.update(bias=1, b_base=len(bias_rom), b_2d=int(two_d))
-        bias_rom.extend(int(v) for v in b.reshape(-1))
+        f.update(bias=1, bias_base=len(roms.bias), bias_per_row=int(two_d))
+        roms.bias.extend(int(v) for v in b.reshape(-1))
     if s.requant:
         rq = s.requant
-        f.update(rq=1, rq_m=rq.m, rq_s=rq.s, rq_lo=rq.lo, rq_hi=rq.hi)
+        f.update(requant=1, requant_mul=rq.m, requant_shift=rq.s, requant_lo=rq.lo, requant_hi=rq.hi)
     if s.lut:
-        f.update(lut=1, l_off=len(lut_rom) - s.requant.lo)
-        lut_rom.extend(int(v) for v in program.tensors[s.lut])
+        f.update(lut=1, lut_offset=len(roms.lut) - s.requant.lo)
+        roms.lut.extend(int(v) for v in program.tensors[s.lut])
     if s.residual:
-        r = s.residual
-        src = layouts[r.src]
-        fixed = getattr(r, "row", None) is not None        # one element src[row, col] for every output
-        st = _walk_start(src, r.col if fixed else s.out_col)
-        if fixed:
-            st["word"] += r.row * src.wpr
-        f.update(res=1, r_buf=src.index, r_word=st["word"], r_lane=st["lane"], r_within=st["within"],
-                 r_chunk=src.chunk, r_wpr=src.wpr, r_hold=int(fixed), r_msrc=r.m_src, r_mnew=r.m_new, r_s=r.s,
-                 r_lo=r.lo, r_hi=r.hi)
+        f.update(_residual_fields(s, layouts))
     if s.affine:
         a = s.affine
-        f.update(aff=1, a_base=len(aff_rom), a_s=a.s, a_lo=a.lo, a_hi=a.hi)
+        f.update(affine=1, affine_base=len(roms.affine), affine_shift=a.s, affine_lo=a.lo, affine_hi=a.hi)
         m = np.broadcast_to(program.tensors[a.m], (s.cols,))      # per output column j
         b = np.broadcast_to(program.tensors[a.b], (s.cols,))
-        aff_rom.extend((int(mm), int(bb)) for mm, bb in zip(m, b))
+        roms.affine.extend((int(mm), int(bb)) for mm, bb in zip(m, b))
     return f
 
 
-def _softmax_fields(s: SoftmaxStep, program, layouts, exp_rom, fused):
+def _x_operand_fields(s: LinearStep, layouts) -> dict:
+    """X operand: a walker over row i, columns x_col .. x_col + k - 1 (or over the whole buffer: x_flat)."""
+    if s.x == ONES:
+        return {"x_ones": 1}
+    lay = layouts[s.x]
+    st = _walk_start(lay, s.x_col)
+    return {"x_bank": lay.index, "x_word": st["word"], "x_lane": st["lane"], "x_within": st["within"],
+            "x_chunk": st["chunk"], "x_words_per_row": st["wpr"]}
+
+
+def _w_operand_fields(s: LinearStep, program, layouts, P, roms: RomContents, weight_width) -> dict:
+    """W operand: groups of P output columns; word address = base + g * group stride + k * k stride. Weights
+    from the program's tensors are appended to the weight ROM, P to a word."""
+    if s.w in program.tensors:
+        w = program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
+        groups = ceil_div(s.cols, P)
+        f = {"w_from_rom": 1, "w_base": len(roms.weight_words), "w_k_stride": 1, "w_group_stride": s.k_len,
+             "groups": groups, "groups_per_chunk": groups, "lanes_in_last_group": s.cols - (groups - 1) * P}
+        for g in range(groups):
+            for k in range(s.k_len):
+                row = [w[k, g * P + l] if g * P + l < s.cols else 0 for l in range(P)]
+                roms.weight_words.append(pack_word(row, weight_width))
+        return f
+    lay = layouts[s.w]
+    w0, _, within = lay.col_pos(s.w_col)
+    assert within == 0 and s.cols % lay.chunk == 0
+    gpc = lay.wpc
+    return {"w_bank": lay.index, "w_base": s.w_row * lay.wpr + w0, "w_k_stride": lay.wpr, "w_group_stride": 1,
+            "groups": (s.cols // lay.chunk) * gpc, "groups_per_chunk": gpc,
+            "lanes_in_last_group": lay.chunk - (gpc - 1) * P}
+
+
+def _output_fields(s: LinearStep, layouts) -> dict:
+    """Output: normal (i, out_col + j) or transposed (out_col + j, i)."""
+    out = layouts[s.out]
+    f = {"out_bank": out.index, "out_transposed": int(s.out_transposed), "out_chunk": out.chunk,
+         "out_words_per_row": out.wpr}
+    if s.out_transposed:
+        f["out_transposed_base"] = s.out_col * out.wpr
+    else:
+        st = _walk_start(out, s.out_col)
+        f.update(out_word=st["word"], out_lane=st["lane"], out_within=st["within"])
+    return f
+
+
+def _residual_fields(s: LinearStep, layouts) -> dict:
+    """Residual: a walker over the source row from the output's column (or one fixed element)."""
+    r = s.residual
+    src = layouts[r.src]
+    fixed = getattr(r, "row", None) is not None        # one element src[row, col] for every output
+    st = _walk_start(src, r.col if fixed else s.out_col)
+    if fixed:
+        st["word"] += r.row * src.wpr
+    return {"residual": 1, "res_bank": src.index, "res_word": st["word"], "res_lane": st["lane"],
+            "res_within": st["within"], "res_chunk": src.chunk, "res_words_per_row": src.wpr,
+            "res_fixed": int(fixed), "res_mul_src": r.m_src, "res_mul_new": r.m_new, "res_shift": r.s,
+            "res_lo": r.lo, "res_hi": r.hi}
+
+
+def _softmax_fields(s: SoftmaxStep, program, layouts, roms: RomContents, fused) -> dict:
     src, out = layouts[s.src], layouts[s.out]
-    f = {"sm": 1, "sm_src": src.index, "sm_out": out.index, "sm_rows": s.rows, "sm_cols": s.cols,
-         "sm_src_wpr": src.wpr, "sm_out_wpr": out.wpr, "sm_poly": int(s.method == "poly"), "sm_c": s.c,
-         "sm_out_bits": s.out_bits, "sm_ext": fused}
+    f = {"softmax": 1, "sm_src_bank": src.index, "sm_out_bank": out.index, "sm_rows": s.rows, "sm_cols": s.cols,
+         "sm_src_words_per_row": src.wpr, "sm_out_words_per_row": out.wpr, "sm_poly": int(s.method == "poly"),
+         "sm_c": s.c, "sm_out_bits": s.out_bits, "sm_fused_max": fused}
     if s.method == "lut":
-        f["sm_t_base"] = len(exp_rom)
-        exp_rom.extend(int(v) for v in program.tensors[s.table])
+        f["sm_table_base"] = len(roms.exp)
+        roms.exp.extend(int(v) for v in program.tensors[s.table])
     return f
 
 
-def _layernorm_fields(s: LayerNormStep, program, layouts, ln_rom, fused):
+def _layernorm_fields(s: LayerNormStep, program, layouts, roms: RomContents, fused) -> dict:
     src, out = layouts[s.src], layouts[s.out]
-    f = {"ln": 1, "ln_src": src.index, "ln_out": out.index, "ln_rows": s.rows, "ln_cols": s.cols,
-         "ln_src_wpr": src.wpr, "ln_out_wpr": out.wpr, "ln_p_base": len(ln_rom), "ln_s": s.s, "ln_eps": s.eps,
-         "ln_lo": s.lo, "ln_hi": s.hi, "ln_ext": fused}
-    ln_rom.extend((int(g), int(b)) for g, b in zip(program.tensors[s.g], program.tensors[s.b]))
+    f = {"layernorm": 1, "ln_src_bank": src.index, "ln_out_bank": out.index, "ln_rows": s.rows, "ln_cols": s.cols,
+         "ln_src_words_per_row": src.wpr, "ln_out_words_per_row": out.wpr, "ln_param_base": len(roms.layernorm),
+         "ln_shift": s.s, "ln_eps": s.eps, "ln_lo": s.lo, "ln_hi": s.hi, "ln_fused_sums": fused}
+    roms.layernorm.extend((int(g), int(b)) for g, b in zip(program.tensors[s.g], program.tensors[s.b]))
     return f

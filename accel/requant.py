@@ -52,6 +52,13 @@ class Requantizer(wiring.Component):
             "lo": In(signed(out_width)),
             "hi": In(signed(out_width)),
         })
+        # the pipeline's registers and its enable (the stream proof follows a value through them)
+        self.en = Signal()                              # the pipeline moves on (not stalled by the output)
+        self.v1, self.v2, self.v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
+        self.prod = Signal(signed(acc_width + m_bits + 1), reset_less=True)         # stage 1: acc x m
+        pre_width = len(round_shift_parts(self.prod, Signal.like(self.s), s_range)[0])     # any shift signal
+        self.shifted = Signal(signed(pre_width))        # stage 2: shifted, its half LSB not yet added
+        self.out = Signal(signed(out_width))            # stage 3: rounded and clamped
 
     LATENCY = 3
 
@@ -62,18 +69,17 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        en = Signal()
+        en = self.en
         m.d.comb += [en.eq(~self.output.valid | self.output.ready), self.input.ready.eq(en)]
 
-        prod_w = self.acc_width + self.m_bits + 1
-        v1, v2, v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
-        prod = Signal(signed(prod_w), reset_less=True)
+        v1, v2, v3 = self.v1, self.v2, self.v3
+        prod = self.prod
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))
         pre, post = round_shift_parts(prod, s1, self.s_range)
-        shifted = Signal(signed(len(pre)))              # shifted, its half LSB not yet added
+        shifted = self.shifted
         s2 = Signal.like(self.s)
-        out = Signal(signed(self.out_width))
+        out = self.out
         acc = self.input.payload
         L = self.low_bits
         if L:

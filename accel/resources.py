@@ -145,10 +145,10 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
     mul["mac lanes"] = (XB, WB, P - L)
     mul["requantizer"] = (min(DW, DSP_BITS), 15, 1)
     steps = plan.steps
-    res = any(r.get("res") for r in steps)
-    aff = any(r.get("aff") for r in steps)
-    sm = any(r["sm"] for r in steps)
-    ln = any(r["ln"] for r in steps)
+    res = plan.uses("residual")
+    aff = plan.uses("affine")
+    sm = plan.uses("softmax")
+    ln = plan.uses("layernorm")
     if res:
         mul["residual source"] = (E, plan.res_m_width, 1)
         mul["residual new"] = (CW, plan.res_m_width, 1)
@@ -160,9 +160,9 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
         if sm:
             mul["softmax normalize"] = (min(plan.exp_width, DSP_BITS - 1),
                                         min(recip_bits(plan.min_exp_sum), DSP_BITS - 1), 1)
-    if any(r.get("trk_sum") for r in steps):
+    if plan.uses("track_sums"):
         mul["row sum of squares"] = (E, E, 1)
-    if sm and any(r["sm"] and r["sm_poly"] for r in steps):
+    if sm and any(r.softmax and r.sm_poly for r in steps):
         mul["softmax polynomial"] = (E, 20, 1)
         mul["softmax polynomial slope"] = (15, 16, 1)
     if ln:
@@ -190,9 +190,9 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
         if len(rom) > 1 or any(v not in (0, (0, 0)) for v in rom):
             est.memories[name] = (len(rom), width)
             est.roms.add(name)
-    if any(r.get("trk_max") for r in steps) and sm:
+    if plan.uses("track_max") and sm:
         est.memories["row maxima"] = (plan.stat_rows, E)
-    if any(r.get("trk_sum") for r in steps) and ln:
+    if plan.uses("track_sums") and ln:
         est.memories["row sums"] = (plan.stat_rows, 2 * E + 2 * plan.max_cols.bit_length())
     if sm:
         est.memories["softmax row buffer"] = (2 * (1 << max(1, (plan.max_cols - 1).bit_length())), plan.exp_width)
@@ -200,20 +200,20 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
     # logic (LUT4): adders, shifters, multiplexers, counters
     AW = plan.addr_width
     banks = [b for b in plan.banks if not b.wide]
-    w_banks = {r["w_buf"] for r in steps if r["lin"] and not r.get("w_rom")}
+    w_banks = {r.w_bank for r in steps if r.linear and not r.w_from_rom}
     parts = est.parts
     parts["lanes"] = (2 * P * A                                        # accumulators, the drain's shift register
                       + len(banks) * E * max(1, P - 1) // 2 + P * WB * len(w_banks))   # lane and W multiplexers
     parts["logic lanes"] = L * BOOTH_LUTS * XB * WB                    # MAC lanes multiplied in logic
     low = max(0, DW - DSP_BITS)
-    parts["drain"] = low * 17 + (DW + 16) * (2 + _shift_stages(plan, "rq_s")) + 2 * CW     # requantizer
+    parts["drain"] = low * 17 + (DW + 16) * (2 + _shift_stages(plan, "requant_shift")) + 2 * CW     # requantizer
     if res:
-        parts["drain"] += (CW + 18) * (3 + _shift_stages(plan, "r_s"))
+        parts["drain"] += (CW + 18) * (3 + _shift_stages(plan, "res_shift"))
     if aff:
-        parts["drain"] += (CW + 18) * (2 + _shift_stages(plan, "a_s"))
+        parts["drain"] += (CW + 18) * (2 + _shift_stages(plan, "affine_shift"))
     parts["control"] = len(banks) * (3 * AW + 2 * P) + 14 * AW + 8 * plan.max_cols.bit_length() + 500
     if sm:
-        poly = any(r["sm_poly"] for r in steps if r["sm"])
+        poly = any(r.sm_poly for r in steps if r.softmax)
         parts["softmax"] = 250 + 6 * recip_bits(plan.min_exp_sum) + (300 if poly else 0)
     if ln:
         w = ln_widths(E, plan.max_cols, plan.eps_max)

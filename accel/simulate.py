@@ -2,10 +2,14 @@
 integer reference.
 
 `simulate` drives the `input` stream, collects the `output` words and reads the cycle counter, one window
-after another on one accelerator instance; it also reads every buffer memory back after each window, so
-that `first_mismatch` can name the first step whose written values differ from `model.intref`.
+after another on one accelerator instance, and returns all it saw as a `Simulation`: the words, the cycles
+and (with `read_buffers`) every buffer memory as the window left it. `first_mismatch` takes that result and
+names the first step whose written values differ from `model.intref`, re-simulating the window where the
+result holds no buffers (the compiled engine, or `read_buffers=False`). Nothing is kept between calls.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.sim import Simulator
@@ -15,29 +19,50 @@ from intformer.model.program import IntProgram, LinearStep
 
 from .accelerator import Accelerator
 
-# buffers read back by the last `simulate` call: {"program": id, "lanes": P, "buffers": [per window dict]}
-_LAST: dict = {}
+ENGINES = ("amaranth", "cxxrtl")
+
+
+@dataclass
+class Simulation:
+    """What one `simulate` call observed. It unpacks as `words, cycles = simulate(...)`, the pair that
+    callers read; `first_mismatch` takes the whole of it."""
+    words: np.ndarray          # (B, H) int64: the output words, window by window
+    cycles: int                # cycles per inference of the last window
+    lanes: int                 # the accelerator simulated: P MAC lanes, `logic_lanes` of them in logic
+    logic_lanes: int = 0
+    engine: str = "amaranth"
+    # per window, buffer name -> (rows, cols) int64 values as the accelerator left them in its memories
+    # (`plan.layouts`); empty where nothing was read back (`read_buffers=False`, or the cxxrtl engine)
+    buffers: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter((self.words, self.cycles))
 
 
 def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: int | None = None,
-             read_buffers: bool = True, profile: dict | None = None, engine: str = "amaranth", logic_lanes: int = 0):
+             read_buffers: bool = True, profile: dict | None = None, engine: str = "amaranth",
+             logic_lanes: int = 0) -> Simulation:
     """Run windows of input codes (B, rows, cols) through the accelerator with P = `lanes`.
 
-    Returns (words (B, H) int64, cycles per inference of the last window). With `read_buffers` the buffer
-    memories are read back after each window (for `first_mismatch`). A `profile` dict receives, for the
-    last window, the cycles spent in each step of the step table ("load" and "output" for the ports;
-    fused steps are named "a + b"). engine "cxxrtl" runs the same design compiled (`accel.cxxsim`),
-    over a thousand times faster, without buffer read-back or profile. `logic_lanes`: as in `Accelerator`.
+    Returns a `Simulation` (words (B, H) int64, cycles per inference of the last window; it unpacks as that
+    pair). With `read_buffers` the buffer memories are read back after each window (for `first_mismatch`).
+    A `profile` dict receives, for the last window, the cycles spent in each step of the step table ("load"
+    and "output" for the ports; fused steps are named "a + b"). engine "cxxrtl" runs the same design
+    compiled (`accel.cxxsim`), over a thousand times faster, without buffer read-back or profile.
+    `logic_lanes`: as in `Accelerator`.
     """
     if engine == "cxxrtl":
         from .cxxsim import simulate_cxxrtl
         words, cycles = simulate_cxxrtl(program, x_codes, lanes, logic_lanes)
-        _LAST.clear()
-        _LAST.update(program=id(program), lanes=lanes, buffers=[])
-        return words, cycles
+        return Simulation(words, cycles, lanes, logic_lanes, engine)
     if engine != "amaranth":
         raise ValueError(f"unknown simulation engine {engine!r}: amaranth or cxxrtl")
-    x_codes = np.asarray(x_codes, dtype=np.int64)
+    return _simulate_amaranth(program, np.asarray(x_codes, dtype=np.int64), lanes, logic_lanes, max_cycles,
+                              read_buffers, profile)
+
+
+def _simulate_amaranth(program: IntProgram, x_codes: np.ndarray, lanes: int, logic_lanes: int,
+                       max_cycles: int | None, read_buffers: bool, profile: dict | None) -> Simulation:
     dut = Accelerator(program, lanes, logic_lanes)
     plan = dut.plan
     batch = x_codes.shape[0]
@@ -45,6 +70,7 @@ def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: i
     words = np.zeros((batch, horizon), dtype=np.int64)
     cycles = []
     buffers = []
+    spent = {}
     limit = max_cycles or 50 * (program.macs() // lanes + 10_000)
 
     async def tb(ctx):
@@ -72,11 +98,7 @@ def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: i
                 return
             cycles.append(ctx.get(dut.cycles))
             if read_buffers:
-                words_of = {b.index: [ctx.get(dut.memories[b.name].data[i]) for i in range(b.depth)]
-                            for b in plan.banks}
-                buffers.append({name: lay.unpack(words_of[lay.bank]) for name, lay in plan.layouts.items()})
-
-    spent = {}
+                buffers.append(_read_buffers(ctx, dut))
 
     async def monitor(ctx):                  # cycles per step of the step table (background: never blocks)
         async for _, _, step, busy, loading in ctx.tick().sample(dut.step, dut.busy, dut.input.ready):
@@ -97,9 +119,14 @@ def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: i
         profile.update({(k if k == "load" else names[k]): spent[k] for k in order})
     if len(cycles) < batch:
         raise RuntimeError(f"the accelerator did not finish window {len(cycles)} within {limit} cycles")
-    _LAST.clear()
-    _LAST.update(program=id(program), lanes=lanes, buffers=buffers)
-    return words, int(cycles[-1])
+    return Simulation(words, int(cycles[-1]), lanes, logic_lanes, "amaranth", buffers)
+
+
+def _read_buffers(ctx, dut: Accelerator) -> dict[str, np.ndarray]:
+    """Every buffer of the plan, unpacked from the bank memories as they are now."""
+    plan = dut.plan
+    words_of = {b.index: [ctx.get(dut.memories[b.name].data[i]) for i in range(b.depth)] for b in plan.banks}
+    return {name: lay.unpack(words_of[lay.bank]) for name, lay in plan.layouts.items()}
 
 
 def _region(step, program: IntProgram):
@@ -111,27 +138,22 @@ def _region(step, program: IntProgram):
     return step.out, slice(0, step.rows), slice(0, step.cols)
 
 
-def first_mismatch(program: IntProgram, x_codes: np.ndarray, words: np.ndarray, expected: np.ndarray,
-                   lanes: int | None = None) -> str:
-    """Describe the first differing output word and, from the buffers of the last `simulate` call (or a new
-    simulation of that window with `lanes`), the first step whose written region differs."""
-    words, expected = np.asarray(words), np.asarray(expected)
+def first_mismatch(program: IntProgram, x_codes: np.ndarray, result: Simulation, expected: np.ndarray) -> str:
+    """Describe the first output word of `result` that differs from `expected` and the first step whose
+    written region differs from the reference's, in that window: from the buffers `result` holds, or, where
+    it holds none for the window, from a new Amaranth simulation of it on the same accelerator (its lanes)."""
+    words, expected = np.asarray(result.words), np.asarray(expected)
     diff = np.argwhere(words != expected)
     if diff.size == 0:
         return "no mismatch"
     b, h = (int(v) for v in diff[0])
     text = f"window {b}, output word {h}: accelerator {int(words[b, h])}, reference {int(expected[b, h])}"
-    hw = None
-    if _LAST.get("program") == id(program):
-        lanes = lanes or _LAST.get("lanes")
-    if _LAST.get("program") == id(program) and b < len(_LAST.get("buffers", [])):
-        hw = _LAST["buffers"][b]
-    elif lanes is not None:
-        simulate(program, np.asarray(x_codes)[b:b + 1], lanes)
-        hw = _LAST["buffers"][0]
-    if hw is None:
-        return text
-    _, trace = run_program(program, np.asarray(x_codes)[b:b + 1], trace=True)
+    window = np.asarray(x_codes)[b:b + 1]
+    if b < len(result.buffers):
+        hw = result.buffers[b]
+    else:
+        hw = simulate(program, window, result.lanes, logic_lanes=result.logic_lanes).buffers[0]
+    _, trace = run_program(program, window, trace=True)
     final = {}
     for _, buf, value in trace:
         final[buf] = value[0]

@@ -10,7 +10,9 @@ from intformer.model import intops
 
 from .arith import DSP_BITS, clamp, mul_signature, round_shift_parts, shift_add_mul
 from .divsqrt import Reciprocal
-from .rowio import lookup_signature, read_signature, step_lane, write_signature
+from .pipeline import delay
+from .rowio import (RowReader, RowWriter, by_parity, lookup_signature, parity_pair, read_signature,
+                    shadow, store_by_parity, write_signature)
 
 MAX, EXP = 0, 1          # the two passes that read the source row
 
@@ -46,7 +48,9 @@ class SoftmaxUnit(wiring.Component):
     address from a register of t_base + max; the exponential takes stages 3..5. The divider then takes
     `recip_bits(min_sum)` + 1 cycles, and the normalizer 4 cycles from a read of the local buffer to its
     write (the product; its sum, shifted; the rounding and the clamp; the write). The golden model is
-    `intops.softmax_int`; the pipeline changes when, never what, is written.
+    `intops.softmax_int`; the pipeline changes when, never what, is written. The source and output rows are
+    walked by `rowio.RowReader` and `RowWriter`, the tags (valid, first, last, slot) travel in
+    `rowio.shadow` registers and `pipeline.delay` lines.
 
     Widths: codes signed `elem_width`; max - z unsigned elem_width; exponentials unsigned `exp_width`
     (16: 1.0 = 2^15); the row sum exp_width + log2(max_cols); r recip_bits(min_sum) bits; e * r their sum;
@@ -88,44 +92,57 @@ class SoftmaxUnit(wiring.Component):
         if shared_mul:
             ports["mul"] = Out(mul_signature())
         super().__init__(ports)
+        # the registers that the reader, the row sum and the normalizer share; the formal proofs observe the
+        # row sum's (`accel.formal.softmax_row_harness`: v_d4, first_d4, last_d4, e4, acc, pend_sum)
+        self.row_e = Signal.like(self.rows)                 # the reader's row
+        self.mx = Signal(signed(elem_width))                # the maximum of the reader's current row
+        self.max_pending = Signal()                         # a MAX pass whose maximum is not folded in yet
+        self.exp_begin = Signal()                           # an EXP pass begins (comb)
+        self.outstanding = Signal(range(3))                 # EXP passes begun whose sum has not reached the divider
+        self.v_d4, self.first_d4, self.last_d4 = Signal(), Signal(), Signal()   # stage 5: an exponential, its tags
+        self.e4 = Signal(unsigned(exp_width))
+        self.acc = Signal(unsigned(self.sum_width))         # the row sum so far
+        self.pend, self.pend_par = Signal(), Signal()       # a row sum waits for the divider; its row's parity
+        self.pend_sum = Signal(unsigned(self.sum_width))
+        self.r = parity_pair(unsigned(self.q_bits), "r")    # the reciprocal of each row's sum, by row parity
+        self.r_ready = parity_pair(1, "r_ready")
+        self.rows_norm_issued = Signal.like(self.rows)      # rows whose e the normalizer has read back
+        self.rows_written = Signal.like(self.rows)
 
     def elaborate(self, platform):
         m = Module()
-        E, P = self.elem_width, self.lanes
-        CB = max(1, (self.max_cols - 1).bit_length())          # column index bits in the local buffer
         m.submodules.div = div = Reciprocal(intops.RECIP_BITS, self.sum_width, self.q_bits)
-        m.submodules.ebuf = ebuf = Memory(shape=unsigned(self.exp_width), depth=2 << CB, init=[])
+        m.submodules.ebuf = ebuf = Memory(shape=unsigned(self.exp_width), depth=2 << self.col_bits, init=[])
         e_wr, e_rd = ebuf.write_port(), ebuf.read_port()
-
-        # shared state
-        rows_norm_issued = Signal.like(self.rows)      # rows whose e the normalizer has read back
-        rows_written = Signal.like(self.rows)
-        mx = Signal(signed(E))                         # the maximum of the reader's current row
-        r = [Signal(unsigned(self.q_bits), name=f"r{p}") for p in range(2)]
-        r_ready = [Signal(name=f"r_ready{p}") for p in range(2)]
-        outstanding = Signal(range(3))                 # EXP passes begun whose sum has not reached the divider
-        pend, pend_par = Signal(), Signal()
-        pend_sum = Signal(unsigned(self.sum_width))
-        max_pending = Signal()
+        reader = RowReader(lanes=self.lanes, addr_width=self.addr_width, max_cols=self.max_cols)
+        writer = RowWriter(lanes=self.lanes, addr_width=self.addr_width, start_first=True)
         m.d.sync += self.done.eq(0)
+        # the order of these sections matters where two assign one register (the later wins): the fold over
+        # LOAD_MAX's mx, the normalizer's clearing over the divider's setting of r_ready, busy's end over its start
+        kind = self._reader_fsm(m, reader, div.busy)
+        v2, kind2, first2, last2, slot2, col2, d = self._fold_max(m, reader, kind)
+        slot4, col4 = self._exponential(m, v2 & (kind2 == EXP), first2, last2, slot2, col2, d)
+        self._row_sum(m, div, e_wr, slot4, col4)
+        n_issue, n_col, n_last, row_n = self._normalizer_fsm(m, e_rd)
+        self._normalize(m, writer, e_rd.data, n_issue, n_col, n_last, row_n)
+        return m
 
-        # ------------------------------------------------------------------------- reader engine
-        row_e = Signal.like(self.rows)
+    @property
+    def col_bits(self) -> int:
+        """Column index bits in the local buffer (which holds two rows)."""
+        return max(1, (self.max_cols - 1).bit_length())
+
+    def _reader_fsm(self, m, reader, div_busy):
+        """The reader engine's schedule, row by row: a MAX pass over the row (or LOAD_MAX, its maximum from the
+        `rmax` lookup, one cycle after the address), then, once the maximum is folded in, a free slot of the
+        local buffer and room for the row's sum wait, an EXP pass. Returns the pass being read (MAX, EXP)."""
+        row_e, mx = self.row_e, self.mx
         base_e = Signal(unsigned(self.addr_width))
         kind = Signal()
-        word = Signal(unsigned(self.addr_width))
-        lane = Signal(range(max(P, 2)))
-        col = Signal(range(self.max_cols + 1))
-        issue, first, last = Signal(), Signal(), Signal()
-        m.d.comb += [first.eq(col == 0), last.eq(col == self.cols - 1)]
-        m.d.comb += [self.rd.en.eq(issue), self.rd.addr.eq(word), self.rd.lane.eq(lane), self.rmax.addr.eq(row_e)]
-        with m.If(issue):
-            nword, nlane = step_lane(word, lane, P)
-            m.d.sync += [word.eq(nword), lane.eq(nlane), col.eq(col + 1)]
-        exp_begin = Signal()
-        slot_free = (rows_norm_issued + 2 > row_e)
-        sum_room = (outstanding == 0) | ((outstanding == 1) & ~pend & ~div.busy)
-
+        reader.elaborate(m, self.cols, self.rd)
+        m.d.comb += self.rmax.addr.eq(row_e)
+        slot_free = (self.rows_norm_issued + 2 > row_e)
+        sum_room = (self.outstanding == 0) | ((self.outstanding == 1) & ~self.pend & ~div_busy)
         with m.FSM(name="reader"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -138,142 +155,165 @@ class SoftmaxUnit(wiring.Component):
                     with m.If(self.ext_max):
                         m.next = "LOAD_MAX"          # rmax.addr = row_e now; the data comes next cycle
                     with m.Else():
-                        m.d.sync += [kind.eq(MAX), word.eq(base_e), lane.eq(0), col.eq(0), max_pending.eq(1)]
+                        m.d.sync += [kind.eq(MAX), self.max_pending.eq(1)]
+                        reader.begin(m, base_e)
                         m.next = "ISSUE_MAX"
             with m.State("LOAD_MAX"):
                 m.d.sync += mx.eq(self.rmax.data)
                 m.next = "WAIT_E"
             with m.State("ISSUE_MAX"):
-                m.d.comb += issue.eq(1)
-                with m.If(last):
-                    m.next = "WAIT_E"
+                reader.read_row(m, then="WAIT_E")
             with m.State("WAIT_E"):
-                with m.If(~max_pending & slot_free & sum_room):
-                    m.d.comb += exp_begin.eq(1)
-                    m.d.sync += [kind.eq(EXP), word.eq(base_e), lane.eq(0), col.eq(0)]
+                with m.If(~self.max_pending & slot_free & sum_room):
+                    m.d.comb += self.exp_begin.eq(1)
+                    m.d.sync += kind.eq(EXP)
+                    reader.begin(m, base_e)
                     m.next = "ISSUE_E"
             with m.State("ISSUE_E"):
-                m.d.comb += issue.eq(1)
-                with m.If(last):
-                    m.d.sync += [row_e.eq(row_e + 1), base_e.eq(base_e + self.src_wpr)]
-                    m.next = "NEXT"
+                reader.read_row(m, then="NEXT", row_done=[row_e.eq(row_e + 1), base_e.eq(base_e + self.src_wpr)])
+        return kind
 
-        # stage 0: the read is issued; stage 1: z arrives and is registered as it is (the read data path, the
-        # accelerator's bank and lane selection, ends there); stage 2: MAX folds z in; EXP forms d = max - z >= 0
-        # and looks up the table at t_base + d, computed as (t_base + max) - z from a register of t_base + max
-        # (max is settled at least two cycles before a row's EXP pass reaches stage 2)
-        va, kinda, firsta, lasta, slota = Signal(), Signal(), Signal(), Signal(), Signal()
-        cola = Signal.like(col)
-        m.d.sync += [va.eq(issue), kinda.eq(kind), firsta.eq(first), lasta.eq(last), slota.eq(row_e[0]),
-                     cola.eq(col)]
-        v1, kind1, first1, last1, slot1 = Signal(), Signal(), Signal(), Signal(), Signal()
-        col1 = Signal.like(col)
+    def _fold_max(self, m, reader, kind):
+        """Stages 0..2 of the reader's pipeline. Stage 0: the read is issued; stage 1: z arrives and is
+        registered as it is (the read data path, the accelerator's bank and lane selection, ends there);
+        stage 2: MAX folds z into the row's maximum; EXP forms d = max - z >= 0 and looks up the table at
+        t_base + d, computed as (t_base + max) - z from a register of t_base + max (max is settled at least
+        two cycles before a row's EXP pass reaches stage 2). Returns stage 2's tags (valid, pass, first, last,
+        slot, column) and d."""
+        E, mx = self.elem_width, self.mx
+        tags = [reader.issue, kind, reader.first, reader.last, self.row_e[0], reader.col]
+        names = ["v", "kind", "first", "last", "slot", "col"]
+        v2, kind2, first2, last2, slot2, col2 = shadow(m, shadow(m, tags, names, "a"), names, 2)
         z = Signal(signed(E))
-        m.d.sync += [v1.eq(va), kind1.eq(kinda), first1.eq(firsta), last1.eq(lasta), slot1.eq(slota),
-                     col1.eq(cola), z.eq(self.rd.data)]
-        new_max = Mux(first1 | (z > mx), z, mx)
-        with m.If(v1 & (kind1 == MAX)):
+        m.d.sync += z.eq(self.rd.data)
+        new_max = Mux(first2 | (z > mx), z, mx)
+        with m.If(v2 & (kind2 == MAX)):
             m.d.sync += mx.eq(new_max)
-            with m.If(last1):
-                m.d.sync += max_pending.eq(0)
+            with m.If(last2):
+                m.d.sync += self.max_pending.eq(0)
         d = Signal(unsigned(E))
         TW = len(self.table.addr)
         t_mx = Signal(signed(max(TW, E) + 2))
         m.d.sync += t_mx.eq(self.t_base + mx)
         m.d.comb += [d.eq(mx - z), self.table.addr.eq((t_mx - z)[:TW])]
+        return v2, kind2, first2, last2, slot2, col2, d
 
-        # stages 3..5: the exponential (the table's read, or the polynomial's three products)
-        def delay(sig, n, name):
-            out = sig
-            for i in range(n):
-                reg = Signal.like(sig, name=f"{name}_d{i + 2}")
-                m.d.sync += reg.eq(out)
-                out = reg
-            return out
-
-        v4 = delay(v1 & (kind1 == EXP), 3, "v")
-        first4, last4, slot4 = delay(first1, 3, "first"), delay(last1, 3, "last"), delay(slot1, 3, "slot")
-        col4 = delay(col1, 3, "col")
-        e4 = Signal(unsigned(self.exp_width))
-        e_lut = delay(self.table.data, 2, "elut")      # the table's data is valid in stage 3
+    def _exponential(self, m, v_exp, first2, last2, slot2, col2, d):
+        """Stages 3..5: e = exp(-d), the table's read (its data valid in stage 3, kept two cycles) or
+        `intops.exp_poly` (three products, `_exp_poly`), chosen by `poly`; `e4` and its tags (`v_d4`, ...)
+        reach stage 5. Returns the slot and column of stage 5's element (its place in the local buffer)."""
+        m.d.sync += self.v_d4.eq(delay(m, v_exp, 2, "v_exp"))
+        m.d.sync += self.first_d4.eq(delay(m, first2, 2, "first_exp"))
+        m.d.sync += self.last_d4.eq(delay(m, last2, 2, "last_exp"))
+        slot4, col4 = delay(m, slot2, 3, "slot_exp"), delay(m, col2, 3, "col_exp")
+        e_lut = delay(m, self.table.data, 2, "elut")
         if "poly" in self.methods:
-            F = intops.POLY_FRAC_BITS
-            u2 = Signal(unsigned(E + 20))
-            m.d.sync += u2.eq(d * self.c)
-            q3, f3, fp3 = Signal(unsigned(E + 20 - F)), Signal(unsigned(F)), Signal(unsigned(F + 13))
-            m.d.sync += [q3.eq(u2 >> F), f3.eq(u2[:F]), fp3.eq(u2[:F] * intops.POLY_P2)]
-            q4, fs4 = Signal.like(q3), Signal(unsigned(2 * F + 1))
-            slope = Signal(unsigned(F + 1))
-            m.d.comb += slope.eq(intops.POLY_P1 - (fp3 >> F))
-            m.d.sync += [q4.eq(q3), fs4.eq(f3 * slope)]
-            p4 = Signal(unsigned(intops.EXP_BITS + 1))
-            m.d.comb += p4.eq((1 << intops.EXP_BITS) - (fs4 >> F))
-            e_poly = Mux(q4 > intops.EXP_BITS, 0, p4 >> q4)
-            m.d.comb += e4.eq(Mux(self.poly, e_poly, e_lut))
+            m.d.comb += self.e4.eq(Mux(self.poly, self._exp_poly(m, d), e_lut))
         else:
-            m.d.comb += e4.eq(e_lut)
+            m.d.comb += self.e4.eq(e_lut)
+        return slot4, col4
 
-        # stage 5: keep e in the local buffer, add it to the row's sum; hand the sum on at the row's end
-        m.d.comb += [e_wr.addr.eq(Cat(col4[:CB], slot4)), e_wr.data.eq(e4), e_wr.en.eq(v4)]
-        acc = Signal(unsigned(self.sum_width))
+    def _exp_poly(self, m, d):
+        """`intops.exp_poly(d, c)` in stages 2..4: u = d c (stage 2), its integer part q and fraction f with
+        f P2 (stage 3), f (P1 - f P2 >> F) (stage 4); e = (2^EXP_BITS - (that >> F)) >> q, or 0 for q beyond
+        EXP_BITS. Widths: u elem_width + 20 bits, f P2 and f x slope 30 bits."""
+        E, F = self.elem_width, intops.POLY_FRAC_BITS
+        u2 = Signal(unsigned(E + 20))
+        m.d.sync += u2.eq(d * self.c)
+        q3, f3, fp3 = Signal(unsigned(E + 20 - F)), Signal(unsigned(F)), Signal(unsigned(F + 13))
+        m.d.sync += [q3.eq(u2 >> F), f3.eq(u2[:F]), fp3.eq(u2[:F] * intops.POLY_P2)]
+        q4, fs4 = Signal.like(q3), Signal(unsigned(2 * F + 1))
+        slope = Signal(unsigned(F + 1))
+        m.d.comb += slope.eq(intops.POLY_P1 - (fp3 >> F))
+        m.d.sync += [q4.eq(q3), fs4.eq(f3 * slope)]
+        p4 = Signal(unsigned(intops.EXP_BITS + 1))
+        m.d.comb += p4.eq((1 << intops.EXP_BITS) - (fs4 >> F))
+        return Mux(q4 > intops.EXP_BITS, 0, p4 >> q4)
+
+    def _row_sum(self, m, div, e_wr, slot4, col4):
+        """Stage 5: keep e in the local buffer (at its row's slot), add it to the row's sum `acc`; at the row's
+        end the sum waits in `pend_sum` for the divider, whose quotient goes to the row's `r`."""
+        acc, pend, e4, v4 = self.acc, self.pend, self.e4, self.v_d4
+        m.d.comb += [e_wr.addr.eq(Cat(col4[:self.col_bits], slot4)), e_wr.data.eq(e4), e_wr.en.eq(v4)]
         total = Signal(unsigned(self.sum_width))
-        m.d.comb += total.eq(Mux(first4, e4, acc + e4))
+        m.d.comb += total.eq(Mux(self.first_d4, e4, acc + e4))
         div_par = Signal()
         div_go = pend & ~div.busy
-        m.d.comb += [div.start.eq(div_go), div.n.eq(pend_sum)]
+        m.d.comb += [div.start.eq(div_go), div.n.eq(self.pend_sum)]
         with m.If(div_go):
-            m.d.sync += [pend.eq(0), div_par.eq(pend_par)]
+            m.d.sync += [pend.eq(0), div_par.eq(self.pend_par)]
         with m.If(v4):
             m.d.sync += acc.eq(total)
-            with m.If(last4):
-                m.d.sync += [pend.eq(1), pend_sum.eq(total), pend_par.eq(slot4)]
-        m.d.sync += outstanding.eq(outstanding + exp_begin - div_go)
+            with m.If(self.last_d4):
+                m.d.sync += [pend.eq(1), self.pend_sum.eq(total), self.pend_par.eq(slot4)]
+        m.d.sync += self.outstanding.eq(self.outstanding + self.exp_begin - div_go)
         with m.If(div.done):
-            with m.Switch(div_par):
-                for p in range(2):
-                    with m.Case(p):
-                        m.d.sync += [r[p].eq(div.q), r_ready[p].eq(1)]
+            store_by_parity(m, div_par, [(self.r, div.q), (self.r_ready, 1)])
 
-        # ---------------------------------------------------------------------- normalizer engine
+    def _normalizer_fsm(self, m, e_rd):
+        """The normalizer engine's schedule: row by row, once its reciprocal is ready, read its e back from
+        the local buffer (one per cycle); `done` once every row is written. Returns the read (issue, column,
+        last) and the row."""
         row_n = Signal.like(self.rows)
         n_col = Signal(range(self.max_cols + 1))
         n_issue = Signal()
         n_last = Signal()
-        m.d.comb += [n_last.eq(n_col == self.cols - 1), e_rd.addr.eq(Cat(n_col[:CB], row_n[0]))]
+        m.d.comb += [n_last.eq(n_col == self.cols - 1), e_rd.addr.eq(Cat(n_col[:self.col_bits], row_n[0]))]
         with m.If(n_issue):
             m.d.sync += n_col.eq(n_col + 1)
         with m.FSM(name="normalizer"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [row_n.eq(0), rows_norm_issued.eq(0), r_ready[0].eq(0), r_ready[1].eq(0)]
+                    m.d.sync += [row_n.eq(0), self.rows_norm_issued.eq(0), self.r_ready[0].eq(0),
+                                 self.r_ready[1].eq(0)]
                     m.next = "NEXT"
             with m.State("NEXT"):
                 with m.If(row_n == self.rows):
-                    with m.If(rows_written == self.rows):
+                    with m.If(self.rows_written == self.rows):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
-                with m.Elif(Mux(row_n[0], r_ready[1], r_ready[0])):
+                with m.Elif(by_parity(self.r_ready, row_n[0])):
                     m.d.sync += n_col.eq(0)
-                    with m.Switch(row_n[0]):
-                        for p in range(2):
-                            with m.Case(p):
-                                m.d.sync += r_ready[p].eq(0)
+                    store_by_parity(m, row_n[0], [(self.r_ready, 0)])
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += n_issue.eq(1)
                 with m.If(n_last):
-                    m.d.sync += [row_n.eq(row_n + 1), rows_norm_issued.eq(rows_norm_issued + 1)]
+                    m.d.sync += [row_n.eq(row_n + 1), self.rows_norm_issued.eq(self.rows_norm_issued + 1)]
                     m.next = "NEXT"
+        return n_issue, n_col, n_last, row_n
 
-        # n1: e comes back, times r; n2: the product's sum, shifted (its half LSB not yet added); n3: round,
-        # clamp; n4: write along the output row
-        nv1, nfirst1, nlast1, npar1 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [nv1.eq(n_issue), nfirst1.eq(n_col == 0), nlast1.eq(n_last), npar1.eq(row_n[0])]
+    def _normalize(self, m, writer, e1, n_issue, n_col, n_last, row_n):
+        """The normalizer's pipeline: n1: e comes back, times r (`_product`); n2: the product's sum, shifted
+        (its half LSB not yet added); n3: round, clamp; n4: the write along the output row (`RowWriter`)."""
+        names = ["nv", "nfirst", "nlast"]
+        nv1, nfirst1, nlast1, npar1 = shadow(m, [n_issue, n_col == 0, n_last, row_n[0]], names + ["npar"], 1)
+        tags2 = shadow(m, [nv1, nfirst1, nlast1], names, 2)
+        prod2 = self._product(m, e1, by_parity(self.r, npar1))
+        prod_s = Signal(signed(len(prod2) + 1))
+        m.d.comb += prod_s.eq(prod2)
+        shift = Signal(range(intops.RECIP_BITS + 1))
+        m.d.comb += shift.eq(intops.RECIP_BITS - self.out_bits)
+        lo_b, hi_b = self.out_bits_range
+        s_range = (intops.RECIP_BITS - hi_b, intops.RECIP_BITS - lo_b)
+        pre, post = round_shift_parts(prod_s, shift, s_range)
+        pre3 = Signal(signed(len(pre)))
+        m.d.sync += pre3.eq(pre)
+        tags3 = shadow(m, tags2, names, 3)
+        y4 = Signal(signed(self.out_width))
+        m.d.sync += y4.eq(clamp(post(pre3), 0, (1 << self.out_bits) - 1))
+        nv4, nfirst4, nlast4 = shadow(m, tags3, names, 4)
+        rows_written = self.rows_written
+        writer.elaborate(m, self.wr, start=self.start, base=self.out_base, wpr=self.out_wpr, valid=nv4,
+                         first=nfirst4, last=nlast4, data=y4, on_start=[rows_written.eq(0)],
+                         row_done=[rows_written.eq(rows_written + 1)])
+
+    def _product(self, m, e1, r1):
+        """e x r, registered (valid at n2): the low SPLIT = 15 bits of each (unsigned, so they fit the signed
+        16 x 16 block) multiply in one block, or in the shared one (`mul`); the bits above add shifted copies
+        in logic, e r = e_lo r_lo + 2^15 (e_hi r + r_hi e_lo). Width: exp_width + q_bits."""
         prod2 = Signal(unsigned(self.exp_width + self.q_bits))
-        nv2, nfirst2, nlast2 = Signal(), Signal(), Signal()
-        m.d.sync += [nv2.eq(nv1), nfirst2.eq(nfirst1), nlast2.eq(nlast1)]
         SPLIT = DSP_BITS - 1
-        e1, r1 = e_rd.data, Mux(npar1, r[1], r[0])
         e_lo, e_hi, r_lo, r_hi = e1[:SPLIT], e1[SPLIT:], r1[:SPLIT], r1[SPLIT:]
         p_lo = Signal(unsigned(2 * SPLIT), reset_less=True)
         if self.shared_mul:
@@ -288,32 +328,4 @@ class SoftmaxUnit(wiring.Component):
             m.d.comb += prod2.eq(p_lo + (p_hi << SPLIT))
         else:
             m.d.comb += prod2.eq(p_lo)
-        prod_s = Signal(signed(len(prod2) + 1))
-        m.d.comb += prod_s.eq(prod2)
-        shift = Signal(range(intops.RECIP_BITS + 1))
-        m.d.comb += shift.eq(intops.RECIP_BITS - self.out_bits)
-        lo_b, hi_b = self.out_bits_range
-        s_range = (intops.RECIP_BITS - hi_b, intops.RECIP_BITS - lo_b)
-        pre, post = round_shift_parts(prod_s, shift, s_range)
-        pre3 = Signal(signed(len(pre)))
-        nv3, nfirst3, nlast3 = Signal(), Signal(), Signal()
-        m.d.sync += [pre3.eq(pre), nv3.eq(nv2), nfirst3.eq(nfirst2), nlast3.eq(nlast2)]
-        y4 = Signal(signed(self.out_width))
-        nv4, nfirst4, nlast4 = Signal(), Signal(), Signal()
-        m.d.sync += [y4.eq(clamp(post(pre3), 0, (1 << self.out_bits) - 1)), nv4.eq(nv3),
-                     nfirst4.eq(nfirst3), nlast4.eq(nlast3)]
-
-        out_row = Signal(unsigned(self.addr_width))
-        w_word = Signal(unsigned(self.addr_width))
-        w_lane = Signal(range(max(P, 2)))
-        cur_word = Mux(nfirst4, out_row, w_word)
-        cur_lane = Mux(nfirst4, 0, w_lane)
-        m.d.comb += [self.wr.en.eq(nv4), self.wr.addr.eq(cur_word), self.wr.lane.eq(cur_lane), self.wr.data.eq(y4)]
-        with m.If(self.start):
-            m.d.sync += [out_row.eq(self.out_base), rows_written.eq(0)]
-        with m.Elif(nv4):
-            nword, nlane = step_lane(cur_word, cur_lane, P)
-            m.d.sync += [w_word.eq(nword), w_lane.eq(nlane)]
-            with m.If(nlast4):
-                m.d.sync += [out_row.eq(out_row + self.out_wpr), rows_written.eq(rows_written + 1)]
-        return m
+        return prod2

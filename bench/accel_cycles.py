@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests")]      # program_factory (the package itself is installed)
 
 from intformer.accel.simulate import simulate  # noqa: E402
 from intformer.model.intref import run_program  # noqa: E402

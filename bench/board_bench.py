@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 from intformer.boards import build as B  # noqa: E402
+from intformer.boards.catalogue import board  # noqa: E402
 from intformer.model.errors import IntformerError  # noqa: E402
-
-NO_UART = {"orangecrab"}        # boards whose USB port is wired to the FPGA itself: no serial link top
 
 
 def default_run(folder: Path) -> Path:
@@ -38,7 +35,6 @@ def default_run(folder: Path) -> Path:
     import torch
     from click.testing import CliRunner
 
-    from intformer import train_cmd  # noqa: F401  (registers `train`)
     from intformer.cli import cli
 
     torch.set_num_threads(1)
@@ -95,14 +91,15 @@ def main() -> None:
         results, skipped = [], []
         for board_name in a.boards:
             for lanes in a.lanes:
-                top = "bare" if a.bare or board_name in NO_UART else "link"
+                # a board whose USB port is wired to the FPGA itself (no USB-serial bridge) gets the bare top
+                top = "bare" if a.bare or not board(board_name).uart else "link"
                 for seed in a.seeds:
                     tag = "" if seed is None else f"-s{seed}"
                     out = B.prepare_out(root / f"build-{board_name}-P{lanes}-{top}{tag}", True)
                     start = time.perf_counter()
                     try:
-                        r = B.build(program, board_name, lanes, a.clock, out, top=top, check_timing=False,
-                                    fit_check=not a.no_fit_check, seed=seed)
+                        r = B.build(B.BuildRequest(program, board_name, lanes, a.clock, out, top=top,
+                                                   check_timing=False, fit_check=not a.no_fit_check, seed=seed))
                     except IntformerError as exc:
                         reason = str(exc).splitlines()[0]
                         skipped.append((board_name, lanes, reason))

@@ -12,7 +12,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from intformer.accel import formal  # noqa: E402
+from intformer.accel.sby import run_proof  # noqa: E402
+from intformer.proofs import all_proofs  # noqa: E402
 from program_factory import random_program  # noqa: E402
 
 
@@ -23,8 +24,8 @@ def main():
     for label, kw in configs.items():
         program = random_program(np.random.default_rng(0), **kw)
         with tempfile.TemporaryDirectory(dir=".") as work:
-            for proof in formal.all_proofs(program, 8, full=True):
-                r = formal.run_proof(proof, Path(work), timeout=600)
+            for proof in all_proofs(program, 8, full=True):
+                r = run_proof(proof, Path(work), timeout=600)
                 total += r.seconds
                 print(f"{label:8s} {r.name:30s} {r.status:7s} {r.mode:5s} depth {r.depth:3d} {r.seconds:7.1f} s",
                       flush=True)

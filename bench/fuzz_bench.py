@@ -1,4 +1,4 @@
-"""Fuzz the chain for a while and count what was checked (see `accel.fuzz`).
+"""Fuzz the chain for a while and count what was checked (see `intformer.fuzz`).
 
     python bench/fuzz_bench.py --minutes 5 --seed 0 [--engine auto|cxxrtl|amaranth] [--json]
 
@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from intformer.accel import fuzz  # noqa: E402
+from intformer import fuzz  # noqa: E402
 
 
 def main() -> int:

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 DATA = ROOT.parent / "shared" / "data" / "ETTh1.csv"
 

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 from intformer.accel import cxxsim  # noqa: E402
 from intformer.accel.simulate import simulate  # noqa: E402
@@ -44,7 +43,7 @@ WORK = ROOT / "build" / "sim_bench"
 
 def intformer(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which("intformer")
-    cmd = [exe] if exe else [sys.executable, "-c", "from scripts.cli import main; main()"]
+    cmd = [exe] if exe else [sys.executable, "-c", "from intformer.cli import main; main()"]
     return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, env=env, check=False)
 
 

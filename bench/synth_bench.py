@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests")]      # program_factory (the package itself is installed)
 
 from intformer.accel.accelerator import Accelerator  # noqa: E402
 from intformer.accel.plan import make_plan  # noqa: E402

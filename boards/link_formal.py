@@ -2,16 +2,17 @@
 and its stream interfaces; `link_proofs` lists them, with the PHYs' and queues' (`boards.phy_formal`), for
 one model's `DeviceInfo`.
 
-Run by `accel.formal.run_proof` like the datapath's (SymbiYosys, smtbmc with Yices). Every harness drives
-every input of the block it holds with `AnySeq` (any byte at any time, any valid/ready pattern) and is an
-unbounded proof (k-induction).
+Run by `accel.sby.run_proof` like the datapath's (SymbiYosys, smtbmc with Yices); `intformer.proofs`
+gathers them with the datapath's. Every harness drives every input of the block it holds with `AnySeq`
+(any byte at any time, any valid/ready pattern) and is an unbounded proof (k-induction).
 """
 from __future__ import annotations
 
+from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume, Module, Mux, Signal
-from amaranth.hdl._ast import AnyConst, AnySeq
 
-from intformer.accel.formal import Proof, harness, probe, stream_rules
+from intformer.accel.formal_helpers import elaborated, harness, in_states, stream_rules
+from intformer.accel.sby import Proof
 from . import protocol as P
 from .link import K_ERROR, K_INFO, K_RESULT, Link
 from .phy_formal import (fifo_harness, spi_input_harness, spi_output_harness, uart_rx_harness,
@@ -35,8 +36,7 @@ def link_timeout_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
     """
     m = harness()
     link = Link(info, timeout_cycles)
-    dut, sig = probe(link)
-    m.submodules.link = dut
+    m.submodules.link = elaborated(link)
     _drive_link(m, link)
     quiet = Signal(range(timeout_cycles + 1))
     with m.If(link.rx.valid):
@@ -44,7 +44,7 @@ def link_timeout_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
     with m.Elif(quiet != timeout_cycles):
         m.d.sync += quiet.eq(quiet + 1)
     with m.If(link.parsing):
-        m.d.comb += Assert(sig["timer"] == quiet)
+        m.d.comb += Assert(link.timer == quiet)
     with m.If(quiet == timeout_cycles):
         m.d.comb += Assert(~link.parsing)
     return m
@@ -68,10 +68,9 @@ def link_accepts_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool =
     from .link import crc16_next
     m = harness()
     link = Link(info, timeout_cycles)
-    dut, sig = probe(link)
-    m.submodules.link = dut
-    queue = dut._named_submodules["queue"][0]
-    fsm = dut._generated["parser"]
+    m.submodules.link = elaborated(link)
+    queue = link.queue
+    State = Link.ParserState
     m.d.comb += [link.tx.ready.eq(AnySeq(1)), link.acc_input.ready.eq(AnySeq(1)),
                  link.acc_output.valid.eq(AnySeq(1)), link.acc_output.payload.eq(AnySeq(32)),
                  link.acc_busy.eq(AnySeq(1))]
@@ -118,30 +117,29 @@ def link_accepts_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool =
     with m.Else():
         m.d.comb += [link.rx.valid.eq(AnySeq(1)), link.rx.payload.eq(AnySeq(8))]
 
-    def in_state(name):
-        return fsm.state == fsm.encoding[name]
+    state = link.parser_state
     m.d.comb += Assert(pos <= 6 + flen)
     with m.If(pos != 0):
-        m.d.comb += [Assert(sig["crc"] == hcrc), Assert(~sig["bad_code"])]
-    for k, name in enumerate(["CMD", "SEQ", "LEN0", "LEN1"], start=1):
+        m.d.comb += [Assert(link.crc == hcrc), Assert(~link.bad_code)]
+    for k, s in enumerate([State.CMD, State.SEQ, State.LEN0, State.LEN1], start=1):
         with m.If(pos == k):
-            m.d.comb += Assert(in_state(name))
+            m.d.comb += Assert(state == s)
     with m.If(pos >= 2):
-        m.d.comb += Assert(sig["cmd"] == fcmd)
+        m.d.comb += Assert(link.cmd == fcmd)
     with m.If(pos >= 3):
-        m.d.comb += Assert(sig["seq"] == fseq)
+        m.d.comb += Assert(link.seq == fseq)
     with m.If(pos >= 4):
-        m.d.comb += Assert(sig["length"][:8] == flen[:8])
+        m.d.comb += Assert(link.length[:8] == flen[:8])
     with m.If(pos >= 5):
-        m.d.comb += Assert(sig["length"] == flen)
+        m.d.comb += Assert(link.length == flen)
     with m.If(pos != 0):
-        m.d.comb += Assert(sig["count"] == Mux(pos < 5, 0, Mux(pos < 5 + flen, pos - 5, flen)))
+        m.d.comb += Assert(link.count == Mux(pos < 5, 0, Mux(pos < 5 + flen, pos - 5, flen)))
     with m.If((pos >= 5) & (pos < 5 + flen)):
-        m.d.comb += Assert(in_state("PAYLOAD"))
+        m.d.comb += Assert(state == State.PAYLOAD)
     with m.If(pos == 5 + flen):
-        m.d.comb += Assert(in_state("CRC0"))
+        m.d.comb += Assert(state == State.CRC0)
     with m.If(end):
-        m.d.comb += [Assert(in_state("CRC1")), Assert(queue.w_en), Assert(queue.w_data[2:10] == fseq)]
+        m.d.comb += [Assert(state == State.CRC1), Assert(queue.w_en), Assert(queue.w_data[2:10] == fseq)]
         kind, code = queue.w_data[0:2], queue.w_data[10:18]
         with m.If(infer):
             m.d.comb += Assert((kind == K_RESULT) | ((kind == K_ERROR) & (code == P.ERR_BUSY)))
@@ -160,8 +158,7 @@ def link_streams_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
     """
     m = harness()
     link = Link(info, timeout_cycles)
-    dut, sig = probe(link)
-    m.submodules.link = dut
+    m.submodules.link = elaborated(link)
     _drive_link(m, link)
     stream_rules(m, link.tx, "tx")
     stream_rules(m, link.acc_input, "acc_input")
@@ -170,15 +167,14 @@ def link_streams_harness(info: P.DeviceInfo, timeout_cycles: int) -> Module:
     with m.If(link.acc_start):
         m.d.comb += Assert(sent == n)
         m.d.sync += sent.eq(0)
-    m.d.comb += Assert((sent == n) | (sig["faddr"] == sent))
-    feeder = dut._generated["feeder"]
-    feeding = feeder.state != feeder.encoding["IDLE"]
+    m.d.comb += Assert((sent == n) | (link.faddr == sent))
+    feeding = link.feeder_state != Link.FeederState.IDLE
     with m.If(feeding):                 # the window waits whole in its buffer while it is sent
-        m.d.comb += [Assert(sig["full"]), Assert(sent < n)]
+        m.d.comb += [Assert(link.full), Assert(sent < n)]
     with m.Else():
         m.d.comb += Assert(sent == n)
     with m.If(link.acc_input.valid):
-        m.d.comb += [Assert(sent < n), Assert(sig["faddr"] == sent)]
+        m.d.comb += [Assert(sent < n), Assert(link.faddr == sent)]
         with m.If(link.acc_input.ready):
             m.d.sync += sent.eq(sent + 1)
     return m
@@ -198,13 +194,9 @@ def link_results_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool =
     """
     m = harness()
     link = Link(info, timeout_cycles)
-    dut, sig = probe(link)
-    m.submodules.link = dut
+    m.submodules.link = elaborated(link)
     _drive_link(m, link)
-    fsm = dut._generated["sender"]
-
-    def in_state(name):
-        return fsm.state == fsm.encoding[name]
+    State, state = Link.SenderState, link.sender_state
     took = link.acc_output.valid & link.acc_output.ready
     sent = link.tx.valid & link.tx.ready
     pick, following = Signal(), Signal()
@@ -214,8 +206,8 @@ def link_results_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool =
     with m.If(~following & took & pick):
         m.d.sync += [following.eq(1), held.eq(link.acc_output.payload), k.eq(0)]
     with m.If(following):
-        m.d.comb += [Assert(in_state("PAYLOAD")), Assert(sig["kind"] == K_RESULT), Assert(sig["word"] == held),
-                     Assert(sig["idx"][:2] == k)]
+        m.d.comb += [Assert(state == State.PAYLOAD), Assert(link.kind == K_RESULT), Assert(link.word == held),
+                     Assert(link.idx[:2] == k)]
         with m.If(sent):
             order = (3 - k)[:2] if broken else k
             m.d.comb += Assert(link.tx.payload == held.word_select(order, 8))
@@ -225,20 +217,19 @@ def link_results_harness(info: P.DeviceInfo, timeout_cycles: int, broken: bool =
     # the words of the current RESULT
     n_out = info.n_outputs
     taken = Signal(range(n_out + 2))
-    with m.If(in_state("IDLE")):
+    with m.If(state == State.IDLE):
         m.d.sync += taken.eq(0)
     with m.Elif(took):
         m.d.sync += taken.eq(taken + 1)
-    result = sig["kind"] == K_RESULT
+    result, idx = link.kind == K_RESULT, link.idx
     m.d.comb += Assert(taken <= n_out)
-    with m.If(in_state("WORD")):
-        m.d.comb += [Assert(result), Assert(taken == sig["idx"][2:]), Assert(sig["idx"][:2] == 0),
-                     Assert(sig["idx"][2:] < n_out)]
-    with m.If(result & in_state("PAYLOAD")):
-        m.d.comb += [Assert(taken == sig["idx"][2:] + 1), Assert(sig["idx"] < 4 * n_out)]
-    with m.If(result & (in_state("CRC0") | in_state("CRC1"))):
+    with m.If(state == State.WORD):
+        m.d.comb += [Assert(result), Assert(taken == idx[2:]), Assert(idx[:2] == 0), Assert(idx[2:] < n_out)]
+    with m.If(result & (state == State.PAYLOAD)):
+        m.d.comb += [Assert(taken == idx[2:] + 1), Assert(idx < 4 * n_out)]
+    with m.If(result & in_states(state, State.CRC0, State.CRC1)):
         m.d.comb += Assert(taken == n_out)
-    with m.If(~result | in_state("HEAD") | in_state("WAIT")):
+    with m.If(~result | in_states(state, State.HEAD, State.WAIT)):
         m.d.comb += Assert(taken == 0)
     return m
 

@@ -1,17 +1,21 @@
 """Formal harnesses of the serial PHYs and queues under the host link: the UART receiver and transmitter,
 the SPI peripheral (both directions), and the `SyncFIFO` queues (the link's replies, SPI's transmit bytes).
 
-Run by `accel.formal.run_proof` like every harness (SymbiYosys, smtbmc with Yices); `boards.link_formal.
+Run by `accel.sby.run_proof` like every harness (SymbiYosys, smtbmc with Yices); `boards.link_formal.
 link_proofs` lists them with the link's own. Every input is driven with `AnySeq` (any line, pin and
 valid/ready pattern), and every proof is unbounded (k-induction).
+
+A queue's pointers and level agree in every reachable state: Amaranth's `SyncFIFO` asserts it itself when
+elaborated for the formal platform (as `accel.formal_helpers` elaborates and `accel.sby` converts every
+harness), which is the invariant an induction over a design holding a queue needs.
 """
 from __future__ import annotations
 
+from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Cat, Const, Module, Mux, Signal
-from amaranth.hdl._ast import AnySeq
 from amaranth.lib.fifo import SyncFIFO
 
-from intformer.accel.formal import harness, in_range, probe, stream_rules
+from intformer.accel.formal_helpers import elaborated, harness, in_range, stream_rules
 from .uart import UARTRx
 
 
@@ -39,8 +43,7 @@ def uart_tx_harness(divisor: int, broken: bool = False) -> Module:
     from .uart import UARTTx
     m = harness()
     tx = UARTTx(divisor)
-    dut, sig = probe(tx)
-    m.submodules.tx = dut
+    m.submodules.tx = elaborated(tx)
     m.d.comb += [tx.input.valid.eq(AnySeq(1)), tx.input.payload.eq(AnySeq(8))]
     took = tx.input.valid & tx.input.ready
     pick, following = Signal(), Signal()
@@ -51,7 +54,7 @@ def uart_tx_harness(divisor: int, broken: bool = False) -> Module:
     with m.If(~following & took & pick):
         m.d.sync += [following.eq(1), frame.eq(Cat(Const(0, 1), payload, Const(1, 1))), cyc.eq(0)]
     with m.If(following):
-        left, timer, shreg = sig["left"], sig["timer"], sig["shreg"]
+        left, timer, shreg = tx.left, tx.timer, tx.shreg
         j = Signal(range(11))
         m.d.comb += j.eq(10 - left)
         m.d.comb += [Assert(in_range(left, 1, 10)), Assert(timer < divisor),
@@ -93,13 +96,11 @@ def spi_input_harness(fifo_depth: int, broken: bool = False) -> Module:
     from .spi import SPIPeripheral
     m = harness()
     spi = SPIPeripheral(fifo_depth)
-    dut, sig = probe(spi)
-    m.submodules.spi = dut
-    fifo, fsig = probe_submodule(dut, "fifo")
-    fifo_bookkeeping(m, fifo, fsig)
+    m.submodules.spi = elaborated(spi)
+    fifo = spi.fifo                     # its pointers' bookkeeping: asserted by the FIFO itself (see above)
     m.d.comb += [spi.sck.eq(AnySeq(1)), spi.copi.eq(AnySeq(1)), spi.cs_n.eq(AnySeq(1)),
                  spi.output.ready.eq(AnySeq(1)), spi.input.valid.eq(AnySeq(1)), spi.input.payload.eq(AnySeq(8))]
-    sck_s, sck_p, cs_s, cs_p, bit = sig["sck_s"], sig["sck_p"], sig["cs_s"], sig["cs_p"], sig["bit"]
+    sck_s, sck_p, cs_s, cs_p, bit = spi.sck_s, spi.sck_p, spi.cs_s, spi.cs_p, spi.bit
     selected = ~cs_s
     rise = selected & sck_s & ~sck_p
     fall = selected & ~sck_s & sck_p
@@ -112,9 +113,9 @@ def spi_input_harness(fifo_depth: int, broken: bool = False) -> Module:
         m.d.sync += [following.eq(1), byte.eq(fifo.r_data), k.eq(0)]
     with m.If(following):
         order = k if broken else (7 - k)[:3]
-        m.d.comb += [Assert(sig["from_fifo"]), Assert(fifo.r_rdy), Assert(fifo.r_data == byte),
+        m.d.comb += [Assert(spi.from_fifo), Assert(fifo.r_rdy), Assert(fifo.r_data == byte),
                      Assert(bit == k),
-                     Assert(sig["txreg"] == (byte << Mux(sck_p & (k != 0), k - 1, k).as_unsigned()[:3])[:8])]
+                     Assert(spi.txreg == (byte << Mux(sck_p & (k != 0), k - 1, k).as_unsigned()[:3])[:8])]
         with m.If(~selected):
             m.d.comb += Assert(~fifo.r_en)
             m.d.sync += following.eq(0)                  # broken off: the byte stays queued
@@ -127,22 +128,18 @@ def spi_input_harness(fifo_depth: int, broken: bool = False) -> Module:
             m.d.comb += Assert(~fifo.r_en)
     return m
 
-def fifo_bookkeeping(m: Module, fifo: SyncFIFO, sig: dict) -> None:
-    """Assert that a `SyncFIFO`'s pointers and level agree (level = produce - consume modulo depth, full or
-    empty when they meet): the invariant an induction over a design holding the queue needs."""
-    produce, consume, level, depth = sig["produce"], sig["consume"], fifo.level, fifo.depth
-    m.d.comb += [Assert(produce < depth), Assert(consume < depth), Assert(level <= depth)]
-    with m.If(produce == consume):
-        m.d.comb += Assert((level == 0) | (level == depth))
-    with m.Else():
-        m.d.comb += Assert(level == Mux(produce > consume, produce - consume, depth + produce - consume))
+def syncfifo_internals(module: Module):
+    """The write and read pointers and the storage of a `SyncFIFO` elaborated as `module`.
 
-def probe_submodule(parent: Module, name: str):
-    """Elaborate the submodule `name` of an elaborated module in its place; returns it and its signals."""
-    sub, src_loc = parent._named_submodules[name]
-    mod, sig = probe(sub)
-    parent._named_submodules[name] = (mod, src_loc)
-    return sub, sig
+    Amaranth's `SyncFIFO` keeps them as locals of its `elaborate` (no attribute, no public port), and the
+    queue proof must name the slot an entry went to; so they are found here, once, in the module's private
+    structures (amaranth pinned at 0.5.10), with an error that says so if they are not where they were."""
+    driven = {s.name: s for s in module._driving.keys()}
+    storage = module._named_submodules.get("storage")
+    if "produce" not in driven or "consume" not in driven or storage is None:
+        raise RuntimeError(f"SyncFIFO's produce/consume/storage not found: has amaranth changed? ({sorted(driven)})")
+    return driven["produce"], driven["consume"], storage[0]
+
 
 def fifo_harness(width: int, depth: int) -> Module:
     """The link's reply queue (`SyncFIFO` at its width and depth): no entry lost, duplicated or reordered,
@@ -150,17 +147,18 @@ def fifo_harness(width: int, depth: int) -> Module:
 
     The harness tracks one written entry, chosen by `AnySeq` among all writes: it remembers the slot it went
     to and its data, and counts the entries ahead of it. Asserted on every cycle: the queue's pointers and
-    level agree (level = produce - consume modulo depth, full or empty when they meet); while the entry is
-    tracked, its slot still holds its data, the count ahead is its distance from the read pointer and less
-    than the level; the read that takes it out comes when none is left ahead and returns its data.
+    level agree (level = produce - consume modulo depth, full or empty when they meet: the FIFO's own
+    assertions for the formal platform); while the entry is tracked, its slot still holds its data, the
+    count ahead is its distance from the read pointer and less than the level; the read that takes it out
+    comes when none is left ahead and returns its data.
     """
     m = harness()
     fifo = SyncFIFO(width=width, depth=depth)
-    dut, sig = probe(fifo)
+    dut = elaborated(fifo)
     m.submodules.fifo = dut
-    storage = dut._named_submodules["storage"][0]
+    produce, consume, storage = syncfifo_internals(dut)
     peek = storage.read_port(domain="comb")
-    produce, consume, level = sig["produce"], sig["consume"], fifo.level
+    level = fifo.level
     m.d.comb += [fifo.w_en.eq(AnySeq(1)), fifo.w_data.eq(AnySeq(width)), fifo.r_en.eq(AnySeq(1))]
     pick = Signal()
     m.d.comb += pick.eq(AnySeq(1))
@@ -178,7 +176,6 @@ def fifo_harness(width: int, depth: int) -> Module:
             m.d.sync += tracking.eq(0)
         with m.Else():
             m.d.sync += ahead.eq(ahead - 1)
-    fifo_bookkeeping(m, fifo, sig)
     with m.If(tracking):
         dist = Mux(slot >= consume, slot - consume, depth + slot - consume)
         m.d.comb += [peek.addr.eq(slot), Assert(peek.data == data), Assert(ahead < level),

@@ -98,17 +98,24 @@ class SPIPeripheral(wiring.Component):
             "overrun": Out(1),
             "pending": Out(1),
         })
+        # the transmit queue and the registers the SPI proofs observe
+        self.fifo = SyncFIFO(width=8, depth=fifo_depth)
+        self.sck_s, self.sck_p = Signal(name="sck_s"), Signal(name="sck_p")     # SCK synchronised, and delayed
+        self.cs_s, self.cs_p = Signal(init=1, name="cs_s"), Signal(init=1, name="cs_p")   # the same for cs_n
+        self.txreg = Signal(8, name="txreg")            # the byte being sent, its next bit at bit 7
+        self.from_fifo = Signal(name="from_fifo")       # that byte is the FIFO's head (not the filler)
+        self.bit = Signal(range(8))                     # rising SCK edges of the byte so far
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFO(width=8, depth=self.fifo_depth)
+        m.submodules.fifo = fifo = self.fifo
         m.d.comb += [fifo.w_data.eq(self.input.payload), fifo.w_en.eq(self.input.valid),
                      self.input.ready.eq(fifo.w_rdy), self.pending.eq(fifo.r_rdy)]
 
         # synchronisers (2 flops) and a third flop for the edges
-        sck1, sck_s, sck_p = Signal(name="sck1"), Signal(name="sck_s"), Signal(name="sck_p")
+        sck1, sck_s, sck_p = Signal(name="sck1"), self.sck_s, self.sck_p
         copi1, copi_s = Signal(name="copi1"), Signal(name="copi_s")
-        cs1, cs_s, cs_p = Signal(init=1, name="cs1"), Signal(init=1, name="cs_s"), Signal(init=1, name="cs_p")
+        cs1, cs_s, cs_p = Signal(init=1, name="cs1"), self.cs_s, self.cs_p
         m.d.sync += [sck1.eq(self.sck), sck_s.eq(sck1), sck_p.eq(sck_s),
                      copi1.eq(self.copi), copi_s.eq(copi1),
                      cs1.eq(self.cs_n), cs_s.eq(cs1), cs_p.eq(cs_s)]
@@ -118,9 +125,9 @@ class SPIPeripheral(wiring.Component):
         select = ~cs_s & cs_p
         m.d.comb += self.selected.eq(selected)
 
-        txreg, rxreg, data = Signal(8, name="txreg"), Signal(8, name="rxreg"), Signal(8, name="data")
-        from_fifo, valid = Signal(name="from_fifo"), Signal(name="valid")
-        bit = Signal(range(8))
+        txreg, rxreg, data = self.txreg, Signal(8, name="rxreg"), Signal(8, name="data")
+        from_fifo, valid = self.from_fifo, Signal(name="valid")
+        bit = self.bit
         m.d.comb += [self.cipo.eq(txreg[7]), self.output.payload.eq(data), self.output.valid.eq(valid)]
         with m.If(self.output.ready):
             m.d.sync += valid.eq(0)

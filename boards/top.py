@@ -4,18 +4,13 @@
 transmitter, `boards.link.Link`, `accel.Accelerator`): what the simulation tests drive bit by bit, and what
 every board top contains. `SpiSimTop(program, lanes)` is the same device behind an SPI peripheral
 (`boards.spi`: pins `sck`, `copi`, `cipo`, `cs_n`) instead of the UART. `make_top(program, lanes, board,
-link=...)` wraps one of them for one of `BOARDS`: with the UART link, the UART pins of the board's
-USB-serial bridge (amaranth-boards' resource "uart" 0) and the divisor from the board's clock and the baud
-rate; with the SPI link, the pins of `SPI_PINS` (added to the platform as the resource "spi_link" 0); the
-frame timeout (`protocol.FRAME_TIMEOUT_S`) in cycles, and status LEDs. The link is the UART where the board
-has one, SPI otherwise (the OrangeCrab); `link="spi"` puts any board's link on SPI.
-
-    board        clock    UART (USB bridge)      SPI link pins: CS / COPI / CIPO / SCK   LEDs
-    icebreaker   12 MHz   FTDI 2232H ch. B       PMOD1A 1 / 2 / 3 / 4                    led 1 (green), led 0 (red)
-    ulx3s        25 MHz   FTDI FT231X            GP0 / GP1 / GP2 / GP3                   led 0 / 1 / 2 / 3
-    arty_s7      100 MHz  FTDI 2232H ch. B       JA 1 / 2 / 3 / 4                        led 0 / 1 / 2 / 3
-    cmod_s7      12 MHz   FTDI 2232H ch. B       JA 1 / 2 / 3 / 4                        led 0 / 1 / 2 / 3
-    orangecrab   48 MHz   none (SPI by default)  Feather 10 / MO / MI / SCK              RGB LED: g / - / r / b
+link=...)` wraps one of them for one of the boards of `boards.catalogue` (whose docstring tables their
+clocks, link pins and LEDs): with the UART link, the UART pins of the board's USB-serial bridge
+(amaranth-boards' resource "uart" 0) and the divisor from the board's clock and the baud rate; with the SPI
+link, the board's `SpiPins` (added to the platform as the resource "spi_link" 0); the frame timeout
+(`protocol.FRAME_TIMEOUT_S`) in cycles, and status LEDs. The link is the UART where the board has one, SPI
+otherwise (the OrangeCrab); `link="spi"` puts any board's link on SPI. `logic_lanes` (the MAC lanes that
+multiply in logic, `accel.resources.lanes_in_logic`) goes down to the accelerator as it is made.
 
 LED roles: alive / busy / error / rx activity (iCEBreaker: green alive, on while busy; red error; the
 OrangeCrab's RGB LED likewise: green alive and busy, red error, blue rx activity). The SPI pins follow the
@@ -41,8 +36,6 @@ filler 0x00 a polling host clocks).
 """
 from __future__ import annotations
 
-import importlib
-
 from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
@@ -53,35 +46,12 @@ from intformer.model.errors import IntformerError
 from intformer.model.program import IntProgram
 
 from . import protocol as P
+from .catalogue import BOARDS, board as catalogue_board
+from .errors import BoardError, LinkUnavailable, NoSerialBridge
 from .link import Link
 from .spi import FILLER, SPIPeripheral
 from .uart import UARTRx, UARTTx, divisor_for
 
-# board -> (module, default platform class, led roles)
-BOARDS = {
-    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", {"alive": 1, "error": 0}),
-    "orangecrab": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_25FPlatform", {}),      # RGB_LEDS
-    "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_25F_Platform", {"alive": 0, "busy": 1, "error": 2, "activity": 3}),
-    "arty_s7": ("amaranth_boards.arty_s7", "ArtyS7_50Platform", {"alive": 0, "busy": 1, "error": 2, "activity": 3}),
-    "cmod_s7": ("amaranth_boards.cmod_s7", "CmodS7_Platform", {"alive": 0, "busy": 1, "error": 2, "activity": 3}),
-}
-
-# boards with an RGB LED instead of single LEDs: role -> colour of rgb_led 0
-RGB_LEDS = {"orangecrab": {"alive": "g", "error": "r", "activity": "b"}}
-
-# the SPI link's pins: board -> (connector, number, {signal: connector pin}, I/O attributes, pull-up attribute)
-SPI_PINS = {
-    "orangecrab": ("io", 0, {"cs_n": "10", "copi": "copi", "cipo": "cipo", "sck": "sck"},
-                   {"IO_TYPE": "LVCMOS33"}, {"PULLMODE": "UP"}),
-    "icebreaker": ("pmod", 0, {"cs_n": "1", "copi": "2", "cipo": "3", "sck": "4"},
-                   {"IO_STANDARD": "SB_LVCMOS"}, {"PULLUP": 1}),
-    "ulx3s": ("gpio", 0, {"cs_n": "0+", "copi": "1+", "cipo": "2+", "sck": "3+"},
-              {"IO_TYPE": "LVCMOS33"}, {"PULLMODE": "UP"}),
-    "arty_s7": ("pmod", 0, {"cs_n": "1", "copi": "2", "cipo": "3", "sck": "4"},
-                {"IOSTANDARD": "LVCMOS33"}, {"PULLUP": "TRUE"}),
-    "cmod_s7": ("pmod", 0, {"cs_n": "1", "copi": "2", "cipo": "3", "sck": "4"},
-                {"IOSTANDARD": "LVCMOS33"}, {"PULLUP": "TRUE"}),
-}
 LINKS = ("uart", "spi")
 
 ERROR_LED_S = 0.2
@@ -89,12 +59,9 @@ ACTIVITY_LED_S = 0.05
 
 
 def platform_class(board: str):
-    """The amaranth-boards platform class `make_top` checks `board` against (ulx3s: the 25F, arty_s7: the
+    """The amaranth-boards platform class of `board` (`boards.catalogue`; ulx3s: the 25F, arty_s7: the
     S7-50; the other variants have the same pins, so their platforms build the same top)."""
-    if board not in BOARDS:
-        raise IntformerError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
-    module, name, _ = BOARDS[board]
-    return getattr(importlib.import_module(module), name)
+    return catalogue_board(board).platform_class()
 
 
 def _has(platform, name: str, number: int = 0) -> bool:
@@ -103,39 +70,40 @@ def _has(platform, name: str, number: int = 0) -> bool:
 
 def spi_resource(board: str) -> Resource:
     """The SPI link's pins on `board` as the amaranth resource "spi_link" 0 (subsignals sck, copi, cs_n in,
-    cipo out; see `SPI_PINS` and the module docstring)."""
-    conn, number, pins, attrs, pull = SPI_PINS[board]
+    cipo out; see `catalogue.SpiPins` and the module docstring)."""
+    spi = catalogue_board(board).spi
     dirs = {"cs_n": "i", "copi": "i", "cipo": "o", "sck": "i"}
     return Resource("spi_link", 0, *[
-        Subsignal(sig, Pins(pins[sig], dir=dirs[sig], conn=(conn, number)),
-                  *([Attrs(**pull)] if sig == "cs_n" else []))
-        for sig in ("cs_n", "copi", "cipo", "sck")], Attrs(**attrs))
+        Subsignal(sig, Pins(spi.pins[sig], dir=dirs[sig], conn=(spi.connector, spi.number)),
+                  *([Attrs(**spi.pull_up)] if sig == "cs_n" else []))
+        for sig in ("cs_n", "copi", "cipo", "sck")], Attrs(**spi.attrs))
 
 
 def default_link(board: str) -> str:
     """The link a board gets unless told: the UART where it has a USB-serial bridge, SPI otherwise."""
-    return "uart" if _has(platform_class(board)(), "uart") else "spi"
+    return catalogue_board(board).default_link
 
 
 def check_board(board: str, link: str = "uart"):
     """The board's platform instance, once it is known to have what the link needs (a UART, or SPI pins in
-    `SPI_PINS`; LEDs)."""
-    platform = platform_class(board)()
+    the catalogue; LEDs). Raises `UnknownBoard`, `NoSerialBridge`, `LinkUnavailable` or `BoardError`."""
+    b = catalogue_board(board)
+    platform = b.platform_class()()
     if link not in LINKS:
-        raise IntformerError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
-    if link == "uart" and not _has(platform, "uart"):
-        usable = ", ".join(b for b in BOARDS if _has(platform_class(b)(), "uart"))
-        raise IntformerError(f"board {board!r} has no UART resource in amaranth-boards (no USB-serial bridge: "
+        raise BoardError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
+    if link == "uart" and not (b.uart and _has(platform, "uart")):
+        usable = ", ".join(name for name, other in BOARDS.items() if other.uart and other.top_name == name)
+        raise NoSerialBridge(f"board {board!r} has no UART resource in amaranth-boards (no USB-serial bridge: "
                              f"its USB port is wired to the FPGA itself, which would need a USB core); "
                              f"the serial link runs on {usable}; --link spi puts the link on SPI pins")
-    if link == "spi" and board not in SPI_PINS:
-        raise IntformerError(f"no SPI link pins defined for board {board!r} (boards.top.SPI_PINS has "
-                             f"{', '.join(SPI_PINS)})")
-    for role, number in BOARDS[board][2].items():
+    if link == "spi" and b.spi is None:
+        raise LinkUnavailable(f"no SPI link pins defined for board {board!r} (boards.catalogue has them for "
+                              f"{', '.join(name for name, other in BOARDS.items() if other.spi)})", "spi")
+    for role, number in b.leds.items():
         if not _has(platform, "led", number):
-            raise IntformerError(f"board {board!r} has no LED {number} for {role}")
-    if board in RGB_LEDS and not _has(platform, "rgb_led"):
-        raise IntformerError(f"board {board!r} has no RGB LED")
+            raise BoardError(f"board {board!r} has no LED {number} for {role}")
+    if b.rgb_leds and not _has(platform, "rgb_led"):
+        raise BoardError(f"board {board!r} has no RGB LED")
     return platform
 
 
@@ -143,9 +111,10 @@ def check_board(board: str, link: str = "uart"):
 STATUS_PORTS = {"busy": Out(1), "error": Out(1), "acc_error": Out(1), "activity": Out(1)}
 
 
-def _linked_accelerator(program: IntProgram, lanes: int) -> tuple[P.DeviceInfo, Accelerator]:
-    """The accelerator behind a link, and what the link reports of it; output words must fit the link's."""
-    accelerator = Accelerator(program, lanes)
+def _linked_accelerator(program: IntProgram, lanes: int, logic_lanes: int) -> tuple[P.DeviceInfo, Accelerator]:
+    """The accelerator behind a link (`logic_lanes` of its MAC lanes multiply in logic), and what the link
+    reports of it; output words must fit the link's."""
+    accelerator = Accelerator(program, lanes, logic_lanes)
     out_bits = accelerator.plan.output.bits
     if out_bits > 8 * P.WORD_BYTES:
         raise IntformerError(f"output words of {out_bits} bits do not fit the link's {8 * P.WORD_BYTES}-bit words")
@@ -172,12 +141,14 @@ class SimTop(wiring.Component):
     Ports: `rx` (line in, idle high), `tx` (line out); status: `busy` (computing or replying), `error`
     (pulse: ERROR reply queued, reply dropped, UART framing error or overrun), `acc_error` (the
     accelerator's sticky drain overrun flag), `activity` (pulse: a byte was received).
-    `timeout_cycles` is the frame timeout (default: 40 bit times, 4 bytes' worth of silence).
+    `timeout_cycles` is the frame timeout (default: 40 bit times, 4 bytes' worth of silence); `logic_lanes`
+    of the accelerator's MAC lanes multiply in logic (`accel.resources.lanes_in_logic`).
     """
 
-    def __init__(self, program: IntProgram, lanes: int, divisor: int, timeout_cycles: int | None = None):
+    def __init__(self, program: IntProgram, lanes: int, divisor: int, timeout_cycles: int | None = None,
+                 logic_lanes: int = 0):
         self.program, self.lanes, self.divisor = program, lanes, divisor
-        self.info, self.accelerator = _linked_accelerator(program, lanes)
+        self.info, self.accelerator = _linked_accelerator(program, lanes, logic_lanes)
         self.timeout_cycles = timeout_cycles or 40 * divisor
         super().__init__({
             "rx": In(1, init=1),
@@ -212,13 +183,14 @@ class SpiSimTop(wiring.Component):
     bytes wait for the host to clock them out), `error` (pulse: ERROR reply queued, reply dropped, SPI
     receive overrun), `acc_error` (the accelerator's sticky drain overrun flag), `activity` (pulse: a byte
     other than the filler was received). `timeout_cycles` is the frame timeout (default 4096 cycles: the
-    boards use `protocol.FRAME_TIMEOUT_S`). SCK at most sys_clk / (2 x `spi.MIN_HALF_PERIOD`).
+    boards use `protocol.FRAME_TIMEOUT_S`). SCK at most sys_clk / (2 x `spi.MIN_HALF_PERIOD`). `logic_lanes`
+    of the accelerator's MAC lanes multiply in logic.
     """
 
     def __init__(self, program: IntProgram, lanes: int, timeout_cycles: int | None = None,
-                 fifo_depth: int = 16):
+                 fifo_depth: int = 16, logic_lanes: int = 0):
         self.program, self.lanes = program, lanes
-        self.info, self.accelerator = _linked_accelerator(program, lanes)
+        self.info, self.accelerator = _linked_accelerator(program, lanes, logic_lanes)
         self.timeout_cycles = timeout_cycles or 4096
         self.spi = SPIPeripheral(fifo_depth)
         super().__init__({
@@ -269,17 +241,18 @@ class _Stretch(Elaboratable):
 
 class BoardTop(Elaboratable):
     """`SimTop` (link "uart") or `SpiSimTop` (link "spi") on a board's pins and LEDs (see the module
-    docstring); made by `make_top`."""
+    docstring), `logic_lanes` of the accelerator's MAC lanes multiplying in logic; made by `make_top`."""
 
     def __init__(self, program: IntProgram, lanes: int, board: str, baud: int, clock_hz: float,
-                 divisor: int | None, link: str = "uart"):
+                 divisor: int | None, link: str = "uart", logic_lanes: int = 0):
         self.board, self.baud, self.clock_hz, self.divisor, self.link = board, baud, clock_hz, divisor, link
         timeout = round(P.FRAME_TIMEOUT_S * clock_hz)
         if link == "spi":
-            self.core = SpiSimTop(program, lanes, timeout_cycles=timeout)
+            self.core = SpiSimTop(program, lanes, timeout_cycles=timeout, logic_lanes=logic_lanes)
         else:
-            self.core = SimTop(program, lanes, self.divisor, timeout_cycles=timeout)
-        self.leds = BOARDS[board][2]
+            self.core = SimTop(program, lanes, self.divisor, timeout_cycles=timeout, logic_lanes=logic_lanes)
+        self.leds = catalogue_board(board).leds                  # role -> led number
+        self.rgb_leds = catalogue_board(board).rgb_leds          # role -> colour of the RGB LED, or None
 
     def elaborate(self, platform):
         m = Module()
@@ -312,7 +285,7 @@ class BoardTop(Elaboratable):
         m.submodules.act_led = act = _Stretch(round(ACTIVITY_LED_S * self.clock_hz))
         m.d.comb += [err.pulse.eq(core.error), act.pulse.eq(core.activity)]
         roles = {"alive": alive, "busy": core.busy, "error": err.out | core.acc_error, "activity": act.out}
-        rgb = RGB_LEDS.get(self.board)
+        rgb = self.rgb_leds
         if "busy" not in (rgb or self.leds):
             roles["alive"] = alive | core.busy
         if rgb:
@@ -327,18 +300,19 @@ class BoardTop(Elaboratable):
 
 
 def make_top(program: IntProgram, lanes: int, board: str, baud: int = 115200, clock_hz: float | None = None,
-             link: str | None = None):
-    """The top for `board` (one of `BOARDS`): the accelerator with P = `lanes` behind the serial link, on the
-    board's UART at `baud` (link "uart") or on its SPI pins (link "spi", `SPI_PINS`), and its LEDs; `link`
+             link: str | None = None, logic_lanes: int = 0):
+    """The top for `board` (one of `catalogue.BOARDS`): the accelerator with P = `lanes` (`logic_lanes` of
+    them multiplying in logic) behind the serial link, on the board's UART at `baud` (link "uart") or on its
+    SPI pins (link "spi", `catalogue.SpiPins`), and its LEDs; `link`
     None: the UART where the board has one, SPI otherwise (`default_link`). `clock_hz` is the frequency of
     the `sync` domain the design runs in: by default the board's default clock, which the platform then
     provides; with another value the caller provides that domain (a PLL) itself. Raises `IntformerError`
     for an unknown board, a board without the link's pins (a UART, or SPI pins), or a baud rate the clock
-    cannot make."""
+    cannot make (`UnknownBoard`, `NoSerialBridge`, `LinkUnavailable`, `BoardError`)."""
     if link is None:
         link = default_link(board)
     platform = check_board(board, link)
     if clock_hz is None:
         clock_hz = platform.default_clk_frequency
     divisor = divisor_for(clock_hz, baud) if link == "uart" else None
-    return BoardTop(program, lanes, board, baud, clock_hz, divisor, link)
+    return BoardTop(program, lanes, board, baud, clock_hz, divisor, link, logic_lanes)

@@ -143,13 +143,15 @@ class UARTTx(wiring.Component):
             "tx": Out(1, init=1),
             "busy": Out(1),
         })
+        # the transmitter's registers (the transmit proof observes them)
+        self.shreg = Signal(10, init=0x3FF)             # the frame's bits still to send, bit 0 on the line
+        self.timer = Signal(range(divisor))             # cycles left of the current bit
+        self.left = Signal(range(11))                   # bits left of the frame (0: idle)
 
     def elaborate(self, platform):
         m = Module()
         d = self.divisor
-        shreg = Signal(10, init=0x3FF)
-        timer = Signal(range(d))
-        left = Signal(range(11))
+        shreg, timer, left = self.shreg, self.timer, self.left
         m.d.comb += [self.tx.eq(shreg[0]), self.busy.eq(left != 0), self.input.ready.eq(left == 0)]
         with m.If(left == 0):
             with m.If(self.input.valid):

@@ -19,22 +19,13 @@ def auto_lanes(program, board_name: str) -> int:
     """The largest lane count of AUTO_LANES that the pre-synthesis estimate says fits the board's device
     (for a device the estimate does not cover, the nearest smaller one it does)."""
     from intformer.accel.resources import check_fit, largest_lanes
-    from intformer.boards.build import estimate_device
+    from intformer.boards.catalogue import board
 
-    device = estimate_device(board_name)
+    device = board(board_name).estimate_device
     lanes = largest_lanes(program, device, AUTO_LANES)
     if not lanes:
         check_fit(program, 1, device)          # raises, naming what does not fit
     return lanes or 1
-
-
-def _link_factory(link: str, baud: int):
-    """A top factory for `boards.build.build` with the host link `link` ("uart" or "spi")."""
-    from intformer.boards.top import make_top
-
-    def factory(program, lanes, board_name, clock_hz):
-        return make_top(program, lanes, board_name, baud=baud, clock_hz=clock_hz, link=link)
-    return factory
 
 
 def build_run(run_path, board_name: str, lanes: int | None, clock: float | None, out: Path | None, force: bool,
@@ -43,7 +34,9 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
     """`link`: the host link, "uart" or "spi" (None: the UART where the board has one, SPI otherwise)."""
     import json
 
-    from intformer.boards.build import board, build, default_out, prepare_out
+    from intformer.boards.build import BuildRequest, LinkTopFactory, build, default_out, prepare_out, with_bare_hint
+    from intformer.boards.catalogue import board
+    from intformer.boards.errors import NoSerialBridge
     from intformer.boards.top import check_board, default_link
 
     b = board(board_name)                        # an unknown board fails before anything else
@@ -53,11 +46,8 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
     if used_link is not None:
         try:
             check_board(b.top_name, used_link)   # the board has the link's pins (before any work)
-        except IntformerError as exc:
-            if "UART" not in str(exc):
-                raise
-            raise IntformerError(f"{exc}; `intformer build --bare` builds the accelerator alone, for its "
-                                 f"resources and timing") from None
+        except NoSerialBridge as exc:
+            raise with_bare_hint(exc) from None
     run = runfolder.open_run(run_path)
     if lanes is None:
         lanes = auto_lanes(run.program, board_name)
@@ -68,9 +58,10 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
         DeviceInfo.from_program(run.program, lanes)
     out = Path(out) if out else default_out(run.path, board_name, lanes)
     prepare_out(out, force)
-    factory = _link_factory(used_link, baud) if used_link is not None else None
-    result = build(run.program, board_name, lanes, clock, out, progress=progress, top="bare" if bare else "link",
-                   baud=baud, fit_check=fit_check, top_factory=factory)
+    factory = LinkTopFactory(baud, used_link) if used_link is not None else None
+    result = build(BuildRequest(run.program, board_name, lanes, clock, out, progress=progress,
+                                top="bare" if bare else "link", baud=baud, fit_check=fit_check,
+                                top_factory=factory))
     if used_link is not None:
         result["link"] = used_link
         (out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True))
@@ -115,7 +106,7 @@ def print_build(r: dict) -> None:
               help="Serial link baud rate.")
 @click.option("--link", type=click.Choice(["uart", "spi"]), default=None,
               help="The host link: uart (the board's USB-serial bridge) or spi (SPI peripheral pins, see "
-                   "boards/top.py). Default: uart where the board has a USB-serial bridge, spi otherwise "
+                   "boards/catalogue.py). Default: uart where the board has a USB-serial bridge, spi otherwise "
                    "(OrangeCrab).")
 @click.option("--bare", is_flag=True,
               help="The accelerator alone, without the host link (resources and timing only, or to see what "

@@ -1,7 +1,7 @@
 """The `intformer` command: a click group, and the one place where its subcommands are registered.
 
 Each subcommand is a plain `click.command` in its `*_cmd.py` file beside this one, next to the function that
-does its work (the Python API in `intformer/__init__.py` calls those functions); this module adds them to
+does its work (the Python API, `intformer.api`, calls those functions); this module adds them to
 the group, so importing any command module registers nothing and nothing here is imported back.
 
 Expected problems (bad data, impossible configurations, corrupt files) raise `IntformerError`; they are
@@ -17,7 +17,6 @@ from intformer.model.errors import IntformerError
 
 from . import (build_cmd, eval_cmd, infer_cmd, program_cmd, run_cmd, sim_cmd, sweep_cmd, train_cmd,
                verify_cmd)
-from .output import emit  # noqa: F401  (kept importable from here for scripts written against it)
 
 
 class Group(click.Group):

@@ -83,6 +83,12 @@ def model_options(f):
     return f
 
 
+def default_options() -> dict:
+    """The model and training options at their defaults, keyed as the `train` command receives them (the
+    Python API starts from these, so that it trains what the command trains)."""
+    return {p.name: (() if p.multiple else p.default) for p in model_options(lambda **kw: None).__click_params__}
+
+
 def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
     from intformer.model.errors import IntformerError
 

@@ -57,7 +57,7 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
     """Train, export, evaluate, simulate bit-exactly and build a model end to end, and write a report
     (on the embedded default data unless --data)."""
     from intformer.accel import cxxsim
-    from intformer.boards.build import board
+    from intformer.boards.catalogue import board
     from intformer.model import runfolder
 
     from .build_cmd import auto_lanes, build_run

@@ -33,16 +33,17 @@ def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -
         cxxsim.build(run.program, lanes)
         compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    words, cycles = simulate(run.program, codes, lanes, read_buffers=False, engine=engine)
+    simulated = simulate(run.program, codes, lanes, read_buffers=False, engine=engine)
     seconds = time.perf_counter() - start
-    mismatches = int(np.sum(words != expected))
+    cycles = simulated.cycles
+    mismatches = int(np.sum(simulated.words != expected))
     result = {"engine": engine, "windows": len(codes), "words": int(expected.size), "mismatches": mismatches,
               "cycles_per_inference": int(cycles), "macs_per_inference": run.program.macs(), "lanes": lanes,
               "mac_bound_ratio": cycles / (run.program.macs() / lanes),
               "sim_cycles_per_second": cycles * len(codes) / seconds, "seconds": seconds,
               "compile_seconds": compile_seconds}
     if mismatches:      # names the first differing window, word and step (re-simulating that window)
-        result["first_mismatch"] = first_mismatch(run.program, codes, words, expected, lanes=lanes)
+        result["first_mismatch"] = first_mismatch(run.program, codes, simulated, expected)
     return result
 
 

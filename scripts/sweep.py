@@ -64,7 +64,7 @@ def parse_space(items: tuple[str, ...] | list[str]) -> dict[str, list]:
         if not choices:
             raise IntformerError(f"--space {item!r}: give at least one value, e.g. {name}={SPACE[name][0]}")
         space[name] = list(dict.fromkeys(choices))
-    from intformer.boards.build import board
+    from intformer.boards.catalogue import board
     for b in space["board"]:
         board(b)                                     # an unknown board fails here, naming the known ones
     return space
@@ -151,7 +151,8 @@ class Objective:
         import torch
 
         from intformer.accel.resources import DEVICES, check_fit
-        from intformer.boards.build import board, cycles_per_inference, estimate_device
+        from intformer.boards.build import cycles_per_inference
+        from intformer.boards.catalogue import board
         from intformer.boards.power import energy_uj
         from intformer.model import runfolder
         from intformer.model.config import ModelConfig, TrainConfig
@@ -180,7 +181,7 @@ class Objective:
             prune(str(exc))
         if mcfg.window + mcfg.horizon > len(self.series.target_values) // 4:
             prune(f"window {mcfg.window} too long for the data")
-        device = estimate_device(p["board"])
+        device = board(p["board"]).estimate_device
         dev = DEVICES[device]
         # the fit, before any training: an untrained model of this shape, calibrated on one batch
         torch.manual_seed(self.s.seed)

@@ -47,6 +47,19 @@ def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: boo
             "best_val_mse": {k: min(e["val_mse"] for e in v) for k, v in trained.history.items()}}
 
 
+def resumed_options(out: Path | None, force: bool, kw: dict) -> tuple[dict, dict]:
+    """The data spec and options that the interrupted run in `out` recorded (for --resume), over `kw`."""
+    if out is None:
+        raise IntformerError("--resume needs --out: the folder of the interrupted run")
+    if force:
+        raise IntformerError("--resume and --force exclude each other: --resume continues the interrupted run "
+                             "with its options, --force cleans it for the options given now")
+    recorded = runfolder.interrupted_options(out)
+    spec, kw = dict(recorded["spec"]), {**kw, **recorded["kw"]}
+    kw["bits_override"] = tuple(kw.get("bits_override") or ())
+    return spec, kw
+
+
 def print_train(r: dict) -> None:
     click.echo(f"run folder      {r['run']}")
     click.echo(f"data            {r['data']}  inputs {', '.join(r['inputs'])} -> {r['target']}")
@@ -70,12 +83,5 @@ def train(data_path, fmt, target, features, multivariate, fill, sensor, split_ti
     """Train a QAT Transformer forecaster (and its float baseline) and export its integer model."""
     spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time)
     if resume:
-        if out is None:
-            raise IntformerError("--resume needs --out: the folder of the interrupted run")
-        if force:
-            raise IntformerError("--resume and --force exclude each other: --resume continues the interrupted run "
-                                 "with its options, --force cleans it for the options given now")
-        recorded = runfolder.interrupted_options(out)
-        spec, kw = dict(recorded["spec"]), {**kw, **recorded["kw"]}
-        kw["bits_override"] = tuple(kw.get("bits_override") or ())
+        spec, kw = resumed_options(out, force, kw)
     emit(train_run(spec, kw, out, force, progress=not as_json, resume=resume), as_json, print_train)

@@ -15,18 +15,20 @@ from .output import emit
 def verify_run(run_path, lanes: int = 8, depth: int | None = None, full: bool = True, timeout: float = 600.0,
                only: str | None = None) -> list[dict]:
     """Run every proof for the model in `run_path`; the work folders go to RUN/formal/."""
-    from intformer.accel import formal
+    from intformer.accel import sby
 
-    formal.tools()                                  # a missing tool: one clear error before any work
+    from .proofs import all_proofs
+
+    sby.tools()                                     # a missing tool: one clear error before any work
     run = runfolder.open_run(run_path)
-    proofs = formal.all_proofs(run.program, lanes, full)
+    proofs = all_proofs(run.program, lanes, full)
     if only:
         proofs = [p for p in proofs if only in p.name]
     if depth is not None:
         for p in proofs:
             p.depth = max(p.depth, depth)
     workdir = Path(run_path) / "formal"
-    return [formal.run_proof(p, workdir, timeout).as_dict() for p in proofs]
+    return [sby.run_proof(p, workdir, timeout).as_dict() for p in proofs]
 
 
 def print_results(results: list[dict]) -> None:

@@ -44,7 +44,7 @@ def test_banks_share_memories_without_port_conflicts(program):
             assert all(e0 <= s1 for (_, e0), (s1, _) in pairwise(spans)) and spans[-1][1] <= b.depth
         for rec in plan.steps:
             for b in plan.banks:                   # one role per port: the table holds one code per bank
-                assert rec[f"rd{b.index}"] in range(6) and rec[f"wr{b.index}"] in range(4)
+                assert rec.read_role[b.index] in range(6) and rec.write_role[b.index] in range(4)
         own = sum(block_count(lay.depth, lay.bits * lanes) for lay in plan.layouts.values()
                   if lay.depth * lay.bits * lanes > LOGIC_BITS)
         shared = sum(block_count(b.depth, b.width) for b in plan.banks if not b.logic)

@@ -1,21 +1,25 @@
 """The whole accelerator against `model.intref.run_program`: small random programs, every output word and
 every buffer compared."""
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from intformer.accel.simulate import _LAST, first_mismatch, simulate
+from intformer.accel.simulate import first_mismatch, simulate
 from intformer.model.intref import run_program
 from program_factory import random_inputs, random_program
 
 
 def check(program, x, lanes, logic_lanes=0):
-    words, cycles = simulate(program, x, lanes, logic_lanes=logic_lanes)
+    result = simulate(program, x, lanes, logic_lanes=logic_lanes)
+    words, cycles = result
     expected, trace = run_program(program, x, trace=True)
-    assert (words == expected).all(), first_mismatch(program, x, words, expected)
+    assert (words == expected).all(), first_mismatch(program, x, result, expected)
     # every buffer as the reference leaves it (the output words alone can hide a wrong intermediate)
     final = {buf: value for _, buf, value in trace}
-    for b, hw in enumerate(_LAST["buffers"]):
+    assert len(result.buffers) == len(x)
+    for b, hw in enumerate(result.buffers):
         for name, value in final.items():
             np.testing.assert_array_equal(hw[name], value[b], err_msg=f"window {b}, buffer {name}")
     return cycles
@@ -59,11 +63,11 @@ def test_first_mismatch_names_the_step():
     rng = np.random.default_rng(3)
     program = random_program(rng, n=3, m=1, d=2, ffn=2, horizon=1, bits=4)
     x = random_inputs(rng, program, 1)
-    words, _ = simulate(program, x, 2)
+    result = simulate(program, x, 2)
     expected = run_program(program, x)
-    assert first_mismatch(program, x, words, expected) == "no mismatch"
-    _LAST["buffers"][0]["l0.v"][1, 0] += 1           # pretend the hardware got one element wrong
-    text = first_mismatch(program, x, words + 1, expected)
+    assert first_mismatch(program, x, result, expected) == "no mismatch"
+    result.buffers[0]["l0.v"][1, 0] += 1             # pretend the hardware got one element wrong
+    text = first_mismatch(program, x, dataclasses.replace(result, words=result.words + 1), expected)
     assert "output word 0" in text and "'l0.v'" in text and "l0.v[1, 0]" in text
 
 

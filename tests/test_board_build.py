@@ -139,7 +139,7 @@ def test_missed_timing_names_a_clock_that_would_work(run_dir, tmp_path):
     program = runfolder.open_run(run_dir).program
     out = B.prepare_out(tmp_path / "slow", False)
     with pytest.raises(IntformerError) as exc:
-        B.build(program, "icebreaker", 1, 250, out, top_factory=lambda *a: Chain())
+        B.build(B.BuildRequest(program, "icebreaker", 1, 250, out, top_factory=lambda *a: Chain()))
     message = str(exc.value)
     assert "timing not met" in message and "--clock" in message and "fewer lanes" in message
     report = json.loads((out / "build.json").read_text())

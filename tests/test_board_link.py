@@ -277,6 +277,40 @@ def tiny_program():
     return random_program(np.random.default_rng(1), n=4, m=1, d=4, ffn=8, horizon=2, bits=8)
 
 
+@pytest.mark.parametrize("name", ["icebreaker", "orangecrab", "ulx3s", "ulx3s-85f", "arty_s7", "arty_s7_25",
+                                  "cmod_s7"])
+def test_catalogue_entry_agrees_with_its_platform(name):
+    """Each `boards.catalogue` entry says what its amaranth-boards platform has: the oscillator, a UART
+    exactly where it claims a USB-serial bridge, its LEDs, the SPI pins' connector; its default link and
+    SPI pass `check_board`."""
+    from intformer.boards.catalogue import BOARDS
+    from intformer.boards.top import check_board
+    b = BOARDS[name]
+    platform = b.platform_class()()
+    assert platform.default_clk_frequency == b.osc_hz
+    assert b.uart == (("uart", 0) in platform.resources)
+    assert all(("led", n) in platform.resources for n in b.leds.values())
+    assert not b.rgb_leds or ("rgb_led", 0) in platform.resources
+    assert (b.spi.connector, b.spi.number) in platform.connectors
+    assert b.estimate_device == (b.fit_device or b.estimate_device)
+    check_board(b.top_name, b.default_link)
+    check_board(b.top_name, "spi")
+
+
+def test_board_errors_are_typed(tiny_program):
+    """The board layer's errors are kinds a caller catches (`boards.errors`), all `IntformerError`s."""
+    from intformer.boards.build import ice40_pll
+    from intformer.boards.errors import BuildExists, ClockUnavailable, NoSerialBridge, UnknownBoard
+    from intformer.boards.top import make_top
+    with pytest.raises(NoSerialBridge, match="no UART resource"):
+        make_top(tiny_program, 2, "orangecrab", link="uart")
+    with pytest.raises(UnknownBoard, match="unknown board"):
+        make_top(tiny_program, 2, "de0nano")
+    with pytest.raises(ClockUnavailable, match="16 to 275 MHz"):
+        ice40_pll(12e6, 5e6)
+    assert issubclass(NoSerialBridge, IntformerError) and issubclass(BuildExists, IntformerError)
+
+
 def test_make_top_refuses_boards_without_uart(tiny_program):
     from intformer.boards.top import make_top
     with pytest.raises(IntformerError, match="no UART resource"):

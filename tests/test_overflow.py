@@ -2,10 +2,11 @@
 assertions it adds make a proof fail exactly when a value can wrap."""
 from __future__ import annotations
 
+from amaranth.asserts import AnySeq
 from amaranth.hdl import Assume, Module, Signal, signed, unsigned
-from amaranth.hdl._ast import AnySeq
 
-from intformer.accel import formal, overflow
+from intformer.accel import overflow, sby
+from intformer.accel.formal_helpers import harness
 
 
 def _module() -> Module:
@@ -53,7 +54,7 @@ def test_narrowing_keeps_its_condition_and_finds_explicit_cuts():
 
 def _audited(limit: int | None):
     def build():
-        top = formal.harness()
+        top = harness()
         dut, a, b, go = _adder(8, gated=True)
         top.submodules.dut = dut
         top.d.comb += [a.eq(AnySeq(8)), b.eq(AnySeq(8)), go.eq(AnySeq(1))]
@@ -65,8 +66,8 @@ def _audited(limit: int | None):
 
 
 def test_audit_proof_fails_when_the_sum_can_wrap_and_passes_when_it_cannot(tmp_path):
-    bad = formal.run_proof(formal.Proof("wraps", _audited(None), "prove", 2), tmp_path, timeout=120)
+    bad = sby.run_proof(sby.Proof("wraps", _audited(None), "prove", 2), tmp_path, timeout=120)
     assert bad.status == "fail", bad
     assert "test_overflow.py" in bad.message            # the failure names the assignment, not the audit
-    good = formal.run_proof(formal.Proof("fits", _audited(128), "prove", 2), tmp_path, timeout=120)
+    good = sby.run_proof(sby.Proof("fits", _audited(128), "prove", 2), tmp_path, timeout=120)
     assert good.status == "pass", good

@@ -2,6 +2,11 @@
 reference and the accelerator's simulation, every output word compared; random corruptions of export files
 and of link frames, every one refused.
 
+It lives at the top (`intformer.fuzz`), above the layers it spans: the model (training, export), the
+accelerator (its simulation and its proofs), and the board's host link (`boards.protocol`'s frames, the
+link's proofs through the registry `intformer.proofs`). Split by layer, its halves would share the
+`ChainResult` of one fuzzed configuration, which `prove_config` and the export corruptions both take.
+
 Used by `tests/test_fuzz.py` (a small fixed-seed share) and `bench/fuzz_bench.py` (minutes of it, counted).
 
 * `random_config(rng)`: a `ModelConfig` within `LIMITS` (window, d_model, heads dividing d_model, layers,
@@ -218,23 +223,25 @@ def check_config(cfg: ModelConfig, seed: int, engine: str = "auto", lanes: int |
         cxxsim.build(program, lanes)
         seconds["compile"] = time.perf_counter() - t
         t = time.perf_counter()
-    words, _ = simulate(program, codes, lanes, read_buffers=False, engine=engine)
+    simulated = simulate(program, codes, lanes, read_buffers=False, engine=engine)
     seconds["simulate"] = time.perf_counter() - t
-    if not np.array_equal(words, expected):
-        detail = first_mismatch(program, codes, words, expected, lanes=lanes)
+    if not np.array_equal(simulated.words, expected):
+        detail = first_mismatch(program, codes, simulated, expected)
         raise FuzzMismatch(f"{where}: hardware differs from the integer reference: {detail}")
     return ChainResult(cfg.to_dict(), seed, len(codes), int(expected.size), engine, len(data_x), seconds,
                        program, export, lanes)
 
 
 def prove_config(result: ChainResult, workdir, timeout: float = 300.0) -> tuple[int, list[str]]:
-    """The quick formal proofs (`accel.formal.all_proofs`, full=False: the datapath with its overflow audit,
-    the streams and the host link) for a fuzzed configuration's program at its lanes. Returns the number
-    proven and a line per proof that did not pass (its name, status, message and the configuration)."""
-    from intformer.accel import formal
+    """The quick formal proofs (`intformer.proofs.all_proofs`, full=False: the datapath with its overflow
+    audit, the streams and the host link) for a fuzzed configuration's program at its lanes. Returns the
+    number proven and a line per proof that did not pass (its name, status, message and the configuration)."""
+    from intformer.accel.sby import run_proof
+
+    from .proofs import all_proofs
     proven, failed = 0, []
-    for proof in formal.all_proofs(result.program, result.lanes, full=False):
-        r = formal.run_proof(proof, workdir, timeout)
+    for proof in all_proofs(result.program, result.lanes, full=False):
+        r = run_proof(proof, workdir, timeout)
         if r.status == "pass":
             proven += 1
         else:

@@ -1,0 +1,50 @@
+"""The output port: the output buffer's words from its bank onto the `output` stream."""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import stream
+from amaranth.lib.wiring import In, Out
+
+from .block import Block
+from .plan import BufferLayout
+from .walk import walk
+
+
+class OutputPort(Block):
+    """Reads the output buffer's `cols` words (row 0) from its bank and offers them on `output`, in order.
+
+    The top state machine runs it in three states per word: `read` (the bank's read address is `addr`),
+    `latch` (the read data, `data`, a whole bank word one cycle after the address: the lane chosen by the
+    lane of that address is registered as the payload) and `send` (`output.valid`; on `output.ready` the
+    port steps to the next word). `start` rewinds it to the buffer's first word. `index` is the index of the
+    word on offer (the count of words sent since `start`), `last` that it is the buffer's last word.
+    Latency: 2 cycles from `read` to a valid payload. Widths: `data` the bank's word (`bank_width`), the
+    payload the output buffer's `bits` (signed), `addr` `addr_width`.
+    """
+
+    def __init__(self, layout: BufferLayout, lanes: int, addr_width: int, lane_bits: int, bank_width: int):
+        self.layout, self.lanes, self.lane_bits = layout, lanes, lane_bits
+        lane_width = max(1, lanes - 1).bit_length()
+        super().__init__({
+            "output": Out(stream.Signature(signed(layout.bits))),
+            "start": In(1), "latch": In(1), "send": In(1),
+            "addr": Out(unsigned(addr_width)), "data": In(unsigned(bank_width)),
+            "index": Out(range(layout.cols + 1)), "last": Out(1),
+        })
+        self.lane = Signal(lane_width)
+
+    def _build(self, m: Module) -> None:
+        lay = self.layout
+        within = Signal(range(lay.chunk + 1))
+        lane_d = Signal.like(self.lane)                     # the lane of the word read one cycle ago
+        payload = Signal(signed(lay.bits))
+        m.d.sync += lane_d.eq(self.lane)
+        m.d.comb += [self.output.payload.eq(payload), self.output.valid.eq(self.send),
+                     self.last.eq(self.index == lay.cols - 1)]
+        with m.If(self.start):
+            m.d.sync += [self.index.eq(0), self.addr.eq(lay.base), self.lane.eq(0), within.eq(0)]
+        with m.If(self.latch):
+            m.d.sync += payload.eq(self.data.word_select(lane_d, self.lane_bits)[:lay.bits].as_signed())
+        with m.If(self.send & self.output.ready):
+            nw, nl, ni = walk(self.addr, self.lane, within, lay.chunk, self.lanes)
+            m.d.sync += [self.index.eq(self.index + 1), self.addr.eq(nw), self.lane.eq(nl), within.eq(ni)]
