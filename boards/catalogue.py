@@ -24,7 +24,7 @@ by `top_name`, whose top they build. LED roles are alive / busy / error / rx act
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import UnknownBoard
 
@@ -120,21 +120,17 @@ _ULX3S = Board(
     platform="amaranth_boards.ulx3s:ULX3S_25F_Platform", family="ecp5", device="ecp5-25f",
     fit_device="ecp5-25f", estimate_device="ecp5-25f", osc_hz=25e6, bitstream="bit", top_name="ulx3s",
     spi=ULX3S_SPI, **_openfpgaloader("ulx3s"))
-_ULX3S_85F = Board(
-    name="ulx3s-85f", description="Radiona ULX3S, 85F variant (LFE5U-85F-6BG381)",
-    platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5", device="ecp5-85f",
-    fit_device=None, estimate_device="ecp5-25f", osc_hz=25e6, bitstream="bit", top_name="ulx3s",
-    spi=ULX3S_SPI, **_openfpgaloader("ulx3s"))
+_ULX3S_85F = replace(      # the same board with the larger part (no yosys fit device of its own)
+    _ULX3S, name="ulx3s-85f", description="Radiona ULX3S, 85F variant (LFE5U-85F-6BG381)",
+    platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", device="ecp5-85f", fit_device=None)
 _ARTY_S7 = Board(
     name="arty_s7", description="Digilent Arty S7-50 (XC7S50-1CSGA324)",
     platform="amaranth_boards.arty_s7:ArtyS7_50Platform", family="xc7", device="xc7s50",
     fit_device=None, estimate_device="xc7s15", osc_hz=100e6, bitstream="bit", top_name="arty_s7",
     spi=XILINX_PMOD_SPI, **_openfpgaloader("arty_s7_50"))
-_ARTY_S7_25 = Board(
-    name="arty_s7_25", description="Digilent Arty S7-25 (XC7S25-1CSGA324)",
-    platform="amaranth_boards.arty_s7:ArtyS7_25Platform", family="xc7", device="xc7s25",
-    fit_device=None, estimate_device="xc7s15", osc_hz=100e6, bitstream="bit", top_name="arty_s7",
-    spi=XILINX_PMOD_SPI, **_openfpgaloader("arty_s7_25"))
+_ARTY_S7_25 = replace(    # the same board with the smaller part
+    _ARTY_S7, name="arty_s7_25", description="Digilent Arty S7-25 (XC7S25-1CSGA324)",
+    platform="amaranth_boards.arty_s7:ArtyS7_25Platform", device="xc7s25", **_openfpgaloader("arty_s7_25"))
 _CMOD_S7 = Board(
     name="cmod_s7", description="Digilent Cmod S7 (XC7S25-1CSGA225)",
     platform="amaranth_boards.cmod_s7:CmodS7_Platform", family="xc7", device="xc7s25",
