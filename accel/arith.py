@@ -39,10 +39,12 @@ def shift_add_mul(x: Value, bits: Value) -> Value:
     return total
 
 
-def booth_mul(x: Value, w: Value) -> Value:
+def booth_mul(x: Value, w: Value, drop_carry: bool = False) -> Value:
     """x * w (both signed) from logic: radix-4 Booth digits of w in {-2..2} select 0, x or 2x (negated),
     ceil(width(w) / 2) partial products summed. About 210 iCE40 LUT4s for 9 x 9 bits: the price of a
-    multiplier block that the device does not have."""
+    multiplier block that the device does not have. `drop_carry` (a deliberate fault, for the must-fail
+    product proof: `accel.formal.mac_products_harness`) negates by inverting the bits without the +1, the
+    classic Booth slip; off, the logic is unchanged."""
     n = len(w) + (len(w) % 2)
     wx = Cat(Const(0, 1), w, w[-1]) if len(w) % 2 else Cat(Const(0, 1), w)
     terms = []
@@ -51,7 +53,7 @@ def booth_mul(x: Value, w: Value) -> Value:
         one = b0 ^ b1
         two = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
         mag = Mux(one, x, Mux(two, x << 1, 0))
-        terms.append(Mux(b2, -mag, mag) << (2 * d))
+        terms.append(Mux(b2, ~mag if drop_carry else -mag, mag) << (2 * d))
     total = terms[0]
     for t in terms[1:]:
         total = total + t

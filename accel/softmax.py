@@ -67,7 +67,12 @@ class SoftmaxUnit(wiring.Component):
     def __init__(self, *, lanes: int, elem_width: int, addr_width: int, max_rows: int, max_cols: int,
                  methods=("lut", "poly"), table_addr_width: int = 10, exp_width: int = 16,
                  min_sum: int = 1 << intops.EXP_BITS, out_width: int = 9, shared_mul: bool = False,
-                 out_bits_range: tuple[int, int] = (0, 8)):
+                 out_bits_range: tuple[int, int] = (0, 8), fault: str | None = None):
+        # `fault`: a deliberate design fault for the must-fail proofs (`accel.formal`); None builds the real
+        # unit. "sum_narrow": the row sum `total` 4 bits narrower than sum_width (a long row's sum wraps).
+        if fault not in (None, "sum_narrow"):
+            raise ValueError(f"unknown SoftmaxUnit fault {fault!r}")
+        self.fault = fault
         self.lanes, self.elem_width, self.addr_width = lanes, elem_width, addr_width
         self.methods = tuple(methods)
         self.exp_width, self.out_width = exp_width, out_width
@@ -235,7 +240,7 @@ class SoftmaxUnit(wiring.Component):
         end the sum waits in `pend_sum` for the divider, whose quotient goes to the row's `r`."""
         acc, pend, e4, v4 = self.acc, self.pend, self.e4, self.v_d4
         m.d.comb += [e_wr.addr.eq(Cat(col4[:self.col_bits], slot4)), e_wr.data.eq(e4), e_wr.en.eq(v4)]
-        total = Signal(unsigned(self.sum_width))
+        total = Signal(unsigned(self.sum_width - (4 if self.fault == "sum_narrow" else 0)))
         m.d.comb += total.eq(Mux(self.first_d4, e4, acc + e4))
         div_par = Signal()
         div_go = pend & ~div.busy

@@ -1,6 +1,7 @@
 """Board builds of the default model at several lane counts: resources, Fmax, cycles, latency, energy estimate.
 
     python bench/board_bench.py [--run RUN] [--boards icebreaker orangecrab] [--lanes 1 2 4 8]
+    python bench/board_bench.py --boards tang_nano_9k tang_primer_20k --lanes 8      # the Gowin boards
                                 [--clock MHZ] [--bare] [--seeds 1 2 3] [--out DIR]
 
 The model is RUN's, or else the default configuration (n = 24, d = 16, one layer, one head, FFN 64, 8 bits)
@@ -13,7 +14,9 @@ that miss timing are listed with the reason, not built further. The clock is the
 (`accel.resources.lanes_in_logic`; column LL). nextpnr's Fmax depends on its placement seed: --seeds builds
 each configuration once per seed, and the summary gives Fmax per lane count (the lowest and the highest over
 the seeds). Energy is `boards.power`'s estimate, not a measurement. A benchmark, not a test: an iCE40 build
-takes two to four minutes on two cores, an ECP5 build a few.
+takes two to four minutes on two cores, an ECP5 build a few, a Gowin build (nextpnr-himbaechel-gowin) seven
+(GW1NR-9) to eleven (GW2A-18). On the Gowin boards logic is LUT4s (the ALU carry cells are listed apart in
+build.json), DSP is 18x18 multipliers (two MULT9X9 count one) and BRAM is 18-kbit BSRAM.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def row(r: dict) -> str:
     logic = res.get("LC") or res.get("LUT")
     lat_fmax = r["cycles_per_inference"] / r["fmax_mhz"] if r.get("fmax_mhz") else float("nan")
     s = r["stage_seconds"]
-    tool_seconds = s.get("yosys", 0) + s.get("nextpnr-ice40", 0) + s.get("nextpnr-ecp5", 0)
+    tool_seconds = sum(s.get(k, 0) for k in ("yosys", "nextpnr-ice40", "nextpnr-ecp5", B.GOWIN_PNR, "gowin_pack"))
     return (f"{r['board']:<11}{r['lanes']:>3}{r.get('logic_lanes', 0):>3} {r['top']:<5}"
             f"{'-' if r.get('nextpnr_seed') is None else r['nextpnr_seed']:>5} "
             f"{logic['used']:>7,}/{logic['available']:<7,}"
@@ -119,7 +122,7 @@ def main() -> None:
                           f"{'s' if len(f) > 1 else ''}, clock {f'{a.clock:g} MHz' if a.clock else 'the oscillator'})")
                 else:
                     print(f"  {board_name:<11} P = {lanes:<3} not built (see above)")
-        print(f"\n{len(results)} built, {len(skipped)} skipped; logic is iCE40 logic cells (LC) or ECP5 LUT4s; "
+        print(f"\n{len(results)} built, {len(skipped)} skipped; logic is iCE40 logic cells (LC), ECP5 or Gowin LUT4s; "
               f"'lat us' at the build clock, '@Fmax' at nextpnr's Fmax; energy per inference from the "
               f"boards.power model (an estimate, core power only)")
 

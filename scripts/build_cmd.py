@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from intformer.boards.catalogue import BOARDS
 from intformer.model import runfolder
 from intformer.model.errors import IntformerError
 
@@ -96,7 +97,7 @@ def print_build(r: dict) -> None:
 @click.command("build")
 @click.argument("run", type=click.Path())
 @click.option("--board", "board_name", required=True,
-              help="icebreaker, orangecrab, ulx3s (25F), ulx3s-85f, arty_s7 (S7-50), arty_s7_25, cmod_s7.")
+              help="One of the board catalogue's boards: " + ", ".join(BOARDS) + ".")
 @click.option("--lanes", type=click.IntRange(min=1), default=None,
               help="MAC lanes P (default: the largest of 16, 8, 4, 2, 1 the resource estimate says fits).")
 @click.option("--clock", type=click.FloatRange(min=1.0), default=None, metavar="MHZ",

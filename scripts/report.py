@@ -6,27 +6,49 @@
     training.png   validation MSE per epoch of the float and QAT models
     resources.png  resources used against the device's, from the build (or the pre-synthesis estimate)
 
-The Markdown file is the source; the HTML page is rendered from it, so the two cannot differ.
+The Markdown file is the source; the HTML page is rendered from it, so the two cannot differ (the page
+only wraps each figure in a <figure> whose visible caption is the image's alt text).
+tests/test_report_browser.py loads the page in headless Chromium and checks that every figure loads and that
+nothing sticks out of a narrow screen.
 """
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from pathlib import Path
 
 HTML_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; }}
+/* a wide table (the model's 11 columns) scrolls in its own box on a narrow screen, not the whole page */
+table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; display: block; max-width: 100%; overflow-x: auto; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
+td {{ white-space: nowrap; }}
 th:first-child, td:first-child {{ text-align: left; }}
-img {{ max-width: 100%; }}
-code {{ background: #f4f4f4; padding: 0 0.2rem; }}
+img {{ max-width: 100%; height: auto; }}
+figure {{ margin: 1rem 0 1.5rem; }}
+figcaption {{ font-size: 0.9rem; color: #555; margin-top: 0.25rem; }}
+/* a run folder's path has no break opportunity at its slashes: it would push a phone's page sideways */
+code {{ background: #f4f4f4; padding: 0 0.2rem; overflow-wrap: anywhere; }}
 </style></head><body>
 {body}
 </body></html>
 """
+
+
+# a figure as python-markdown renders `![caption](file)` alone in its paragraph
+_FIGURE_HTML = re.compile(r'<p><img alt="([^"]*)" src="([^"]*)" /></p>')
+
+
+def html_figures(body: str) -> str:
+    """Each lone image of the rendered Markdown as a <figure> with its alt text as the visible caption: the
+    alt text alone is read by screen readers but shown by no browser."""
+    return _FIGURE_HTML.sub(lambda m: f'<figure><img alt="{m[1]}" src="{m[2]}">'
+                                      f'<figcaption>{m[1]}</figcaption></figure>', body)
 
 
 def _plt():
@@ -47,6 +69,7 @@ def plot_errors(path: Path, test: dict, baselines: dict) -> None:
     ax.bar_label(bars, labels=[f"{v:.4g}" for v in values], fontsize=8)
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8, rotation=15)
     ax.set_ylabel("test MSE (scaled)")
+    ax.margins(y=0.12)                # room for the tallest bar's label under the frame
     ax.set_title("test error: models (blue) and naive baselines (grey)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -54,13 +77,27 @@ def plot_errors(path: Path, test: dict, baselines: dict) -> None:
 
 
 def plot_training(path: Path, history: dict) -> None:
+    """Validation MSE per epoch of each model (epoch 0: before its first epoch)."""
+    from matplotlib.ticker import MaxNLocator
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.2))
+    values = [e["val_mse"] for epochs in history.values() for e in epochs]
     for kind, epochs in history.items():
         ax.plot([e["epoch"] for e in epochs], [e["val_mse"] for e in epochs], marker=".", label=kind)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (0: before training)")
     ax.set_ylabel("validation MSE (scaled)")
-    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # no epoch 0.2
+    # log only over a decade or more: over a narrow range its labels are one value repeated in x 10^-2
+    if values and min(values) > 0 and max(values) / min(values) >= 10:
+        ax.set_yscale("log")
+    elif values:
+        # a nearly flat curve drawn flat, with plain labels: matplotlib would stretch a change of 1e-7 over
+        # the whole axis and label it as an offset ("1e-7+1.637e-2")
+        lo, hi = min(values), max(values)
+        pad = max(0.05 * abs(hi), (hi - lo) * 0.1) or 1.0
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_title("validation MSE per epoch")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -122,7 +159,8 @@ def render_markdown(r: dict, figures: dict[str, str]) -> str:
         a = ev["agreement"]
         out += [f"Fake-quant against integer: {a['exact_fraction'] * 100:.2f} % of words equal, largest "
                 f"difference {a['max_abs_lsb']:g} LSB.", ""]
-    for key, caption in (("errors", "Test MSE"), ("forecast", "Forecast against truth (first step)"),
+    for key, caption in (("errors", "Test MSE of the models beside the naive baselines"),
+                         ("forecast", "Forecast against truth on the test split (first forecast step)"),
                          ("training", "Validation MSE per epoch")):
         if key in figures:
             out += [f"![{caption}]({figures[key]})", ""]
@@ -150,16 +188,26 @@ def render_markdown(r: dict, figures: dict[str, str]) -> str:
                 f"Bitstream `{build['bitstream']}`. The energy figure is an ESTIMATE from `boards/power.py` "
                 f"(its coefficients and their sources are written there), not a measurement.", ""]
         if "resources" in figures:
-            out += [f"![Resources]({figures['resources']})", ""]
+            out += [f"![Resources used, in % of the device]({figures['resources']})", ""]
     return "\n".join(out) + "\n"
 
 
+def sim_windows(sim: dict) -> str:
+    """'N test windows', and where they are fewer than the test split's, 'of the test split's M' and why."""
+    total = sim.get("split_windows", sim["windows"])
+    if sim["windows"] >= total:
+        return f"{sim['windows']} test windows"
+    return f"{sim['windows']} test windows of the test split's {total:,} (a subset, {sim['engine']} engine)"
+
+
 def sim_verdict(sim: dict) -> str:
+    # a result from before the split's size was recorded says neither
+    whole = "; the whole test split" if sim["windows"] >= sim.get("split_windows", sim["windows"] + 1) else ""
     if sim["mismatches"] == 0:
-        return (f"**Bit-exact**: {sim['windows']} test windows, {sim['words']:,} output words compared with "
-                f"the integer reference, 0 mismatches.")
-    return (f"**{sim['mismatches']} MISMATCHES** in {sim['words']:,} words over {sim['windows']} windows; first: "
-            f"{sim.get('first_mismatch')}")
+        return (f"**Bit-exact**: {sim_windows(sim)}, {sim['words']:,} output words compared with "
+                f"the integer reference, 0 mismatches{whole}.")
+    return (f"**{sim['mismatches']} MISMATCHES** in {sim['words']:,} words over {sim_windows(sim)}{whole}; "
+            f"first: {sim.get('first_mismatch')}")
 
 
 def summary_lines(r: dict) -> list[str]:
@@ -202,8 +250,8 @@ def write_report(folder: Path, r: dict, history: dict, forecast_png: str | None)
         figures["resources"] = "resources.png"
     text = render_markdown(r, figures)
     (folder / "report.md").write_text(text)
-    body = markdown.markdown(text, extensions=["tables"])
-    title = f"intformer run: {r['train']['data']}"
+    body = html_figures(markdown.markdown(text, extensions=["tables"]))
+    title = html.escape(f"intformer run: {r['train']['data']}")
     (folder / "report.html").write_text(HTML_PAGE.format(title=title, body=body))
     (folder / "result.json").write_text(json.dumps(r, indent=2, sort_keys=True))
     return {"folder": str(folder), "markdown": str(folder / "report.md"), "html": str(folder / "report.html"),

