@@ -256,6 +256,13 @@ n < 2^(LN_FRAC_BITS + L/2 + 1) (|normalized| <= sqrt(D)).
 
 # --------------------------------------------------------------------------------------- table lookups
 
+def argmax_first(scores):
+    """The index of the largest score along the last axis; of equal largest scores, the FIRST (lowest
+    index) wins. This is the tie rule of the chip too: it scans the scores in order and replaces its best
+    only on a strictly larger score. Inputs: int64 scores (any width); output: int64 indices in [0, C)."""
+    return np.argmax(np.asarray(scores, dtype=np.int64), axis=-1).astype(np.int64)   # numpy: first maximum
+
+
 def lut_apply(z, table, lo: int):
     """table[z - lo]: an elementwise function of a code (integer GELU) as a ROM of 2^bits entries."""
     return np.asarray(table, dtype=np.int64)[np.asarray(z, dtype=np.int64) - lo]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import intops
-from .program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
+from .program import ONES, ArgmaxStep, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
 
 
 def quantize_input(program: IntProgram, x_scaled: np.ndarray) -> np.ndarray:
@@ -72,6 +72,8 @@ def run_step(step, bufs: dict, tensors: dict, batch: int) -> None:
         x = bufs[step.src][:, :step.rows, :step.cols]
         bufs[step.out][:, :step.rows, :step.cols] = intops.layernorm_int(
             x, tensors[step.g], tensors[step.b], step.s, step.eps, step.lo, step.hi)
+    elif isinstance(step, ArgmaxStep):
+        bufs[step.out][:, 0, step.out_col] = intops.argmax_first(bufs[step.src][:, 0, :step.cols])
     else:
         raise TypeError(f"unknown step {step!r}")
 

@@ -17,6 +17,10 @@ one buffer. Three kinds of step cover the whole Transformer:
   `out_transposed` writes out[oc + j, i] instead (K^T is written as it is produced).
 * `SoftmaxStep` -- integer softmax over each row of a buffer (look-up-table or polynomial exponential).
 * `LayerNormStep` -- integer LayerNorm over each row of a buffer.
+
+A classifier's program ends with one more step, `ArgmaxStep`: the index of its largest score, written into
+the output buffer after the C scores (so the output words are the C scores, then the class), computed by
+the accelerator on the chip and by `intops.argmax_first` in the reference.
 """
 from __future__ import annotations
 
@@ -132,8 +136,22 @@ class LayerNormStep:
     kind: str = field(default="layernorm")
 
 
-Step = LinearStep | SoftmaxStep | LayerNormStep
-STEP_TYPES = {"linear": LinearStep, "softmax": SoftmaxStep, "layernorm": LayerNormStep}
+@dataclass(frozen=True)
+class ArgmaxStep:
+    """out[0, out_col] = intops.argmax_first(src[0, :cols]): the class whose score is largest, the first
+    (lowest index) of equal largest scores. A classifier's last step: src and out are the output buffer,
+    whose first `cols` words are the scores and whose word `out_col` (= cols) is the class."""
+    name: str
+    src: str
+    out: str
+    rows: int                    # always 1: one score vector per window
+    cols: int                    # C, the number of classes
+    out_col: int
+    kind: str = field(default="argmax")
+
+
+Step = LinearStep | SoftmaxStep | LayerNormStep | ArgmaxStep
+STEP_TYPES = {"linear": LinearStep, "softmax": SoftmaxStep, "layernorm": LayerNormStep, "argmax": ArgmaxStep}
 NESTED = {"requant": Requant, "residual": Residual, "affine": Affine}
 
 
@@ -242,8 +260,17 @@ def _check_program(p: IntProgram) -> None:
 
     for st in p.steps:
         where = f"step {getattr(st, 'name', '?')!r}"
-        _need(isinstance(st, (LinearStep, SoftmaxStep, LayerNormStep)) and isinstance(st.name, str), f"{where}: malformed")
+        _need(isinstance(st, (LinearStep, SoftmaxStep, LayerNormStep, ArgmaxStep)) and isinstance(st.name, str),
+              f"{where}: malformed")
         _need(_is_int(st.rows, 1, _MAX_DIM) and _is_int(st.cols, 1, _MAX_DIM), f"{where}: rows or cols out of range")
+        if isinstance(st, ArgmaxStep):
+            src, out = buffer(where, st.src), buffer(where, st.out)
+            _need(st.rows == 1 and st.cols >= 2 and st.cols <= src.cols, f"{where}: argmax over 1 x {st.cols} "
+                  f"scores of buffer {st.src!r} (1 x {src.cols})")
+            _need(_is_int(st.out_col, 0, out.cols - 1), f"{where}: class column {st.out_col!r} outside {st.out!r}")
+            _need(st.out != st.src or st.out_col >= st.cols, f"{where}: the class overwrites a score")
+            _need(st is p.steps[-1], f"{where}: argmax must be the program's last step")
+            continue
         if isinstance(st, LinearStep):
             for f in ("x_col", "w_row", "w_col", "out_col"):
                 _need(_is_int(getattr(st, f), 0, _MAX_DIM), f"{where}: {f} {getattr(st, f)!r} out of range")
