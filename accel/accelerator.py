@@ -26,7 +26,8 @@ program's step table uses (`arith.round_shift_in`), and accumulators and the dra
 program's weights and operand ranges can make a sum (`plan._acc_range`), not the worst case of their bits.
 
 Ports: `input` (one code per transfer, row-major over the x buffer), `output` (the output buffer's words,
-signed: raw accumulators, or the 16-bit codes of the exporter's last-value skip head), `start`, `busy`,
+signed: raw accumulators, or the 16-bit codes of the exporter's last-value skip head; a classifier's C
+scores and then its class, the argmax the output port computes as the scores leave), `start`, `busy`,
 `done`. Protocol: pulse `start` while idle; the accelerator
 takes rows x cols codes on `input`, runs the steps, offers the output words on `output`, and then pulses
 `done` for one cycle (`busy` is high from the cycle after `start` until `done`). `error` is a sticky flag
@@ -70,7 +71,8 @@ class Accelerator(wiring.Component):
     (`TopControl`: the top state machine and the step table), `loader` (`InputLoader`), `sequencer`
     (`IssueSequencer`), `mac` (`MacArray`), `drain` (`Drain`), `crossbar` (`BankCrossbar`: the banks and
     their multiplexers), `softmax` and `layernorm` (the row units, None where no step uses one), `out_port`
-    (`OutputPort`). `elaborate` only connects them, and the ROMs and row statistics memories they read.
+    (`OutputPort`; a classifier's `ArgmaxTracker` is its `argmax`). `elaborate` only connects them, and the
+    ROMs and row statistics memories they read.
     The blocks of `accel.block` are built into the accelerator's own module (the design keeps the hierarchy
     it had as one function: the resource counts of a flow that keeps hierarchy depend on it).
     What proofs observe: `state` (`Accelerator.State`), `load_en`, `load_count`, `out_index`.
@@ -79,8 +81,9 @@ class Accelerator(wiring.Component):
     chunk), plus about P + 17 cycles to drain its last group (issue, operand read, operand register:
     `IssueSequencer.LATENCY`, the MAC array's `MacArray.LATENCY`, then the drain's `Drain.LATENCY`); a fused
     softmax or LayerNorm adds only what it lags behind its linear step; plus the input (rows x cols cycles)
-    and the output (3 cycles per word). For the default model that is 1.01 (P = 1) to 1.19 (P = 16) x
-    MACs / P; `accel.simulate` measures it (`profile=` gives the cycles per step).
+    and the output (3 cycles per word; a classifier's class is one more word, its tracker's latency hidden
+    in the word's read: `OutputPort.CLASS_SLACK`). For the default model that is 1.01 (P = 1) to 1.19
+    (P = 16) x MACs / P; `accel.simulate` measures it (`profile=` gives the cycles per step).
     """
     State = State
 
@@ -114,7 +117,7 @@ class Accelerator(wiring.Component):
         self.drain = Drain(plan, tag_width=len(self.sequencer.tag))
         self.crossbar = BankCrossbar(plan, self.memories, self.loader.data.shape())
         out_bank = plan.banks[plan.output.bank]
-        self.out_port = OutputPort(plan.output, P, AW, out_bank.lane_bits, out_bank.width)
+        self.out_port = OutputPort(plan.output, P, AW, out_bank.lane_bits, out_bank.width, classes=plan.classes)
         self.softmax = self.layernorm = None
         if plan.uses("softmax"):
             self.softmax = SoftmaxUnit(

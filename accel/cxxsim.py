@@ -202,11 +202,19 @@ def build(program: IntProgram, lanes: int, logic_lanes: int = 0, design=None) ->
     exe = folder / "sim"
     if exe.is_file():
         return exe
-    work = folder.with_name(f"{key}.{os.getpid()}.tmp")     # built apart, then renamed: no half-built cache entry
+    return build_into_cache(folder, lambda work: _compile(work, text, driver))
+
+
+def build_into_cache(folder: Path, compile_into) -> Path:
+    """`compile_into(work)` builds a simulator `sim` in a fresh folder beside the cache entry `folder`, which
+    is then renamed into place: no half-built cache entry, and two processes building the same key at once
+    both end with a whole one. Returns folder/sim. (Also the netlist simulator's cache, boards.netlist.)"""
+    exe = folder / "sim"
+    work = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        _compile(work, text, driver)
+        compile_into(work)
         if folder.exists() and not exe.is_file():             # what a failed build left behind
             shutil.rmtree(folder, ignore_errors=True)
         try:

@@ -311,12 +311,68 @@ def isqrt_harness(v_width: int, v_lo: int, v_hi: int) -> Module:
 
 # ------------------------------------------------------------------------------- softmax row unit
 
-# Narrowings of the softmax unit that its out_range proof leaves to others: the read and write walkers'
-# counters (`rowio.RowReader`, `RowWriter`, whose registers are in the unit's module: addresses, bounded by rows
-# and cols), the row sum `total` (the row_sum proof), and d = max - z,
-# which is >= 0 only for z of the row whose maximum max is (the drain computes both; the harness's z and
-# max are unrelated).
+# Narrowings of the softmax unit that its out_range proof (k-induction, any read data) leaves to others: the
+# read and write walkers' counters (`rowio.RowReader`, `RowWriter`, whose registers are in the unit's module:
+# softmax.walkers), the row sum `total` (softmax.row_sum), and d = max - z, which is >= 0 only for z of the
+# row whose maximum max is (softmax.max_diff, for the unit's own MAX pass); the schedulers' row counters
+# (row_e, base_e, outstanding, n_col, row_n, rows_norm_issued, rows_written) are not proven.
 SOFTMAX_NOT_AUDITED = r"word|lane|col|row_e|base_e|outstanding|n_col|row_n|rows_norm_issued|out_row|w_word|w_lane|rows_written|total|d"
+
+def softmax_unit(plan, fault: str | None = None):
+    """The `SoftmaxUnit` as the accelerator builds it for `plan` (its own multiplier; `fault`: a must-fail
+    variant)."""
+    from .softmax import SoftmaxUnit
+    methods = tuple(sorted({"poly" if r.sm_poly else "lut" for r in plan.steps if r.softmax}))
+    return SoftmaxUnit(lanes=plan.lanes, elem_width=plan.elem_width, addr_width=plan.addr_width,
+                       max_rows=plan.max_rows, max_cols=plan.max_cols, methods=methods,
+                       table_addr_width=max(1, (len(plan.exp_rom) - 1).bit_length()), exp_width=plan.exp_width,
+                       min_sum=plan.min_exp_sum, out_width=plan.elem_width, shared_mul=False,
+                       out_bits_range=plan.shift_range("sm_out_bits", (0, 8)), fault=fault)
+
+
+def softmax_max_harness(plan, cols_max: int, fault: str | None = None) -> Module:
+    """Softmax maximum: in every EXP pass, d = max - z >= 0 for every element z of the row, and d fits its
+    unsigned elem_width bits: the running maximum of the unit's own MAX pass is >= every z it has seen
+    (bounded: BMC, rows of up to `cols_max` columns).
+
+    The `SoftmaxUnit` as the accelerator builds it for `plan`, with its own MAX pass (`ext_max` low: with
+    the fused maximum, max is the drain's `stat_max` of the row, written while the scores are, and the
+    unit only reads it). Inputs as `softmax_row_harness`; rows 1..max_rows, cols 1..cols_max. The source
+    buffer does not change while the unit reads it (the accelerator lets it read only rows already
+    written): the harness follows one element, at any word and lane (AnyConst), whose reads all return one
+    value v (AnyConst); every other read returns any code. Asserted on every cycle: when that element is in
+    stage 2 of an EXP pass, max >= v (so d = max - v >= 0) and d == max - v (no bit lost). As the element is
+    any element, this holds for every z of every row. `fault` builds the unit with a design fault
+    ("max_skip": the MAX pass leaves out its row's last element; it must fail from reset).
+    Bound: a row's EXP pass reaches stage 2 with its last element 2 cols + 9 cycles after start, so depth
+    2 cols_max + 10 covers the first row of every length up to cols_max (the MAX pass restarts at each
+    row's first element, so later rows repeat it).
+    """
+    m = harness()
+    sm = softmax_unit(plan, fault)
+    E = plan.elem_width
+    m.submodules.sm = elaborated(sm)
+    rows, cols = Signal.like(sm.rows), Signal.like(sm.cols)
+    ob = Signal.like(sm.out_bits)
+    m.d.comb += [rows.eq(AnyConst(len(rows))), cols.eq(AnyConst(len(cols))), Assume(in_range(rows, 1, plan.max_rows)),
+                 Assume(in_range(cols, 1, cols_max)), ob.eq(AnyConst(len(ob))),
+                 Assume(in_range(ob, *sm.out_bits_range)), sm.rows.eq(rows), sm.cols.eq(cols), sm.rows_ready.eq(rows),
+                 sm.out_bits.eq(ob), sm.start.eq(AnySeq(1)), sm.ext_max.eq(0),
+                 sm.poly.eq(AnyConst(1) if sm.methods == ("lut", "poly") else int(sm.methods == ("poly",))),
+                 sm.c.eq(AnyConst(20)), sm.t_base.eq(AnyConst(len(sm.t_base))),
+                 sm.src_base.eq(AnyConst(len(sm.src_base))), sm.src_wpr.eq(AnyConst(len(sm.src_wpr))),
+                 sm.out_base.eq(AnyConst(len(sm.out_base))), sm.out_wpr.eq(AnyConst(len(sm.out_wpr))),
+                 sm.rmax.data.eq(AnySeq(E)), sm.table.data.eq(AnySeq(len(sm.table.data)))]
+    # the followed element: its reads (data one cycle after the read) all return v
+    at_word, at_lane, v = Signal.like(sm.rd.addr), Signal.like(sm.rd.lane), Signal(signed(E))
+    data = Signal(signed(E))
+    hit1, hit2 = Signal(), Signal()
+    m.d.comb += [at_word.eq(AnyConst(len(at_word))), at_lane.eq(AnyConst(len(at_lane))), v.eq(AnyConst(E)),
+                 data.eq(AnySeq(E)), sm.rd.data.eq(Mux(hit1, v, data))]
+    m.d.sync += [hit1.eq(sm.rd.en & (sm.rd.addr == at_word) & (sm.rd.lane == at_lane)), hit2.eq(hit1)]
+    with m.If(sm.exp_valid & hit2):
+        m.d.comb += [Assert(sm.z == v), Assert(sm.mx >= v), Assert(sm.d == sm.mx - v)]
+    return m
 
 
 def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int = 4,
@@ -339,15 +395,9 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     ext_max (2 cols + 9 without), so depth cols_max + 12 covers every row sum of every length with
     ext_max (the accelerator's fused softmax) and rows of up to cols_max / 2 - 2 without.
     """
-    from .softmax import SoftmaxUnit
     m = harness()
-    methods = tuple(sorted({"poly" if r.sm_poly else "lut" for r in plan.steps if r.softmax}))
-    TW = max(1, (len(plan.exp_rom) - 1).bit_length())
+    sm = softmax_unit(plan, fault)
     E = plan.elem_width
-    sm = SoftmaxUnit(lanes=plan.lanes, elem_width=E, addr_width=plan.addr_width, max_rows=plan.max_rows,
-                     max_cols=plan.max_cols, methods=methods, table_addr_width=TW, exp_width=plan.exp_width,
-                     min_sum=plan.min_exp_sum, out_width=E, shared_mul=False,
-                     out_bits_range=plan.shift_range("sm_out_bits", (0, 8)), fault=fault)
     dut = elaborated(sm)
     m.submodules.sm = dut
     rows, cols = Signal.like(sm.rows), Signal.like(sm.cols)
@@ -359,7 +409,7 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
                  Assume(in_range(cols, 1, cols_max)), ob.eq(AnyConst(len(ob))), Assume(in_range(ob, ob_lo, ob_hi)),
                  sm.rows.eq(rows), sm.cols.eq(cols), sm.rows_ready.eq(rows), sm.out_bits.eq(ob),
                  sm.start.eq(AnySeq(1)), sm.ext_max.eq(AnyConst(1)),
-                 sm.poly.eq(AnyConst(1) if methods == ("lut", "poly") else int(methods == ("poly",))),
+                 sm.poly.eq(AnyConst(1) if sm.methods == ("lut", "poly") else int(sm.methods == ("poly",))),
                  sm.c.eq(AnyConst(20)), sm.t_base.eq(AnyConst(len(sm.t_base))),
                  sm.src_base.eq(AnyConst(len(sm.src_base))), sm.src_wpr.eq(AnyConst(len(sm.src_wpr))),
                  sm.out_base.eq(AnyConst(len(sm.out_base))), sm.out_wpr.eq(AnyConst(len(sm.out_wpr))),
@@ -386,14 +436,176 @@ def softmax_row_harness(plan, cols_max: int, part: str = "sum", wide_extra: int 
     return m
 
 
+# ---------------------------------------------------------------------------- the row units' walkers
+
+def rowio_walkers_harness(lanes: int, addr_width: int, max_rows: int, max_cols: int, start_first: bool = True,
+                          fault: str | None = None) -> Module:
+    """The row units' walkers: every address that `rowio.RowReader` reads and `RowWriter` writes is the
+    element's own, word x P + lane = (base + r wpr) x P + c, inside its row's words [base + r wpr,
+    base + (r + 1) wpr) of row r < rows, so it never leaves its buffer's region [base, base + rows wpr) and
+    no counter wraps (unbounded: k-induction).
+
+    The walkers as the softmax and LayerNorm units build them (P lanes, addr_width-bit words, rows of up to
+    max_cols columns), in a harness module scheduled as the units schedule them: a start (any cycle, while
+    idle) takes rows (1..max_rows), cols (1..max_cols), base and wpr (any constants of the port widths);
+    each row the reader begins at the row's first word and issues one read a cycle until the row's last;
+    the writer gets results at any cycles (valid any pattern) with the first and last tags of the row's
+    columns, as the units' pipelines deliver them. The harness counts each side's row r and column c and
+    the row's first word base + r wpr (full precision, added up row by row). Premise (the plan's layouts):
+    a row's words fit its stride (cols <= P wpr), and each row lies in the address space (base + (r + 1)
+    wpr <= 2^addr_width, for each row r < rows: the buffer fits). Asserted on every cycle: the reader's
+    column is below cols and its lane below P; every read and every write is at the address above.
+    `fault` builds the reader with a design fault ("word_narrow": its word counter one bit narrower; it
+    must fail from reset).
+    """
+    from .rowio import RowReader, RowWriter, read_signature, write_signature
+    m = harness()
+    reader = RowReader(lanes=lanes, addr_width=addr_width, max_cols=max_cols, fault=fault)
+    writer = RowWriter(lanes=lanes, addr_width=addr_width, start_first=start_first)
+    rd = read_signature(addr_width, lanes, 8).create(path=("rd",))
+    wr = write_signature(addr_width, lanes, 8).create(path=("wr",))
+    rows, cols = Signal(range(max_rows + 1)), Signal(range(max_cols + 1))
+    base, wpr = Signal(unsigned(addr_width)), Signal(unsigned(addr_width))
+    start, top = Signal(), 1 << addr_width
+    m.d.comb += [rows.eq(AnyConst(len(rows))), cols.eq(AnyConst(len(cols))), base.eq(AnyConst(addr_width)),
+                 wpr.eq(AnyConst(addr_width)), Assume(in_range(rows, 1, max_rows)),
+                 Assume(in_range(cols, 1, max_cols)), Assume(cols <= wpr * lanes)]
+    reader.elaborate(m, cols, rd)
+    # the read side: the units' schedule (begin a row, then issue its reads), the row counter and first word
+    r_row, r_base = Signal(range(max_rows + 1)), Signal(unsigned(addr_width + 1))
+    busy_r = Signal()
+    m.d.comb += start.eq(AnySeq(1) & ~busy_r)
+    with m.FSM(name="walk_rd"):
+        with m.State("IDLE"):
+            with m.If(start):
+                m.d.sync += [r_row.eq(0), r_base.eq(base), busy_r.eq(1)]
+                m.next = "BEGIN"
+        with m.State("BEGIN"):
+            with m.If(r_row == rows):
+                m.d.sync += busy_r.eq(0)
+                m.next = "IDLE"
+            with m.Else():
+                m.d.comb += Assume(r_base + wpr <= top)
+                reader.begin(m, r_base[:addr_width])
+                m.next = "ISSUE"
+        with m.State("ISSUE"):
+            reader.read_row(m, then="BEGIN", row_done=[r_row.eq(r_row + 1), r_base.eq(r_base + wpr)])
+            m.d.comb += [Assert(r_row < rows), Assert(reader.col < cols), Assert(reader.lane < lanes),
+                         Assert(r_base + wpr <= top)]
+    with m.If(rd.en):
+        m.d.comb += [Assert(rd.addr * lanes + rd.lane == r_base * lanes + reader.col),
+                     Assert(in_range(rd.addr, r_base, r_base + wpr - 1))]
+    # the write side: results with the row's tags at any cycles, rows x cols of them after a start
+    w_row, w_col, w_base = Signal(range(max_rows + 1)), Signal(range(max_cols + 1)), Signal(unsigned(addr_width + 1))
+    valid, w_last = Signal(), Signal()
+    m.d.comb += [valid.eq(AnySeq(1) & (w_row < rows) & busy_r), w_last.eq(w_col == cols - 1)]
+    with m.If(start):
+        m.d.sync += [w_row.eq(0), w_col.eq(0), w_base.eq(base)]
+    with m.Elif(valid):
+        m.d.sync += [w_col.eq(Mux(w_last, 0, w_col + 1)), w_row.eq(w_row + w_last),
+                     w_base.eq(w_base + Mux(w_last, wpr, 0))]
+    writer.elaborate(m, wr, start=start, base=base, wpr=wpr, valid=valid & ~start, first=w_col == 0, last=w_last,
+                     data=0)
+    with m.If(busy_r & (w_row < rows)):
+        m.d.comb += [Assume(w_base + wpr <= top), Assert(w_col < cols),
+                     Assert(writer.out_row == w_base)]       # the writer's row and position: the induction's
+        with m.If(w_col != 0):
+            m.d.comb += [Assert(writer.w_lane < lanes),
+                         Assert(writer.w_word * lanes + writer.w_lane == w_base * lanes + w_col)]
+    with m.If(wr.en):
+        m.d.comb += [Assert(wr.addr * lanes + wr.lane == w_base * lanes + w_col),
+                     Assert(in_range(wr.addr, w_base, w_base + wpr - 1))]
+    return m
+
+
 # ----------------------------------------------------------------------------- LayerNorm row unit
 
-# Narrowings of the LayerNorm unit that its out_range proof leaves out: the walkers' counters (addresses), and
-# the statistics path, whose bounds (`ln_widths`) are interval arithmetic over the row: the sums S and Q
-# (bounded by the row length), D S, the variance D Q - S^2 (>= 0 by Cauchy-Schwarz, beyond a SAT solver),
-# v, t2 = t1 x inv (inv <= 2^34 needs the divider's result) and n. The simulation tests check them.
-LAYERNORM_NOT_AUDITED = (r"word|lane|col|row_s|row_n|base_s|base_n|param__addr|out_row|w_word|w_lane|rows_written"
-                         r"|s_row|q_row|d2|a_ds|diff|vreg|t2|n3|cut of .*t2.*")
+# Narrowings of the LayerNorm unit that its out_range proof (k-induction) leaves to other proofs: the walkers'
+# and schedulers' counters (LAYERNORM_COUNTERS: rowio.walkers proves the walkers' word, lane and column), and
+# the statistics path (LAYERNORM_STATS: layernorm.stats, bounded, proves each of them holds its value: the
+# sums S and Q, D S, the variance D Q - S^2, >= 0 by Cauchy-Schwarz, which an induction cannot carry, and
+# v), and the NORM pass's product t2 = t1 x inv and n (LAYERNORM_NOT_PROVEN: inv <= 2^34 is the divider's
+# result, a bounded run through the root and the divider took over 10 minutes at 4 bits; the interval
+# bounds of `ln_widths` and the simulation tests cover them).
+LAYERNORM_COUNTERS = r"word|lane|col|row_s|row_n|base_s|base_n|param__addr|out_row|w_word|w_lane|rows_written"
+LAYERNORM_STATS = r"s_row|q_row|d2|a_ds|diff|vreg"
+LAYERNORM_NOT_PROVEN = r"t2|n3|cut of .*t2.*"
+LAYERNORM_NOT_AUDITED = "|".join([LAYERNORM_COUNTERS, LAYERNORM_STATS, LAYERNORM_NOT_PROVEN])  # by out_range
+
+
+def layernorm_unit(plan, max_cols: int | None = None, fault: str | None = None):
+    """The `LayerNormUnit` as the accelerator builds it for `plan` (`max_cols`: a unit for rows of up to that
+    many columns instead, its widths derived from it; `fault`: a must-fail variant)."""
+    from .layernorm import LayerNormUnit
+    return LayerNormUnit(lanes=plan.lanes, elem_width=plan.elem_width, addr_width=plan.addr_width,
+                         max_rows=plan.max_rows, max_cols=max_cols or plan.max_cols, eps_max=plan.eps_max,
+                         g_width=plan.ln_g_width, b_width=plan.ln_b_width,
+                         param_addr_width=max(1, (len(plan.ln_rom) - 1).bit_length()), out_width=plan.elem_width,
+                         s_range=plan.shift_range("ln_shift"), fault=fault)
+
+
+def layernorm_stats_depth(cols_max: int) -> int:
+    """Cycles from reset to v of a row of cols_max columns (`layernorm_stats_harness`'s bound): a start (cycle
+    1), NEXT_S, the SUM pass's cols reads, their data a cycle later, the statistics engine's take of the
+    sums (D Q - S^2, D S) and v, one cycle each: cols_max + 6 (+ 2 to spare)."""
+    return cols_max + 8
+
+
+def layernorm_stats_harness(plan, cols_max: int, unit_cols: int | None = None, fault: str | None = None) -> Module:
+    """LayerNorm statistics: S = sum x and Q = sum x^2 equal their definitions, and every register of the
+    statistics path holds its value: S, Q, D S, D Q - S^2 (>= 0), v = D^2 (D Q - S^2) + eps (bounded: BMC,
+    rows of up to `cols_max` columns).
+
+    The `LayerNormUnit` as the accelerator builds it for `plan` (`unit_cols`: built for rows of up to that
+    many columns instead, its widths derived from it, as for a model whose rows are that long). Inputs as
+    `layernorm_out_harness`, cols 1..cols_max, eps any value of its port, and `ext_sums` any constant: with
+    it, the row's (S, Q) come from the `rsum` lookup, which the harness fills with the sums of any cols
+    codes (the premise: the drain accumulates a row's codes as it writes them). Asserted on every cycle:
+    the SUM pass's S and Q registers equal a shadow sum and sum of squares of the codes read (kept 4 bits
+    wider), over exactly cols codes once the row's sums are complete; every narrowing of the statistics
+    path (`accel.overflow`, `LAYERNORM_STATS`) holds its full-precision value when it is assigned: the sums'
+    registers, D S, D Q - S^2 in [0, 2^v - 1] (its sign is Cauchy-Schwarz), v. Bound:
+    `layernorm_stats_depth` (start, the SUM pass, v): every value of the first row of every length up to
+    cols_max, both with the unit's own SUM pass and with the fused sums. `fault` builds the unit with a
+    design fault ("q_narrow": Q one bit narrower; it must fail from reset).
+    """
+    from .overflow import assert_no_overflow
+    m = harness()
+    ln = layernorm_unit(plan, unit_cols, fault)
+    dut = elaborated(ln)
+    m.submodules.ln = dut
+    E, D = plan.elem_width, ln.max_cols
+    assert cols_max <= D, "rows longer than the unit's"
+    lo, hi, sh = Signal.like(ln.lo), Signal.like(ln.hi), Signal.like(ln.s)
+    rows, cols, ext = Signal.like(ln.rows), Signal.like(ln.cols), Signal()
+    m.d.comb += [lo.eq(AnyConst(len(lo))), hi.eq(AnyConst(len(hi))), Assume(lo <= hi), ln.lo.eq(lo), ln.hi.eq(hi),
+                 sh.eq(AnyConst(len(sh))), Assume(in_range(sh, *plan.shift_range("ln_shift"))), ln.s.eq(sh),
+                 rows.eq(AnyConst(len(rows))), Assume(in_range(rows, 1, plan.max_rows)), ln.rows.eq(rows),
+                 ln.rows_ready.eq(rows), cols.eq(AnyConst(len(cols))), Assume(in_range(cols, 1, cols_max)),
+                 ln.cols.eq(cols), ext.eq(AnyConst(1)), ln.ext_sums.eq(ext), ln.eps.eq(AnyConst(len(ln.eps))),
+                 ln.src_base.eq(AnyConst(len(ln.src_base))), ln.src_wpr.eq(AnyConst(len(ln.src_wpr))),
+                 ln.out_base.eq(AnyConst(len(ln.out_base))), ln.out_wpr.eq(AnyConst(len(ln.out_wpr))),
+                 ln.p_base.eq(AnyConst(len(ln.p_base))),
+                 ln.start.eq(AnySeq(1)), ln.param.data.g.eq(AnySeq(len(ln.param.data.g))),
+                 ln.param.data.b.eq(AnySeq(len(ln.param.data.b))), ln.rd.data.eq(AnySeq(E))]
+    # the fused sums: those of any cols codes of the element width
+    codes = [Signal(signed(E), name=f"row_code{i}") for i in range(cols_max)]
+    m.d.comb += [c.eq(AnySeq(E)) for c in codes]
+    m.d.comb += [ln.rsum.data.s.eq(sum(Mux(i < cols, c, 0) for i, c in enumerate(codes))),
+                 ln.rsum.data.q.eq(sum(Mux(i < cols, c * c, 0) for i, c in enumerate(codes)))]
+    # the SUM pass's shadow sums, and the count of codes in them
+    wide = len(ln.q_row) + 4
+    s_sh, q_sh, n_sh = Signal(signed(wide)), Signal(unsigned(wide)), Signal(range(D + 2))
+    x = ln.rd.data
+    with m.If(ln.sum_valid):
+        m.d.sync += [s_sh.eq(Mux(ln.sum_first, x, s_sh + x)), q_sh.eq(Mux(ln.sum_first, x * x, q_sh + x * x)),
+                     n_sh.eq(Mux(ln.sum_first, 1, n_sh + 1))]
+    with m.If(~ext):
+        m.d.comb += [Assert(ln.s_row == s_sh), Assert(ln.q_row == q_sh)]
+        with m.If(ln.sums_full):
+            m.d.comb += Assert(n_sh == cols)
+    assert_no_overflow(dut, skip=LAYERNORM_COUNTERS + "|" + LAYERNORM_NOT_PROVEN)
+    return m
 
 
 def layernorm_out_harness(plan, audit: bool = True) -> Module:
@@ -403,15 +615,11 @@ def layernorm_out_harness(plan, audit: bool = True) -> Module:
     (rows, cols within their ranges, lo <= hi, s in the plan's shift range), read data any code, the
     parameter ROM's g and b any values of their widths. Asserted on every cycle: every word written lies
     in [lo, hi], and (with `audit`) the narrowings of the NORM pass's output (`accel.overflow`): the affine
-    n x g + b has its full width, its shift and clamp. Not covered: the statistics path
-    (`LAYERNORM_NOT_AUDITED`).
+    n x g + b has its full width, its shift and clamp. Left to other proofs (`LAYERNORM_NOT_AUDITED`): the
+    walkers (layernorm.walkers), the statistics path (layernorm.stats); not proven: t2 and n.
     """
-    from .layernorm import LayerNormUnit
     m = harness()
-    ln = LayerNormUnit(lanes=plan.lanes, elem_width=plan.elem_width, addr_width=plan.addr_width,
-                       max_rows=plan.max_rows, max_cols=plan.max_cols, eps_max=plan.eps_max, g_width=plan.ln_g_width,
-                       b_width=plan.ln_b_width, param_addr_width=max(1, (len(plan.ln_rom) - 1).bit_length()),
-                       out_width=plan.elem_width, s_range=plan.shift_range("ln_shift"))
+    ln = layernorm_unit(plan)
     dut = elaborated(ln)
     m.submodules.ln = dut
     lo, hi, sh = Signal.like(ln.lo), Signal.like(ln.hi), Signal.like(ln.s)
@@ -550,11 +758,49 @@ def accel_output_harness(program: IntProgram, lanes: int = 8, broken: str = "") 
 
 # --------------------------------------------------------------------------------------- a model's proofs
 
+# The longest rows that the bounded proofs of the row units' values cover (softmax.max_diff, layernorm.stats):
+# their BMC grows with the row (the 8-bit softmax: rows of 4 in about 20 s, of 8 in over 3 min on 2 busy
+# cores), so quick mode proves rows of up to 3 columns and full mode up to 8; each proof's bound says which.
+ROW_PROOF_COLS = {False: 3, True: 8}
+# The LayerNorm statistics' proof rests on D Q - S^2 >= 0 (Cauchy-Schwarz), a polynomial inequality that the
+# solver proves bit by bit: codes of 5 bits (4-bit models) in about 20 s for rows of 2, of 9 bits (8-bit
+# models) not within 6 minutes even for rows of 2. So the proof is made for element widths up to
+# LN_STATS_BITS only, rows of 2 (3 in full mode).
+LN_STATS_BITS = 6
+LN_STATS_COLS = {False: 2, True: 3}
+
+
+def _row_unit_proofs(program: IntProgram, plan, full: bool) -> list[Proof]:
+    """The walkers' proof of each row unit the plan builds, and the bounded proofs of their values."""
+    from intformer.model.program import LayerNormStep
+    proofs = []
+    sm_cols = [s.cols for s in program.steps if isinstance(s, SoftmaxStep)]
+    ln_cols = [s.cols for s in program.steps if isinstance(s, LayerNormStep)]
+    if sm_cols:
+        proofs.append(Proof("softmax.walkers", lambda: rowio_walkers_harness(
+            plan.lanes, plan.addr_width, plan.max_rows, plan.max_cols, start_first=True), "prove", 3))
+        cm = min(max(sm_cols), ROW_PROOF_COLS[full])
+        proofs.append(Proof("softmax.max_diff", lambda: softmax_max_harness(plan, cm), "bmc", 2 * cm + 10,
+                            bound=f"rows of up to {cm} columns"))
+    if ln_cols and plan.uses("layernorm"):
+        proofs.append(Proof("layernorm.walkers", lambda: rowio_walkers_harness(
+            plan.lanes, plan.addr_width, plan.max_rows, plan.max_cols, start_first=False), "prove", 3))
+        cl = min(max(ln_cols), LN_STATS_COLS[full])
+        # the unit built for rows of up to cl columns, its widths derived from cl as the plan's from its rows:
+        # at the plan's own widths (64 columns: a 41-bit v), the solver did not finish rows of 2 in 8 minutes
+        if plan.elem_width <= LN_STATS_BITS:
+            proofs.append(Proof("layernorm.stats", lambda: layernorm_stats_harness(plan, cl, unit_cols=cl), "bmc",
+                                layernorm_stats_depth(cl), bound=f"a unit for rows of up to {cl} columns"))
+    return proofs
+
+
 def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list[Proof]:
     """The datapath proofs for one program at P = `lanes`, with the widths, ranges and shifts its plan builds.
 
-    `full` adds the bounded proof of the LayerNorm square root (tens of seconds); every other proof takes
-    seconds: all are unbounded but the softmax row sum (bounded: every row sum with the fused maximum).
+    `full` adds the bounded proof of the LayerNorm square root (tens of seconds) and lengthens the rows of
+    the row units' bounded proofs (`ROW_PROOF_COLS`, `LN_STATS_COLS`); every other proof takes seconds: all
+    are unbounded but the softmax row sum (bounded: every row sum with the fused maximum), softmax.max_diff
+    and layernorm.stats (bounded: rows up to their bound).
     """
     from .layernorm import ln_widths
     from .plan import _acc_range, make_plan
@@ -612,4 +858,4 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
         if full:
             proofs.append(Proof("layernorm.isqrt", lambda: isqrt_harness(v_width, 0, (1 << v_width) - 1), "bmc",
                                 (v_width + 1) // 2 + 4))
-    return proofs
+    return proofs + _row_unit_proofs(program, plan, full)

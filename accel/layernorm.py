@@ -66,7 +66,13 @@ class LayerNormUnit(wiring.Component):
 
     def __init__(self, *, lanes: int, elem_width: int, addr_width: int, max_rows: int, max_cols: int,
                  eps_max: int, g_width: int, b_width: int, param_addr_width: int = 8, out_width: int = 9,
-                 s_range: tuple[int, int] = (0, 62)):
+                 s_range: tuple[int, int] = (0, 62), fault: str | None = None):
+        # `fault`: a deliberate design fault for the must-fail proofs (`accel.formal`); None builds the real
+        # unit. "q_narrow": the sum of squares Q one bit narrower than its worst case (a row of D codes of
+        # -2^(E-1) wraps it).
+        if fault not in (None, "q_narrow"):
+            raise ValueError(f"unknown LayerNormUnit fault {fault!r}")
+        self.fault = fault
         self.lanes, self.elem_width, self.addr_width = lanes, elem_width, addr_width
         self.max_cols, self.out_width = max_cols, out_width
         self.g_width, self.b_width = g_width, b_width
@@ -97,7 +103,9 @@ class LayerNormUnit(wiring.Component):
         self.stats_ready = parity_pair(1, "stats_ready")
         self.sums_full = Signal()                   # a row's (S, Q) waits for the statistics engine
         self.sums_par = Signal()
-        self.s_row, self.q_row = Signal(signed(w["s"]), name="s_row"), Signal(unsigned(w["q"]), name="q_row")
+        q_width = w["q"] - (1 if fault == "q_narrow" else 0)
+        self.s_row, self.q_row = Signal(signed(w["s"]), name="s_row"), Signal(unsigned(q_width), name="q_row")
+        self.sum_valid, self.sum_first = Signal(), Signal()     # a SUM pass's element in stage 1 (the proofs')
         self.sum_pending = Signal()                 # a SUM pass whose sums have not arrived yet
         self.rows_written = Signal.like(self.rows)
         self.d2 = Signal(unsigned(w["d2"]))         # D^2, registered
@@ -184,7 +192,8 @@ class LayerNormUnit(wiring.Component):
         """The SUM pass's datapath (stage 1, the read's data): S = sum(x), Q = sum(x^2) along the row; at its
         end the sums wait (`sums_full`) for the statistics engine."""
         x = self.rd.data
-        with m.If(v1 & (kind1 == SUM)):
+        m.d.comb += [self.sum_valid.eq(v1 & (kind1 == SUM)), self.sum_first.eq(first1)]
+        with m.If(self.sum_valid):
             s_next = Mux(first1, x, self.s_row + x)
             q_next = Mux(first1, x * x, self.q_row + x * x)
             m.d.sync += [self.s_row.eq(s_next), self.q_row.eq(q_next)]

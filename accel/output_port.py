@@ -1,10 +1,12 @@
-"""The output port: the output buffer's words from its bank onto the `output` stream."""
+"""The output port: the output buffer's words from its bank onto the `output` stream (and a classifier's
+class from its argmax tracker)."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
+from .argmax import ArgmaxTracker
 from .block import Block
 from .plan import BufferLayout
 from .walk import walk
@@ -20,10 +22,23 @@ class OutputPort(Block):
     word on offer (the count of words sent since `start`), `last` that it is the buffer's last word.
     Latency: 2 cycles from `read` to a valid payload. Widths: `data` the bank's word (`bank_width`), the
     payload the output buffer's `bits` (signed), `addr` `addr_width`.
-    """
 
-    def __init__(self, layout: BufferLayout, lanes: int, addr_width: int, lane_bits: int, bank_width: int):
-        self.layout, self.lanes, self.lane_bits = layout, lanes, lane_bits
+    A classifier (`classes` = C > 0: the program ends in an `ArgmaxStep`, `Plan.classes`): words 0..C-1
+    are the scores from the bank, and each one taken also goes to `argmax` (an `ArgmaxTracker`); word C,
+    the buffer's last, is the tracker's class instead of the bank's word. The class is latched in word C's
+    `latch` state, `CLASS_SLACK` (2) cycles after the edge that took score C-1 (its `read` and `latch`),
+    so the tracker's `LATENCY` (1) adds no cycle: word C costs the 3 cycles of any word.
+    """
+    CLASS_SLACK = 2             # cycles from the last score taken to the class word's latch
+
+    def __init__(self, layout: BufferLayout, lanes: int, addr_width: int, lane_bits: int, bank_width: int,
+                 classes: int = 0):
+        self.layout, self.lanes, self.lane_bits, self.classes = layout, lanes, lane_bits, classes
+        self.argmax = None
+        if classes:
+            assert classes == layout.cols - 1, "the class is the output buffer's last word"
+            assert ArgmaxTracker.LATENCY <= self.CLASS_SLACK, "the class would be latched before it is ready"
+            self.argmax = ArgmaxTracker(classes, layout.bits)
         lane_width = max(1, lanes - 1).bit_length()
         super().__init__({
             "output": Out(stream.Signature(signed(layout.bits))),
@@ -43,8 +58,17 @@ class OutputPort(Block):
                      self.last.eq(self.index == lay.cols - 1)]
         with m.If(self.start):
             m.d.sync += [self.index.eq(0), self.addr.eq(lay.base), self.lane.eq(0), within.eq(0)]
+        bank_word = self.data.word_select(lane_d, self.lane_bits)[:lay.bits].as_signed()
         with m.If(self.latch):
-            m.d.sync += payload.eq(self.data.word_select(lane_d, self.lane_bits)[:lay.bits].as_signed())
+            if self.argmax is None:
+                m.d.sync += payload.eq(bank_word)
+            else:
+                m.d.sync += payload.eq(Mux(self.index == self.classes, self.argmax.cls, bank_word))
+        if self.argmax is not None:
+            # every word taken is offered to the tracker; it ignores the one after the C-th (the class)
+            self.argmax.build(m)
+            m.d.comb += [self.argmax.start.eq(self.start), self.argmax.valid.eq(self.send & self.output.ready),
+                         self.argmax.score.eq(payload)]
         with m.If(self.send & self.output.ready):
             nw, nl, ni = walk(self.addr, self.lane, within, lay.chunk, self.lanes)
             m.d.sync += [self.index.eq(self.index + 1), self.addr.eq(nw), self.lane.eq(nl), within.eq(ni)]

@@ -10,13 +10,18 @@ condition under which it happens (the path of `If`/`Switch`/FSM cases that leads
 `assert_no_overflow(module, ...)` adds to the same module, for each, `Assert(value in range(target))`
 under that condition: a proof of the module then shows that no intermediate of the block wraps, for any
 input its harness allows. Assignments whose target is wider than the expression's shape cannot wrap and
-are not listed.
+are not listed. Every kind of target is audited: a signal, a slice or part of one (a field of a `lib.data`
+struct or array, such as `mac.result[l]`), a concatenation, an `Array` element (each element under the
+condition that its index selects it), `x.as_signed()`; a memory write port's data is a signal of the
+memory's shape. A target of any other kind raises `AuditError` naming it, rather than being skipped.
 
 The condition is that of the assignment, not of the value's use: a combinational narrowing formed on every
 cycle is asserted on every cycle, garbage cycles included. So a block forms a narrowed value where it is
 kept (the MAC array sums under its `valid`), and a harness constrains inputs on the cycles that count.
 
-Not audited: plain bit-field slices (`x[:F]`, a deliberate modulo), and submodules (each has its own proof).
+Not audited: plain bit-field slices of a value (`x[:F]`, a deliberate modulo), assignments of a value without
+arithmetic (a copy, a Mux of signals: each signal already holds a value of its own range), and submodules
+(each has its own proof).
 The walk reads an elaborated `Module`'s statements (`_statements`, Amaranth's internals: the project pins
 amaranth 0.5.10, and `tests/test_overflow.py` fails first if they change).
 """
@@ -26,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from amaranth.hdl import Assert, Const, Value
-from amaranth.hdl import _ast
+from amaranth.hdl import _ast, _dsl
 
 ARITH = {"+", "-", "*", "<<"}
 
@@ -99,8 +104,85 @@ def _and(a, b):
     return a & b
 
 
+class AuditError(Exception):
+    """An assignment target the audit cannot reason about (named by its kind): rather than skip it silently."""
+
+
+def _name(v) -> str:
+    """A readable name of an assignment target: the signal, `sig[a:b]`, `sig[part]`, `Cat(a, b)`, `sig[index]`."""
+    if isinstance(v, _ast.Signal):
+        return v.name
+    if isinstance(v, _ast.Slice):
+        return f"{_name(v.value)}[{v.start}:{v.stop}]"
+    if isinstance(v, _ast.Part):
+        return f"{_name(v.value)}[part {v.width}]"
+    if isinstance(v, _ast.Concat):
+        return "Cat(" + ", ".join(_name(p) for p in v.parts) + ")"
+    if isinstance(v, _ast.Operator) and v.operator in ("u", "s"):
+        return _name(v.operands[0])
+    if isinstance(v, _ast.SwitchValue):
+        return _name(v.cases[0][1]) + "[index]" if v.cases else "empty array"
+    raise AuditError(f"overflow audit: cannot name an assignment target of kind {type(v).__name__}: {v!r}"[:200])
+
+
+def target_range(lhs, value_signed: bool) -> tuple[int, int]:
+    """The range of values that an assignment target keeps without losing one.
+
+    A signal (or `x.as_signed()` / `.as_unsigned()` of one): its shape's range. A slice, a part (a variable
+    bit field), a concatenation: their width, in the signedness of the value assigned. Their own shape is
+    unsigned, but the bits are a field of something whose reader decides the sign (a signed element of an
+    `ArrayLayout` such as `mac.result[l]`, a struct field of `lib.data`): the value keeps its meaning exactly
+    when it fits that many bits of two's complement as formed, and wraps otherwise. Array elements
+    (`SwitchValue`) are resolved per element by `_assigns`. Any other kind raises `AuditError`."""
+    if isinstance(lhs, _ast.Signal):
+        return shape_range(lhs.shape())
+    if isinstance(lhs, _ast.Operator) and lhs.operator in ("u", "s"):
+        inner = lhs.operands[0]
+        if not isinstance(inner, (_ast.Signal, _ast.Slice, _ast.Part, _ast.Concat)):
+            raise AuditError(f"overflow audit: cannot audit a target of kind {type(inner).__name__} under "
+                             f"as_{'signed' if lhs.operator == 's' else 'unsigned'}()")
+        return shape_range(_ast.Shape(len(inner), lhs.operator == "s"))
+    if isinstance(lhs, (_ast.Slice, _ast.Part, _ast.Concat)):
+        for part in ([lhs.value] if not isinstance(lhs, _ast.Concat) else lhs.parts):
+            _name(part)                     # raises on an inner kind the audit does not know
+        return shape_range(_ast.Shape(len(lhs), value_signed))
+    raise AuditError(f"overflow audit: cannot audit an assignment to a target of kind {type(lhs).__name__}: "
+                     f"{lhs!r}"[:200])
+
+
+def _cases(sv, cond):
+    """The (element, condition) of each case of a `SwitchValue` target (an `Array` element, `arr[i].eq(v)`):
+    the element that the index selects, first match first, as a `Switch` decides."""
+    earlier = None
+    for patterns, elem in sv.cases:
+        if patterns is None:
+            here = ~earlier if earlier is not None else None
+        else:
+            match = sv.test.matches(*patterns) if patterns else Const(0)
+            here = match if earlier is None else (match & ~earlier)
+            earlier = match if earlier is None else (earlier | match)
+        yield elem, _and(cond, here)
+
+
+def _assigns(lhs, cond):
+    """The plain targets of one assignment's left-hand side, each with the condition under which it is the
+    one assigned: an array element expands into its elements (also inside a slice or a field of it)."""
+    if isinstance(lhs, _ast.SwitchValue):
+        for elem, here in _cases(lhs, cond):
+            yield from _assigns(elem, here)
+    elif isinstance(lhs, (_ast.Slice, _ast.Part)) and isinstance(lhs.value, _ast.SwitchValue):
+        for elem, here in _cases(lhs.value, cond):
+            part = (elem[lhs.start:lhs.stop] if isinstance(lhs, _ast.Slice)
+                    else _ast.Part(elem, lhs.offset, lhs.width, lhs.stride))
+            yield from _assigns(part, here)
+    else:
+        yield lhs, cond
+
+
 def _walk(stmts, cond, domain, out: list):
     for st in stmts:
+        if isinstance(st, _dsl._LateBoundStatement):
+            st = st.resolve()               # `m.next = S`: the FSM's state register takes a constant
         if isinstance(st, _ast.Assign):
             cuts = []
             _cuts(st.rhs, cuts)
@@ -109,12 +191,13 @@ def _walk(stmts, cond, domain, out: list):
                 vlo, vhi = shape_range(value.shape())
                 if vlo < lo or vhi > hi:
                     out.append(Narrowing(f"cut of {value!r}"[:80], value, lo, hi, cond, domain, where, st.src_loc))
-            if not isinstance(st.lhs, _ast.Signal) or not _has_arith(st.rhs):
-                continue
-            lo, hi = shape_range(st.lhs.shape())
-            vlo, vhi = shape_range(st.rhs.shape())
-            if vlo < lo or vhi > hi:
-                out.append(Narrowing(st.lhs.name, st.rhs, lo, hi, cond, domain, where, st.src_loc))
+            for lhs, here in _assigns(st.lhs, cond):
+                lo, hi = target_range(lhs, st.rhs.shape().signed)     # raises on a kind it cannot reason about
+                if not _has_arith(st.rhs):
+                    continue
+                vlo, vhi = shape_range(st.rhs.shape())
+                if vlo < lo or vhi > hi:
+                    out.append(Narrowing(_name(lhs), st.rhs, lo, hi, here, domain, where, st.src_loc))
         elif isinstance(st, _ast.Switch):
             earlier = None
             for patterns, body, _ in st.cases:
@@ -125,6 +208,8 @@ def _walk(stmts, cond, domain, out: list):
                     here = match if earlier is None else (match & ~earlier)
                     earlier = match if earlier is None else (earlier | match)
                 _walk(body, _and(cond, here), domain, out)
+        elif not isinstance(st, (_ast.Property, _ast.Print)):
+            raise AuditError(f"overflow audit: cannot audit a statement of kind {type(st).__name__}")
 
 
 def narrowings(module) -> list[Narrowing]:

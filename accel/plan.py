@@ -24,6 +24,10 @@ directly follows the linear step producing its whole source buffer is fused with
 with the linear step and follows it row by row, using the row maxima or sums that the drain collected.
 Each entry is a typed `accel.steps.StepRecord` (its fields are documented there); the step table's ROM
 layout is generated from the records (`Plan.step_layout`, `Plan.step_rom`).
+
+A classifier's last step, an `ArgmaxStep`, is no macro step: the output buffer's last column (the class)
+is computed by the output port as the scores leave (`accel.argmax.ArgmaxTracker`); the plan records its
+class count (`Plan.classes`) and nothing else of it.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from amaranth.lib import data
 
 from intformer.model import intops
 from intformer.model.errors import IntformerError
-from intformer.model.program import ONES, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
+from intformer.model.program import ONES, ArgmaxStep, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
 
 from .arith import ext_width
 from .steps import StepRecord, fill_unused, rom_fields, step_layout
@@ -273,6 +277,7 @@ class Plan:
     max_rows: int
     max_cols: int
     stat_rows: int                      # depth of the row statistics memories
+    classes: int = 0                    # a classifier's C: the output port sends the class as word C; 0: none
 
     @property
     def addr_width(self) -> int:
@@ -327,11 +332,41 @@ def _chunks(program: IntProgram, lanes: int) -> dict[str, int]:
     return chunk
 
 
+def _classes(program: IntProgram) -> int:
+    """A classifier's class count C (its program ends in an `ArgmaxStep`), else 0. The output port computes
+    the class as the output buffer's last word, after the C scores: so the step must take the output
+    buffer's words 0..C-1 and write its word C, its last, and the class must fit the buffer's words."""
+    last = program.steps[-1] if program.steps else None
+    if not isinstance(last, ArgmaxStep):
+        return 0
+    out = program.buffers[program.output]
+    if not (last.src == last.out == program.output and last.out_col == last.cols == out.cols - 1):
+        raise IntformerError(f"step {last.name}: the accelerator computes the class in its output port: the "
+                             f"argmax must take the output buffer's first {out.cols - 1} words and write its last")
+    if intops.bits_signed(0, last.cols - 1) > out.bits or not out.signed:
+        raise IntformerError(f"step {last.name}: class {last.cols - 1} does not fit the output buffer's "
+                             f"{out.bits}-bit{'' if out.signed else ' unsigned'} words")
+    if any(isinstance(s, ArgmaxStep) for s in program.steps[:-1]):
+        raise IntformerError("an argmax must be the program's last step")
+    return last.cols
+
+
+def _macro_program(program: IntProgram) -> IntProgram:
+    """The program without its final `ArgmaxStep` (the output port's), for the step table."""
+    if program.steps and isinstance(program.steps[-1], ArgmaxStep):
+        return dataclasses.replace(program, steps=list(program.steps[:-1]))
+    return program
+
+
 def _check(program: IntProgram) -> None:
     names = set(program.buffers)
     if "x" not in names or program.output not in names:
         raise IntformerError("the program has no input buffer 'x' or no output buffer: re-export the model")
+    if not program.steps:
+        raise IntformerError("the program has no steps")
     for s in program.steps:
+        if isinstance(s, ArgmaxStep):
+            continue
         if isinstance(s, LinearStep):
             ins = {s.x, s.w} | ({s.residual.src} if s.residual else set())
             if s.out in ins:
@@ -357,10 +392,12 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
     if lanes < 1:
         raise IntformerError(f"lanes must be at least 1, got {lanes}")
     _check(program)
+    classes = _classes(program)
     P = lanes
-    layouts = _buffer_layouts(program, P)
-    widths = _datapath_widths(program, layouts)
-    steps, names, roms = _step_records(program, layouts, P, widths.weight_width)
+    macro = _macro_program(program)
+    layouts = _buffer_layouts(macro, P)
+    widths = _datapath_widths(macro, layouts)
+    steps, names, roms = _step_records(macro, layouts, P, widths.weight_width)
     reads, writes = _step_roles(steps, names, layouts)
     banks = _place_banks(layouts, reads, writes, P)
     steps = fill_unused(_rebase_steps(steps, reads, writes, layouts, banks))
@@ -382,7 +419,7 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         steps=steps, step_names=names,
         max_rows=max(b.rows for b in program.buffers.values()),
         max_cols=max(b.cols for b in program.buffers.values()),
-        stat_rows=roms.stat_rows,
+        stat_rows=roms.stat_rows, classes=classes,
     )
 
 

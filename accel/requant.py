@@ -10,6 +10,7 @@ from intformer.model import intops
 from .arith import DSP_BITS, clamp, mul_signature, round_shift_parts, shift_add_mul
 
 SHIFT_MAX = 62          # intops.quantize_multiplier never returns a larger shift
+KEEP_SECOND_PRODUCT = True  # see ScaleShiftClamp: a yosys 0.70 iCE40 DSP-packing bug without it
 
 
 class Requantizer(wiring.Component):
@@ -151,7 +152,13 @@ class ScaleShiftClamp(wiring.Component):
         sum_w = max(self.in_width + self.m_width, self.c_width) + 2
         v1, v2, v3 = Signal(name="v1"), Signal(name="v2"), Signal(name="v3")
         pw = self.in_width + self.m_width
-        pa, pb = Signal(signed(pw), reset_less=True), Signal(signed(pw), reset_less=True)     # into the DSP blocks
+        pa = Signal(signed(pw), reset_less=True)
+        # `keep` on the second product's register: without it yosys 0.70's ice40_dsp pass takes this one
+        # flip-flop into two SB_MAC16s (as the adder's C/D input register of the block adding pa + pb, and as
+        # the product register of the block computing pb), deletes the second block and leaves C/D undefined,
+        # so every residual sum on an iCE40 loses pb. The netlist simulation (boards/netlist.py) found it;
+        # tests/test_netlist.py turns KEEP_SECOND_PRODUCT off to see the check catch it again.
+        pb = Signal(signed(pw), reset_less=True, attrs={"keep": 1} if KEEP_SECOND_PRODUCT else {})
         c1 = Signal(signed(self.c_width))
         s1 = Signal.like(self.s)
         lo1, hi1, lo2, hi2 = (Signal(signed(self.out_width)) for _ in range(4))

@@ -1,16 +1,17 @@
 """What an accelerator build needs (multipliers, block RAM, logic), before synthesis, and whether it fits.
 
 The estimate follows the structure of `accel.accelerator` from its plan: one multiplier per MAC lane (or, for
-lanes built in logic, a Booth multiplier's LUTs) plus the few in the drain (the requantizer's 16-bit block
-and its low bits in logic, the residual's two, the affine, shared with the softmax normalization where the
-plan says so) and in the row units; one memory per bank of buffers (`plan.banks`) and per ROM; logic from
-the widths of adders, shifters and multiplexers. A multiplier goes to a DSP block as yosys maps it: both
-operands at least 2 bits and the product at least the device's minimum width (iCE40: 11 bits, so 4-bit
-codes multiply in logic). Memories go to block RAM in the cheapest of the device's aspect ratios unless
-yosys would build them from logic: a bank small enough for flip-flops (`Bank.logic`), a ROM whose bits
-cost less as LUTs than its blocks, shallow memories where the device has distributed RAM. The logic count is
-rough (calibrated against yosys on the default model at 4 to 8 bits, P = 1 to 16: within about 15 %): use it
-to choose the lane count, and the synthesis flow (`boards.synth`, `bench/synth_bench.py`) for the real figure.
+lanes built in logic, a Booth multiplier's LUTs) plus the few in the drain (the requantizer's 16-bit block and
+its low bits in logic, the residual's two, the affine, shared with the softmax normalization where the plan
+says so) and in the row units; a classifier's argmax tracker (`accel.argmax`) in logic; one memory per bank of
+buffers (`plan.banks`) and per ROM; logic from the widths of adders, shifters and multiplexers. A multiplier
+goes to a DSP block as yosys maps it: both operands at least 2 bits and the product at least the device's
+minimum width (iCE40: 11 bits, so 4-bit codes multiply in logic). Memories go to block RAM in the cheapest of
+the device's aspect ratios unless yosys would build them from logic: a bank small enough for flip-flops
+(`Bank.logic`), a ROM whose bits cost less as LUTs than its blocks, shallow memories where the device has
+distributed RAM. The logic count is rough (calibrated against yosys on the default model at 4 to 8 bits, P = 1
+to 16: within about 15 %): use it to choose the lane count, and the synthesis flow (`boards.synth`,
+`bench/synth_bench.py`) for the real figure.
 """
 from __future__ import annotations
 
@@ -218,8 +219,13 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
     if ln:
         w = ln_widths(E, plan.max_cols, plan.eps_max)
         parts["layernorm"] = 3 * w["v"] + 2 * 36 + 7 * (w["n"] + plan.ln_g_width) + 600
+    if plan.classes:
+        # the output port's argmax tracker: the score comparator, the best score's and the class's load
+        # enables, the class word's multiplexer (the output buffer's bits each), the class and the count
+        ob, cb = plan.output.bits, plan.classes.bit_length()
+        parts["argmax"] = 3 * ob + 4 * cb
     parts["lanes"] *= LANE_SCALE
-    for k in ("drain", "control", "softmax", "layernorm"):
+    for k in ("drain", "control", "softmax", "layernorm", "argmax"):
         if k in parts:
             parts[k] *= BASE_SCALE
     logic = sum(parts.values())

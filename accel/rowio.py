@@ -65,9 +65,14 @@ class RowReader:
     Golden model: `row_addresses`.
     """
 
-    def __init__(self, *, lanes: int, addr_width: int, max_cols: int):
+    def __init__(self, *, lanes: int, addr_width: int, max_cols: int, fault: str | None = None):
+        # `fault`: a deliberate design fault for the must-fail proof (`accel.formal.rowio_walkers_harness`);
+        # None builds the real walker. "word_narrow": the word counter one bit narrower (it wraps).
+        if fault not in (None, "word_narrow"):
+            raise ValueError(f"unknown RowReader fault {fault!r}")
         self.lanes = lanes
-        self.word = Signal(unsigned(addr_width), name="word")   # the current element's word and lane
+        word_width = addr_width - (1 if fault == "word_narrow" else 0)
+        self.word = Signal(unsigned(word_width), name="word")   # the current element's word and lane
         self.lane = Signal(range(max(lanes, 2)), name="lane")
         self.col = Signal(range(max_cols + 1), name="col")      # ... and column
         self.issue = Signal(name="issue")                       # a read is issued (comb, from the schedule)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intformer.model.program import IntProgram, LinearStep
+from intformer.model.program import ArgmaxStep, IntProgram, LinearStep
 
 
 # Every wait for the design has a cycle limit: LIMIT_MULTIPLE x `cycle_bound` + LIMIT_MARGIN cycles for the
@@ -32,11 +32,14 @@ def cycle_bound(program: IntProgram, lanes: int) -> int:
     """An estimate from the program alone of the cycles of one inference, as `Accelerator`'s docstring states
     its latency: per linear step rows x groups x max(k, P) + P + 17 (groups: output columns / P, rounded up),
     a row unit's step (softmax, LayerNorm) 4 cycles per element, the input (one cycle per code) and the
-    output (3 cycles per word)."""
+    output (3 cycles per word). A classifier's argmax is no step of its own: its class is the output
+    buffer's last word, counted with the output (the tracker's latency hides in the word's read)."""
     total = program.input.rows * program.input.cols + 3 * program.buffers[program.output].cols
     for s in program.steps:
         if isinstance(s, LinearStep):
             total += s.rows * -(-s.cols // lanes) * max(s.k_len, lanes) + lanes + 17
+        elif isinstance(s, ArgmaxStep):
+            continue
         else:
             total += 4 * s.rows * s.cols
     return total

@@ -69,8 +69,9 @@ class SoftmaxUnit(wiring.Component):
                  min_sum: int = 1 << intops.EXP_BITS, out_width: int = 9, shared_mul: bool = False,
                  out_bits_range: tuple[int, int] = (0, 8), fault: str | None = None):
         # `fault`: a deliberate design fault for the must-fail proofs (`accel.formal`); None builds the real
-        # unit. "sum_narrow": the row sum `total` 4 bits narrower than sum_width (a long row's sum wraps).
-        if fault not in (None, "sum_narrow"):
+        # unit. "sum_narrow": the row sum `total` 4 bits narrower than sum_width (a long row's sum wraps);
+        # "max_skip": the MAX pass does not fold its row's last element into the maximum (max - z < 0).
+        if fault not in (None, "sum_narrow", "max_skip"):
             raise ValueError(f"unknown SoftmaxUnit fault {fault!r}")
         self.fault = fault
         self.lanes, self.elem_width, self.addr_width = lanes, elem_width, addr_width
@@ -113,6 +114,11 @@ class SoftmaxUnit(wiring.Component):
         self.r_ready = parity_pair(1, "r_ready")
         self.rows_norm_issued = Signal.like(self.rows)      # rows whose e the normalizer has read back
         self.rows_written = Signal.like(self.rows)
+        # stage 2 of the reader, which the max proof observes (`accel.formal.softmax_max_harness`): z, an EXP
+        # pass's element there, and d = max - z, the exponential's argument
+        self.z = Signal(signed(elem_width))
+        self.d = Signal(unsigned(elem_width))
+        self.exp_valid = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -126,7 +132,7 @@ class SoftmaxUnit(wiring.Component):
         # LOAD_MAX's mx, the normalizer's clearing over the divider's setting of r_ready, busy's end over its start
         kind = self._reader_fsm(m, reader, div.busy)
         v2, kind2, first2, last2, slot2, col2, d = self._fold_max(m, reader, kind)
-        slot4, col4 = self._exponential(m, v2 & (kind2 == EXP), first2, last2, slot2, col2, d)
+        slot4, col4 = self._exponential(m, self.exp_valid, first2, last2, slot2, col2, d)
         self._row_sum(m, div, e_wr, slot4, col4)
         n_issue, n_col, n_last, row_n = self._normalizer_fsm(m, e_rd)
         self._normalize(m, writer, e_rd.data, n_issue, n_col, n_last, row_n)
@@ -189,14 +195,19 @@ class SoftmaxUnit(wiring.Component):
         tags = [reader.issue, kind, reader.first, reader.last, self.row_e[0], reader.col]
         names = ["v", "kind", "first", "last", "slot", "col"]
         v2, kind2, first2, last2, slot2, col2 = shadow(m, shadow(m, tags, names, "a"), names, 2)
-        z = Signal(signed(E))
+        z = self.z
         m.d.sync += z.eq(self.rd.data)
         new_max = Mux(first2 | (z > mx), z, mx)
         with m.If(v2 & (kind2 == MAX)):
-            m.d.sync += mx.eq(new_max)
+            if self.fault == "max_skip":            # the must-fail variant: the row's last z is left out
+                with m.If(~last2):
+                    m.d.sync += mx.eq(new_max)
+            else:
+                m.d.sync += mx.eq(new_max)
             with m.If(last2):
                 m.d.sync += self.max_pending.eq(0)
-        d = Signal(unsigned(E))
+        d = self.d
+        m.d.comb += self.exp_valid.eq(v2 & (kind2 == EXP))
         TW = len(self.table.addr)
         t_mx = Signal(signed(max(TW, E) + 2))
         m.d.sync += t_mx.eq(self.t_base + mx)

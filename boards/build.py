@@ -20,7 +20,9 @@
 
 The result (also written to `out_dir/build.json`, last, so a folder without it is an unfinished build):
 board, device, lanes, logic_lanes, clock_mhz, fmax_mhz, timing_met, resources {NAME: {used, available}},
-cycles_per_inference, latency_us, power_mw_estimate, energy_uj_estimate, bitstream, ...
+cycles_per_inference, latency_us, power_mw_estimate, energy_uj_estimate, bitstream, netlist (iCE40, ECP5:
+the bare accelerator mapped by the same yosys script, kept in out_dir/netlist/ for `intformer verify
+--netlist`; `BuildRequest.keep_netlist`), ...
 
 Gowin boards (Tang Nano 9K, Tang Primer 20K): amaranth's Apicula files (synth_gowin, the .cst) with
 nextpnr-himbaechel-gowin (amaranth 0.5 would call the older nextpnr-gowin) and apicula's gowin_pack
@@ -92,6 +94,7 @@ class BuildRequest:
     check_timing: bool = True                        # raise `TimingNotMet` when Fmax is below the clock
     fit_check: bool = True                           # the pre-synthesis estimate first (else nextpnr decides)
     seed: int | None = None                          # nextpnr's placement seed (None: its default)
+    keep_netlist: bool = True                        # also keep the accelerator's mapped netlist (boards.netlist)
 
 
 @dataclass
@@ -107,6 +110,7 @@ class _Build:
     estimate: dict | None = None                             # the pre-synthesis estimate's needs
     pll: dict | None = None                                  # the PLL's settings (None: the oscillator)
     clock_hz: float = 0.0                                    # the design's clock
+    netlist: dict | None = None                              # the kept netlist (boards.netlist.keep_for_build)
 
 
 def _echo(progress, message: str) -> None:
@@ -533,6 +537,20 @@ def build(request: BuildRequest) -> dict:
     commands = _elaborate_gowin(job, factory) if b.family == "gowin" else _elaborate(job, factory)
     tools = _run_toolchain(job, commands)
     clocks, resources, bitstream = _read_reports(job)
+    if request.keep_netlist and b.family in ("ice40", "ecp5"):
+        # the bare accelerator mapped by the same script, for `intformer verify --netlist` (~15 s)
+        from . import netlist
+        t = time.perf_counter()
+        job.netlist = netlist.keep_for_build(request.program, request.lanes, b.name, out, job.logic_lanes)
+        job.stages["netlist"] = time.perf_counter() - t
+        synthesized = out / f"{request.name}.json"          # the bitstream's own netlist, link included
+        if synthesized.is_file():
+            undefined = netlist.undefined_inputs(netlist.Netlist(synthesized, b.family, request.lanes, 0))
+            job.netlist["bitstream_undefined_inputs"] = undefined
+            if undefined:
+                job.notes.append(f"yosys left {len(undefined)} multiplier operand inputs undefined in the bitstream's "
+                                 f"netlist ({undefined[0]}, ...): its words may be wrong; see README, Netlist "
+                                 f"simulation, and run `intformer verify RUN --netlist`")
     return _finish(job, clocks, resources, bitstream, tools)
 
 
@@ -722,7 +740,7 @@ def _finish(job: _Build, clocks: dict, resources: dict, bitstream: Path, tools: 
         **_performance(job, resources, cycles, engine),
         "bitstream": str(bitstream), "out_dir": str(job.out), "baud": r.baud,
         "tools": tools, "stage_seconds": {k: round(v, 1) for k, v in job.stages.items()},
-        "seconds": round(time.perf_counter() - job.started, 1), "notes": job.notes,
+        "seconds": round(time.perf_counter() - job.started, 1), "notes": job.notes, "netlist": job.netlist,
     }
     if job.pll:
         result["pll"] = {k: v for k, v in job.pll.items() if k != "f_out"}

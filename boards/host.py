@@ -12,8 +12,10 @@ request itself is wrong (length, command, code) fails the window at once. Replie
 replies to a window already resent) are counted and ignored.
 
 Every window ends in exactly one of: matched (the words equal `model.intref.run_program`'s), mismatched,
-failed (no good reply after the retries). The tally also counts frames sent, retries, device errors by
-kind, stale replies and bytes the decoder skipped.
+failed (no good reply after the retries). For a classifier (`classes` = C given to `Session.run`) the last
+word is the class the chip computed, decoded as a field of its own: `result["classes"]` (one per window,
+None where none came), and a mismatch says whether a score or the class differs. The tally also counts
+frames sent, retries, device errors by kind, stale replies and bytes the decoder skipped.
 """
 from __future__ import annotations
 
@@ -154,8 +156,13 @@ class Session:
                        f"serial port and baud rate?")
 
     # --------------------------------------------------------------------------------------- INFER
-    def run(self, codes: np.ndarray, expected: np.ndarray, info: P.DeviceInfo, progress=None) -> dict:
-        """Send every window of `codes` (B, ...) and check its RESULT against `expected` (B, H)."""
+    def run(self, codes: np.ndarray, expected: np.ndarray, info: P.DeviceInfo, progress=None,
+            classes: int = 0) -> dict:
+        """Send every window of `codes` (B, ...) and check its RESULT against `expected` (B, H). `classes`:
+        a classifier's C (`protocol.program_classes`): each RESULT is C scores and the class."""
+        if classes and info.n_outputs != classes + 1:
+            raise IntformerError(f"the device sends {info.n_outputs} words; a classifier of {classes} classes "
+                                 f"sends {classes + 1} (its scores, then the class)")
         codes = np.asarray(codes, dtype=np.int64)
         batch = len(codes)
         t = self.tally
@@ -250,6 +257,11 @@ class Session:
             h = int(np.flatnonzero(got[w] != expected[w])[0])
             result["first_mismatch"] = {"window": w, "word": h, "expected": int(expected[w, h]),
                                         "got": int(got[w, h])}
+            if classes:
+                result["first_mismatch"]["field"] = "class" if h == classes else f"score {h}"
+        if classes:
+            answered = [state[w] in ("matched", "mismatched") for w in range(batch)]
+            result["classes"] = [int(got[w, classes]) if answered[w] else None for w in range(batch)]
         self.words = got
         return result
 

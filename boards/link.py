@@ -20,7 +20,9 @@ the order of the checks are specified there). Three parts run side by side:
 * the sender (FSM "sender", `SenderState`, `_sender_<state>`) takes replies from a small queue (`REPLY_QUEUE` entries of kind, SEQ and error
   code) in order and writes each as a frame, computing its CRC on the way; a RESULT waits for the
   accelerator's first output word before its SOF (so a frame never pauses mid-way for the computation),
-  then takes one word per 4 payload bytes, sign-extended to 32 bits, least significant byte first.
+  then takes one word per 4 payload bytes, sign-extended to 32 bits, least significant byte first. A
+  classifier's words are its C scores and then its class (the accelerator's output port computes it): the
+  link sends them as any other words, n_outputs = C + 1 of them.
 
 Latency: with the queue empty, a reply's SOF is offered to the transmitter 2 cycles after the frame's last
 byte is received (ERROR, INFO_REPLY), or 1 cycle after the accelerator offers its first word (RESULT).

@@ -30,7 +30,10 @@ Commands, host -> device
 Replies, device -> host
 -----------------------
 ``RESULT 0x81``     payload: the forecast's n_outputs output words, each 4 bytes, little-endian two's
-                    complement (the words `model.intref.run_program` returns).
+                    complement (the words `model.intref.run_program` returns). A classifier's (a program
+                    ending in an `ArgmaxStep` of C classes, `program_classes`): n_outputs = C + 1, the C
+                    integer scores (raw accumulators) in class order, then the class the chip computed,
+                    0..C-1 (the first of equal largest scores); `classifier_reply` splits them.
 ``INFO_REPLY 0x82`` payload, 10 bytes: n_inputs (2 bytes LE), n_outputs (2 bytes LE), input code bits
                     (1 byte: the width in bits 0..6, bit 7 set when the input codes are unsigned), lanes
                     (1 byte: the accelerator's P), model checksum (4 bytes LE: `program_checksum`).
@@ -364,6 +367,26 @@ def result_words(payload: bytes) -> np.ndarray:
     if len(payload) % WORD_BYTES:
         raise IntformerError(f"RESULT payload of {len(payload)} bytes is not a whole number of words")
     return np.frombuffer(payload, dtype="<i4").astype(np.int64)
+
+
+def program_classes(program) -> int:
+    """A classifier program's class count C (its last step is an `ArgmaxStep`: its RESULT holds C scores,
+    then the class), else 0."""
+    from intformer.model.program import ArgmaxStep
+    last = program.steps[-1] if program.steps else None
+    return int(last.cols) if isinstance(last, ArgmaxStep) else 0
+
+
+def classifier_reply(words, classes: int) -> tuple[np.ndarray, int]:
+    """A classifier's RESULT words -> (its C scores, the class the chip computed)."""
+    words = np.asarray(words, dtype=np.int64)
+    if classes < 2 or words.shape != (classes + 1,):
+        raise IntformerError(f"a classifier's RESULT of {classes} classes holds {classes + 1} words, got "
+                             f"{words.size}")
+    cls = int(words[classes])
+    if not 0 <= cls < classes:
+        raise IntformerError(f"the device sent class {cls}, outside 0..{classes - 1}")
+    return words[:classes], cls
 
 
 def result_payload(words) -> bytes:

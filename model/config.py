@@ -10,6 +10,8 @@ ACTIVATIONS = ("relu", "gelu")
 SOFTMAXES = ("lut", "poly")
 POOLINGS = ("mean", "flatten")
 TOKENS = ("time", "series")
+TASKS = ("forecast", "classify")   # "detect" (anomaly detection) is planned: `intformer --task detect` says so
+MAX_CLASSES = 255     # a classifier's class word is an output word beside its scores: one byte holds the index
 MAX_IO_BITS = 12      # input codes (the level steps and the skip read them; the first matrix product stays at 8 bits)
 
 
@@ -38,6 +40,8 @@ class ModelConfig:
     level: bool | None = None    # the Transformer sees the window minus each series' last value (level removal;
                                  # None: on with the last-value skip, which adds the level back)
     dropout: float = 0.3         # training only (before each encoder layer and before the head); not exported
+    task: str = "forecast"       # "classify": the head maps the pooled tokens to `classes` scores, then argmax
+    classes: int = 0             # classify: C, the number of classes (the data decides it); 0 for forecasting
 
     def validate(self) -> "ModelConfig":
         def need(ok: bool, msg: str):
@@ -61,6 +65,13 @@ class ModelConfig:
                               ("pooling", POOLINGS), ("tokens", TOKENS)):
             need(getattr(self, name) in allowed,
                  f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        need(self.task in TASKS, f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "classify":
+            need(isinstance(self.classes, int) and 2 <= self.classes <= MAX_CLASSES,
+                 f"classification needs 2 to {MAX_CLASSES} classes (the class word is one byte), the data has "
+                 f"{self.classes}; merge classes or drop rare ones")
+            need(not self.skip and not self.use_level,
+                 "the last-value skip and level removal are forecasting steps: a classifier runs without them")
         need(not (self.tokens == "series" and self.inputs < 2),
              "--tokens series needs multivariate data (two or more input series): add --features or --multivariate")
         return self
@@ -68,6 +79,11 @@ class ModelConfig:
     @property
     def use_level(self) -> bool:
         return self.skip if self.level is None else bool(self.level)
+
+    @property
+    def outputs(self) -> int:
+        """The head's outputs: the forecast's H steps, or a classifier's C scores."""
+        return self.classes if self.task == "classify" else self.horizon
 
     @property
     def n_tokens(self) -> int:
@@ -108,6 +124,9 @@ class TrainConfig:
                                            # (None: 0.1 at 7-8 bits, 0.3 at 5-6, 1.0 below: the fewer the
                                            # bits, the further the quantized optimum lies from the float one)
     max_train_windows: int | None = None   # subsample for quick runs (tests)
+    class_weights: str = "balanced"        # classify: "balanced" weighs each class's cross-entropy by
+                                           # n / (C * n_c) so that a rare class counts as much as a common one;
+                                           # "none": plain cross-entropy (ignored by forecasting)
     shrink: bool = True                    # after each fit, scale the head (the forecast's change from the last
                                            # value) by alpha in [0, 1] fitted on validation by least squares
 

@@ -331,7 +331,9 @@ def _airu_splits(table: _Table, ts: pd.Series, time_col: str,
 def load_series(path: str | None = None, fmt: str | None = None, target: str | None = None,
                 features: list[str] | None = None, fill: str | None = None,
                 sensor: str | None = None, split_time: str | None = None,
-                multivariate: bool = False) -> Series:
+                multivariate: bool = False, unequal: str | None = None, label: str | None = None,
+                stride: int | None = None, label_by: str | None = None, group: str | None = None,
+                length: int | None = None) -> Series:
     """Load a table as a Series; `splits` say which rows' targets belong to train/val/test.
 
     Splits (details in the module docstring): csv and the embedded default 70/10/20 by rows in time order;
@@ -343,6 +345,10 @@ def load_series(path: str | None = None, fmt: str | None = None, target: str | N
     """
     if fill not in (None, "interpolate"):
         raise IntformerError(f"unknown fill '{fill}'; use 'interpolate' or leave it unset")
+    given = [name for name, v in (("--format ts", fmt == "ts" or None), ("--unequal", unequal), ("--length", length), ("--label", label),
+                                  ("--stride", stride), ("--label-by", label_by), ("--group", group)) if v is not None]
+    if given:                    # labelled series or a labelled CSV (model.tsdata): a classifier's data
+        raise IntformerError(f"{given[0]} is for classification data (labelled series); add --task classify")
     if path is None:
         if fmt not in (None, "csv"):
             raise IntformerError(f"--format {fmt} needs a data file path; without one the embedded "

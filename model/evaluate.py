@@ -76,3 +76,61 @@ def plot_forecast(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray], t
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ classification
+
+def classification_metrics(pred: np.ndarray, truth: np.ndarray, classes: int) -> dict:
+    """Accuracy, macro F1 (the mean of the per-class F1; a class never predicted nor present counts 0, as
+    scikit-learn's zero_division=0) and the per-class F1, of class indices."""
+    cm = confusion_matrix(pred, truth, classes)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)           # predicted + true counts per class: 2 tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros(classes), where=denom > 0)
+    return {"accuracy": float(np.mean(np.asarray(pred) == np.asarray(truth))) if len(truth) else 0.0,
+            "f1_macro": float(f1.mean()), "f1_per_class": [float(v) for v in f1]}
+
+
+def confusion_matrix(pred: np.ndarray, truth: np.ndarray, classes: int) -> np.ndarray:
+    """cm[true class, predicted class]: counts."""
+    cm = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
+    return cm
+
+
+def integer_classes(program: IntProgram, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(output words, classes) of the integer reference: the class is the program's own argmax word (the
+    word after the C scores), the one the accelerator sends, not an argmax taken here."""
+    words = run_program(program, quantize_input(program, x))
+    return words, words[:, program.buffers[program.output].cols - 1].copy()
+
+
+def score_classes(scores: np.ndarray, program: IntProgram | None = None) -> np.ndarray:
+    """Classes of float scores; with `program`, of the fake-quant model's scores read as the integer codes they
+    are (score / output scale, to within float64 rounding), so that equal largest codes fall to the first, as
+    on the chip (a float argmax would pick among them by a rounding error of 1e-16)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if program is not None:
+        scores = np.rint(scores / program.output_scale)
+    return np.argmax(scores, axis=-1).astype(np.int64)    # numpy's argmax: the first of equal largest
+
+
+def classify_baselines(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                       classes: int, seed: int) -> dict:
+    """The majority class of the training part, and MiniRocket (aeon's MiniRocketClassifier: 10,000
+    random convolution kernels and a ridge classifier, the classical method a user would otherwise pick),
+    trained here on the same training part (scaled as the model sees it), seeded."""
+    majority = int(np.argmax(np.bincount(train_y, minlength=classes)))
+    out = {"majority": classification_metrics(np.full(len(test_y), majority), test_y, classes)}
+    import warnings
+
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    clf = MiniRocketClassifier(random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # aeon wants (N, channels, length); the model's windows are (N, length, channels)
+        clf.fit(np.ascontiguousarray(train_x.transpose(0, 2, 1), dtype=np.float64), train_y)
+        pred = clf.predict(np.ascontiguousarray(test_x.transpose(0, 2, 1), dtype=np.float64))
+    out["minirocket"] = classification_metrics(np.asarray(pred, dtype=np.int64), test_y, classes)
+    return out

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import intops
-from .program import (ONES, Affine, Buffer, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
+from .program import (ONES, Affine, ArgmaxStep, Buffer, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
                       SoftmaxStep)
 from .qat import (ActQuant, QATForecaster, QuantLinear, affine_constants, requant_constants,
                   layernorm_constants, level_constants, residual_constants)
@@ -207,6 +207,13 @@ def to_program(model: QATForecaster) -> IntProgram:
         return IntProgram(bld.buffers, bld.tensors, bld.steps, "out", model.q_out.scale, s_x, cfg.tokens == "series")
     bias_max = int(np.abs(bld.tensors["head.b"]).max())
     lo, hi = intops.mac_bound(k, bld.buffers[head_x].range, intops.weight_range(model.head.bits), bias_max)
-    bld.buffers["out"] = Buffer("out", 1, cfg.horizon, intops.bits_signed(lo, hi), True)
-    bld.steps.append(LinearStep("head", head_x, "head.w", "out", 1, k, cfg.horizon, x_flat=flat, bias="head.b"))
+    n = cfg.outputs
+    if cfg.task == "classify":
+        # the C raw scores, then the class (ArgmaxStep) in word C: the words must also hold 0..C-1
+        bld.buffers["out"] = Buffer("out", 1, n + 1, intops.bits_signed(min(lo, 0), max(hi, n - 1)), True)
+        bld.steps.append(LinearStep("head", head_x, "head.w", "out", 1, k, n, x_flat=flat, bias="head.b"))
+        bld.steps.append(ArgmaxStep("argmax", "out", "out", 1, n, out_col=n))
+        return IntProgram(bld.buffers, bld.tensors, bld.steps, "out", acc, s_x, cfg.tokens == "series")
+    bld.buffers["out"] = Buffer("out", 1, n, intops.bits_signed(lo, hi), True)
+    bld.steps.append(LinearStep("head", head_x, "head.w", "out", 1, k, n, x_flat=flat, bias="head.b"))
     return IntProgram(bld.buffers, bld.tensors, bld.steps, "out", acc, s_x, cfg.tokens == "series")

@@ -328,7 +328,10 @@ class EncoderLayer(nn.Module):
 
 
 class QATForecaster(nn.Module):
-    """Input projection (+ positional encoding) -> L encoder layers -> mean pooling or flatten -> head."""
+    """Input projection (+ positional encoding) -> L encoder layers -> mean pooling or flatten -> head.
+
+    A classifier (cfg.task == "classify") is the same network without the skip: the head's C outputs are
+    the class scores (logits in training; in eval mode the integer accumulators times their scale)."""
 
     def __init__(self, cfg: ModelConfig, quantize: bool = True):
         super().__init__()
@@ -348,7 +351,8 @@ class QATForecaster(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)      # training only: before each layer and before the head
         self.q_pool = ActQuant("pool", b("pool")) if cfg.pooling == "mean" else None
         head_in = d if cfg.pooling == "mean" else t * d
-        self.head = QuantLinear("head", head_in, cfg.horizon, b("head"))
+        # a forecast's H steps, or a classifier's C scores (raw accumulators: the argmax needs no requantization)
+        self.head = QuantLinear("head", head_in, cfg.outputs, b("head"))
         # the head's output and the forecast are 16-bit codes: no precision is lost at the end of the chain
         # (observed, not learned: at 16 bits there is nothing to gain by clipping, and a learned range that
         # starts at a zero head would grow only by the tiny LSQ gradient of 1 / sqrt(N * 32767))

@@ -20,7 +20,8 @@ import torch
 
 from . import modelfile
 from .config import ModelConfig
-from .data import Scaler, Series, load_series
+from .data import Scaler, Series, load_series, make_windows
+from .tsdata import ClassData, load_classification
 from .errors import IntformerError
 from .program import IntProgram
 from .qat import QATForecaster
@@ -93,16 +94,22 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def save(out: Path, trained: TrainedModels, data_spec: dict, mcfg: ModelConfig, tcfg: dict) -> None:
+def save(out: Path, trained: TrainedModels, data_spec: dict, mcfg: ModelConfig, tcfg: dict,
+         classes: list[str] | None = None) -> None:
+    """Write the finished run; `classes`: a classifier's class names (index = class word), kept in the export
+    file and run.json so that a class word can be named without the data."""
     torch.save(trained.qat.state_dict(), out / "qat.pt")
     if trained.float_model is not None:
         torch.save(trained.float_model.state_dict(), out / "float.pt")
-    meta = {"data": data_spec, "train": tcfg, "seconds": trained.seconds}
+    meta = {"data": data_spec, "train": tcfg, "seconds": trained.seconds, "task": mcfg.task}
+    if classes is not None:
+        meta["classes"] = list(classes)
     modelfile.save(out / "model.intf", trained.program, mcfg.to_dict(), trained.scaler.to_dict(), meta)
     _write_json(out / "history.json", trained.history)
     _write_json(out / "run.json", {"status": "complete", "finished": time.time(), "model": mcfg.to_dict(),
                                    "train": tcfg, "data": data_spec, "seconds": trained.seconds,
-                                   "has_float": trained.float_model is not None})
+                                   "has_float": trained.float_model is not None, "task": mcfg.task,
+                                   **({"classes": list(classes)} if classes is not None else {})})
     for ckpt in out.glob("ckpt-*.pt"):          # the run is complete: the checkpoints have served
         ckpt.unlink()
 
@@ -131,10 +138,45 @@ class Run:
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
 
+    @property
+    def task(self) -> str:
+        """"forecast" or "classify" (a run written before --task existed is a forecaster)."""
+        return self.config.task
+
+    @property
+    def classes(self) -> list[str]:
+        """A classifier's class names, index = class word (empty for a forecaster)."""
+        names = self.header.get("meta", {}).get("classes")
+        return list(names) if names else [str(i) for i in range(self.config.classes)]
+
+    def require_task(self, wanted: str | None, command: str) -> str:
+        """The run's task; a --task that is not it is refused naming both (None: whatever the run is)."""
+        if wanted is not None and wanted != self.task:
+            raise IntformerError(f"{self.path}: this is a {self.task} run, not {wanted}; `intformer {command}` "
+                                 f"takes it with --task {self.task} (or without --task), or train a {wanted} run "
+                                 f"with `intformer train --task {wanted}`")
+        return self.task
+
     def series(self, **override) -> Series:
+        if self.task != "forecast":
+            raise IntformerError(f"{self.path}: this is a {self.task} run; it has labelled series, not a "
+                                 "forecasting table")
         spec = dict(self.info.get("data", {}))
         spec.update({k: v for k, v in override.items() if v is not None})
         return load_series(**spec)
+
+    def labelled(self, **override) -> ClassData:
+        """A classifier's data, as it was split and labelled in training (the split is seeded)."""
+        spec = dict(self.info.get("data", {}))
+        spec.update({k: v for k, v in override.items() if v is not None})
+        return load_classification(**spec)
+
+    def test_inputs(self, split: str = "test"):
+        """Scaled windows of a split, whatever the task: float32 (N, window, inputs)."""
+        if self.task == "classify":
+            return self.labelled().part(split, self.scaler).x
+        cfg = self.config
+        return make_windows(self.series(), self.scaler, cfg.window, cfg.horizon, split).x
 
 
 def open_run(path: str | Path) -> Run:

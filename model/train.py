@@ -1,6 +1,8 @@
 """Training: the float baseline, then quantization-aware training started from it, then the export.
 
-Adam, mini-batches, early stopping on the validation MSE with the best weights restored, a fixed seed.
+Adam, mini-batches, early stopping on the validation loss with the best weights restored, a fixed seed. The
+loss is the task's (`Objective`): the mean squared error of a forecast, the (class-weighted) cross-entropy of a
+classifier's scores.
 QAT starts from the float model's weights (when a float baseline is trained), the usual recipe: the float
 optimum is a good start, and the fake-quant observers settle in the first batches.
 """
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .config import ModelConfig, TrainConfig
 from .data import Scaler, Series, Windows, make_windows
+from .tsdata import ClassData, Labelled
 from .errors import IntformerError
 from .export import to_program
 from .program import IntProgram
@@ -34,6 +37,44 @@ class TrainedModels:
     shrink: dict = field(default_factory=dict)   # per model: the head's validation shrinkage factor (--shrink)
 
 
+class Objective:
+    """The training loss and the validation score of a forecaster: the mean squared error (history keys
+    train_mse, val_mse)."""
+    train_key, val_key = "train_mse", "val_mse"
+
+    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.mean((pred - y) ** 2)
+
+    def score(self, pred: np.ndarray, y: np.ndarray) -> dict:
+        """{val_key: the value early stopping minimizes, ...: more figures for the history}."""
+        return {self.val_key: float(np.mean((pred - y) ** 2))}
+
+
+class ClassifyObjective(Objective):
+    """A classifier's: cross-entropy of the scores, each class weighted (`--class-weights balanced`:
+    n / (C * n_c) over the training part, so that the loss does not favour the common classes), and the
+    validation accuracy beside the validation loss."""
+    train_key, val_key = "train_loss", "val_loss"
+
+    def __init__(self, y_train: np.ndarray, classes: int, weights: str):
+        if weights not in ("balanced", "none"):
+            raise IntformerError(f"--class-weights must be balanced or none, got {weights!r}")
+        counts = np.bincount(y_train, minlength=classes).astype(np.float64)
+        if np.any(counts == 0):
+            raise IntformerError(f"class {int(np.flatnonzero(counts == 0)[0])} has no example in the training "
+                                 f"part; every class needs training examples")
+        w = len(y_train) / (classes * counts) if weights == "balanced" else np.ones(classes)
+        self.weight = torch.as_tensor(w, dtype=torch.float32)
+
+    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(pred, y, weight=self.weight.to(pred.dtype))
+
+    def score(self, pred: np.ndarray, y: np.ndarray) -> dict:
+        p = torch.as_tensor(pred, dtype=torch.float64)
+        ce = torch.nn.functional.cross_entropy(p, torch.as_tensor(y), weight=self.weight.double())
+        return {self.val_key: float(ce), "val_accuracy": float(np.mean(np.argmax(pred, axis=1) == y))}
+
+
 def predict(model: QATForecaster, x: np.ndarray, batch: int = 1024) -> np.ndarray:
     """Eval-mode forecasts in float64, where the fake-quant model reproduces the integer arithmetic."""
     m = copy.deepcopy(model).double().eval()
@@ -41,7 +82,7 @@ def predict(model: QATForecaster, x: np.ndarray, batch: int = 1024) -> np.ndarra
     with torch.no_grad():
         for i in range(0, len(x), batch):
             out.append(m(torch.as_tensor(x[i:i + batch], dtype=torch.float64)).numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.horizon))
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.outputs))
 
 
 def _train_mode(model: QATForecaster, freeze_bn: bool) -> None:
@@ -62,15 +103,16 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     tmp.replace(path)               # a checkpoint is whole or absent, even if the run is killed mid-write
 
 
-def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, label: str,
+def _fit(model: QATForecaster, train: Windows | Labelled, val: Windows | Labelled, cfg: TrainConfig, label: str,
          lr: float, progress: bool, fine_tune: bool = False,
-         checkpoint: Path | None = None) -> tuple[QATForecaster, list]:
-    """Adam with early stopping on validation MSE, the starting point (epoch 0) included.
+         checkpoint: Path | None = None, objective: Objective | None = None) -> tuple[QATForecaster, list]:
+    """Adam with early stopping on the validation loss (MSE by default), the starting point (epoch 0) included.
 
     With `checkpoint`, everything the loop depends on (model, optimizer, the shuffling generator, torch's RNG
     for dropout, the best state, the patience count, the history) is written there after every epoch, and
     an existing checkpoint is continued from: an interrupted run resumes at its last finished epoch and ends
     with the same weights as an uninterrupted one. A checkpoint marked done returns its result at once."""
+    obj = objective or Objective()
     gen = torch.Generator().manual_seed(cfg.seed)
     x, y = torch.as_tensor(train.x), torch.as_tensor(train.y)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
@@ -92,9 +134,10 @@ def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, l
         _train_mode(model, fine_tune)
         with torch.no_grad():      # calibrate the quantizers' ranges on a first batch
             model(x[torch.randperm(len(x), generator=gen)[:cfg.batch_size * 4]])
-        best = float(np.mean((predict(model, val.x) - val.y) ** 2))
+        scored = obj.score(predict(model, val.x), val.y)
+        best = scored[obj.val_key]
         best_state = copy.deepcopy(model.state_dict())
-        history.append({"epoch": 0, "train_mse": None, "val_mse": best})
+        history.append({"epoch": 0, obj.train_key: None, **scored})
     bar = tqdm(range(start_epoch, cfg.epochs), desc=label, disable=not progress, leave=False, unit="epoch",
                initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
@@ -107,7 +150,7 @@ def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, l
             idx = order[i:i + cfg.batch_size]
             if len(idx) < 2:            # BatchNorm needs two samples
                 continue
-            loss = torch.mean((model(x[idx]) - y[idx]) ** 2)
+            loss = obj.loss(model(x[idx]), y[idx])
             if not torch.isfinite(loss):
                 raise IntformerError(f"{label}: the loss became {loss.item()} at epoch {epoch + 1}; "
                                      f"lower the learning rate (--lr) or check the data for extreme values")
@@ -115,8 +158,9 @@ def _fit(model: QATForecaster, train: Windows, val: Windows, cfg: TrainConfig, l
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        val_mse = float(np.mean((predict(model, val.x) - val.y) ** 2))
-        history.append({"epoch": epoch + 1, "train_mse": total / len(x), "val_mse": val_mse})
+        scored = obj.score(predict(model, val.x), val.y)
+        val_mse = scored[obj.val_key]
+        history.append({"epoch": epoch + 1, obj.train_key: total / len(x), **scored})
         bar.set_postfix(train=f"{total / len(x):.4f}", val=f"{val_mse:.4f}")
         if val_mse < best - 1e-7:
             best, best_state, stale = val_mse, copy.deepcopy(model.state_dict()), 0
@@ -168,10 +212,12 @@ def shrink_head(model: QATForecaster, val: Windows) -> float | None:
     return alpha
 
 
-def _subsample(w: Windows, limit: int | None, seed: int) -> Windows:
+def _subsample(w: Windows | Labelled, limit: int | None, seed: int) -> Windows | Labelled:
     if limit is None or len(w.x) <= limit:
         return w
     idx = np.sort(np.random.default_rng(seed).choice(len(w.x), limit, replace=False))
+    if isinstance(w, Labelled):
+        return Labelled(w.x[idx], w.y[idx])
     return Windows(w.x[idx], w.y[idx], w.target_rows[idx], w.last_target[idx])
 
 
@@ -179,6 +225,14 @@ def bind_data(mcfg: ModelConfig, series: Series) -> ModelConfig:
     """Fill in what the data decides (number of inputs, where the target is) and validate."""
     mcfg.inputs = len(series.columns)
     mcfg.target_index = series.columns.index(series.target) if series.target in series.columns else None
+    return mcfg.validate()
+
+
+def bind_classes(mcfg: ModelConfig, data: ClassData) -> ModelConfig:
+    """What labelled data decides: the window (one series), the channels, the classes; no skip, no level."""
+    mcfg.task, mcfg.classes = "classify", len(data.classes)
+    mcfg.window, mcfg.inputs, mcfg.target_index = data.length, len(data.channels), None
+    mcfg.skip, mcfg.level = False, False
     return mcfg.validate()
 
 
@@ -195,6 +249,24 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
     train = _subsample(make_windows(series, scaler, mcfg.window, mcfg.horizon, "train"), tcfg.max_train_windows,
                        tcfg.seed)
     val = make_windows(series, scaler, mcfg.window, mcfg.horizon, "val")
+    return _train_phases(mcfg, tcfg, scaler, train, val, Objective(), progress, float_model, checkpoints)
+
+
+def train_classifier(data: ClassData, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
+                     float_model: QATForecaster | None = None, checkpoints: Path | None = None) -> TrainedModels:
+    """`train_models` for a classifier on labelled data: cross-entropy (`ClassifyObjective`), no shrinkage."""
+    bind_classes(mcfg, data)
+    torch.manual_seed(tcfg.seed)
+    np.random.seed(tcfg.seed)
+    scaler = data.scaler()
+    train = _subsample(data.part("train", scaler), tcfg.max_train_windows, tcfg.seed)
+    val = data.part("val", scaler)
+    objective = ClassifyObjective(train.y, mcfg.classes, tcfg.class_weights)
+    return _train_phases(mcfg, tcfg, scaler, train, val, objective, progress, float_model, checkpoints)
+
+
+def _train_phases(mcfg: ModelConfig, tcfg: TrainConfig, scaler: Scaler, train, val, objective: Objective,
+                  progress: bool, float_model: QATForecaster | None, checkpoints: Path | None) -> TrainedModels:
     history, seconds, shrink = {}, {}, {}
 
     qat = QATForecaster(mcfg, quantize=True)
@@ -202,7 +274,8 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
         start = time.perf_counter()
         float_model, history["float"] = _fit(QATForecaster(mcfg, quantize=False), train, val, tcfg, "float",
                                              tcfg.lr, progress,
-                                             checkpoint=checkpoints / "ckpt-float.pt" if checkpoints else None)
+                                             checkpoint=checkpoints / "ckpt-float.pt" if checkpoints else None,
+                                             objective=objective)
         seconds["float"] = time.perf_counter() - start
         if tcfg.shrink:
             shrink["float"] = shrink_head(float_model, val)
@@ -221,7 +294,8 @@ def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress:
     lr = tcfg.lr * (scale if float_model is not None else 1.0)
     qat, history["qat"] = _fit(qat, train, val, tcfg, f"QAT {mcfg.bits}-bit", lr, progress,
                                fine_tune=float_model is not None,
-                               checkpoint=checkpoints / "ckpt-qat.pt" if checkpoints else None)
+                               checkpoint=checkpoints / "ckpt-qat.pt" if checkpoints else None,
+                               objective=objective)
     if tcfg.shrink:
         shrink["qat"] = shrink_head(qat, val)
     seconds["qat"] = time.perf_counter() - start

@@ -24,11 +24,15 @@ from intformer.model.config import ModelConfig, TrainConfig
 from intformer.model.data import Scaler, Series, Windows, make_windows
 from intformer.model.errors import IntformerError
 from intformer.model.program import IntProgram
+from intformer.model.tsdata import Labelled
 
 # the keys of a data spec, as the command's data options fill them (`options.data_spec`)
-DATA_KEYS = ("path", "fmt", "target", "features", "multivariate", "fill", "sensor", "split_time")
-# ModelConfig fields that the data decides (`train.bind_data`), not the caller
-BOUND_BY_DATA = ("inputs", "target_index")
+DATA_KEYS = ("path", "fmt", "target", "features", "multivariate", "fill", "sensor", "split_time", "unequal", "length", "label",
+             "stride", "label_by", "group")
+# ModelConfig fields that the data decides (`train.bind_data`, `train.bind_classes`), not the caller
+BOUND_BY_DATA = ("inputs", "target_index", "classes")
+# options whose default depends on --task (`options.TASK_DEFAULTS`)
+TASK_DEFAULTED = ("epochs", "batch_size", "lr", "patience", "dropout")
 
 
 def data_spec(data: str | os.PathLike | dict | None) -> dict:
@@ -63,6 +67,8 @@ def _as_options(config: dict | ModelConfig | TrainConfig | None, kind: str) -> d
         value = getattr(config, f.name)
         if f.name in BOUND_BY_DATA:
             continue
+        if f.name in TASK_DEFAULTED and value == getattr(default, f.name):
+            continue                 # left at its default: the command's default for the task (options.TASK_DEFAULTS)
         if f.name == "bits_overrides":
             options["bits_override"] = value
         elif f.name == "qat_lr_scale":
@@ -166,8 +172,16 @@ class Run:
         """The run's data (or another file of the same layout)."""
         return self.folder.series(path=str(data) if data is not None else None)
 
-    def windows(self, split: str = "test", data: str | os.PathLike | None = None) -> Windows:
-        """The scaled windows (x, y) of a split ("train", "val" or "test"), as the model sees them."""
+    @property
+    def task(self) -> str:
+        """"forecast" or "classify"."""
+        return self.folder.task
+
+    def windows(self, split: str = "test", data: str | os.PathLike | None = None) -> Windows | Labelled:
+        """The scaled windows (x, y) of a split ("train", "val" or "test"), as the model sees them; for a
+        classifier its labelled series (x, y = class indices)."""
+        if self.task == "classify":
+            return self.folder.labelled(path=str(data) if data is not None else None).part(split, self.scaler)
         cfg = self.config
         return make_windows(self.series(data), self.scaler, cfg.window, cfg.horizon, split)
 

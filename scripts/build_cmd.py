@@ -11,6 +11,7 @@ from intformer.boards.catalogue import BOARDS
 from intformer.model import runfolder
 from intformer.model.errors import IntformerError
 
+from .options import check_task, task_option
 from .output import emit
 
 AUTO_LANES = (16, 8, 4, 2, 1)
@@ -31,8 +32,9 @@ def auto_lanes(program, board_name: str) -> int:
 
 def build_run(run_path, board_name: str, lanes: int | None, clock: float | None, out: Path | None, force: bool,
               bare: bool = False, baud: int = 115200, progress=None, fit_check: bool = True,
-              link: str | None = None) -> dict:
-    """`link`: the host link, "uart" or "spi" (None: the UART where the board has one, SPI otherwise)."""
+              link: str | None = None, task: str | None = None) -> dict:
+    """`link`: the host link, "uart" or "spi" (None: the UART where the board has one, SPI otherwise);
+    `task`: the task the caller expects the run to be (None: whatever it is; another one is refused)."""
     import json
 
     from intformer.boards.build import BuildRequest, LinkTopFactory, build, default_out, prepare_out, with_bare_hint
@@ -50,6 +52,7 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
         except NoSerialBridge as exc:
             raise with_bare_hint(exc) from None
     run = runfolder.open_run(run_path)
+    run.require_task(check_task(task), "build")
     if lanes is None:
         lanes = auto_lanes(run.program, board_name)
         if progress:
@@ -118,14 +121,15 @@ def print_build(r: dict) -> None:
               help="Build folder (default: RUN/build-<board>-P<lanes>).")
 @click.option("--force", is_flag=True, help="Rebuild into an existing build folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build_cmd(run, board_name, lanes, clock, baud, link, bare, no_fit_check, out, force, as_json):
+@task_option
+def build_cmd(run, board_name, lanes, clock, baud, link, bare, no_fit_check, out, force, as_json, task):
     """Build the run's model as a bitstream for a board (yosys + nextpnr) and report resources, Fmax,
     cycles per inference, latency and an energy estimate."""
     def progress(message):
         click.echo(message, err=True)
 
     result = build_run(run, board_name, lanes, clock, out, force, bare=bare, baud=baud, progress=progress,
-                       fit_check=not no_fit_check, link=link)
+                       fit_check=not no_fit_check, link=link, task=task)
     emit(result, as_json, print_build)
     if as_json and result.get("message"):
         click.echo(f"note: {result['message']}", err=True)

@@ -4,17 +4,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from intformer.model import runfolder
 from intformer.model.data import make_windows
-from intformer.model.evaluate import agreement, baselines, errors, integer_forecast, plot_forecast
+from intformer.model.evaluate import (agreement, baselines, classification_metrics, classify_baselines,
+                                     confusion_matrix, errors, integer_classes, integer_forecast, plot_forecast,
+                                     score_classes)
+from intformer.model.errors import IntformerError
 from intformer.model.train import predict
 
+from .options import check_task, task_option
 from .output import emit
 
 
-def evaluate_run(run_path, season: int | None, plot: Path | None, data_override: dict | None = None) -> dict:
+def evaluate_run(run_path, season: int | None, plot: Path | None, data_override: dict | None = None,
+                 task: str | None = None) -> dict:
     run = runfolder.open_run(run_path)
+    if run.require_task(check_task(task), "eval") == "classify":
+        return evaluate_classifier(run, run_path, data_override)
     cfg, scaler = run.config, run.scaler
     series = run.series(**(data_override or {}))
     test = make_windows(series, scaler, cfg.window, cfg.horizon, "test")
@@ -39,7 +47,53 @@ def evaluate_run(run_path, season: int | None, plot: Path | None, data_override:
     return result
 
 
+def evaluate_classifier(run, run_path, data_override: dict | None = None) -> dict:
+    """Accuracy and macro F1 of the float, fake-quant and integer paths on the test part, the integer path's
+    confusion matrix, the agreement of fake-quant and integer scores, and the majority and MiniRocket
+    baselines trained on the same training part in this run."""
+    data = run.labelled(**(data_override or {}))      # another file is read as the run's was (.ts, or --label)
+    C, scaler = run.config.classes, run.scaler
+    if data.classes != run.classes:
+        raise IntformerError(f"{data.source}: its classes ({', '.join(data.classes)}) are not the "
+                                       f"run's ({', '.join(run.classes)}); evaluate on data with the same classes")
+    train, test = data.part("train", scaler), data.part("test", scaler)
+    result = {"run": str(run_path), "task": "classify", "windows": len(test.y), "classes": run.classes,
+              "test": {}}
+    scores = {}
+    for kind, label in (("float", "float"), ("qat", "fakequant")):
+        model = run.load_model(kind)
+        if model is not None:
+            scores[label] = predict(model, test.x)
+            classes = score_classes(scores[label], run.program if kind == "qat" else None)
+            result["test"][label] = classification_metrics(classes, test.y, C)
+    words, cls = integer_classes(run.program, test.x)
+    result["test"]["integer"] = classification_metrics(cls, test.y, C)
+    result["confusion"] = confusion_matrix(cls, test.y, C).tolist()
+    if "fakequant" in scores:
+        result["agreement"] = agreement(scores["fakequant"], words[:, :C], run.program)
+        result["agreement"]["class_fraction"] = float(np.mean(score_classes(scores["fakequant"], run.program) == cls))
+    seed = int(run.info.get("train", {}).get("seed", 0))
+    result["baselines"] = classify_baselines(train.x, train.y, test.x, test.y, C, seed)
+    return result
+
+
+def print_classify(r: dict) -> None:
+    click.echo(f"{r['windows']} test series, {len(r['classes'])} classes")
+    for name, e in list(r["test"].items()) + list(r["baselines"].items()):
+        click.echo(f"  {name:<12} accuracy {e['accuracy']:.4f}   macro F1 {e['f1_macro']:.4f}")
+    if "agreement" in r:
+        a = r["agreement"]
+        click.echo(f"  fake-quant vs integer: {a['exact_fraction'] * 100:.2f} % of scores equal, largest difference "
+                   f"{a['max_abs_lsb']} LSB, {a['class_fraction'] * 100:.2f} % of classes equal")
+    width = max(len(c) for c in r["classes"])
+    click.echo("  confusion matrix (integer path; rows: true class, columns: predicted)")
+    for name, row in zip(r["classes"], r["confusion"]):
+        click.echo(f"    {name:>{width}}  " + " ".join(f"{v:4d}" for v in row))
+
+
 def print_eval(r: dict) -> None:
+    if r.get("task") == "classify":
+        return print_classify(r)
     click.echo(f"{r['windows']} test windows; MSE and MAE in the scaled space (original units in brackets)")
     rows = list(r["test"].items()) + list(r["baselines"].items())
     for name, e in rows:
@@ -60,7 +114,9 @@ def print_eval(r: dict) -> None:
 @click.option("--season", type=int, default=None, help="Period for seasonal persistence (default: the data's).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the forecast plot (default: RUN/forecast.png).")
+@task_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_(run, data_path, season, plot, as_json):
-    """Test errors of a trained run: float, fake-quant and integer paths, and naive baselines."""
-    emit(evaluate_run(run, season, plot, {"path": data_path}), as_json, print_eval)
+def eval_(run, data_path, season, plot, task, as_json):
+    """Test errors (forecast) or accuracy and F1 (classify) of a trained run: float, fake-quant and integer
+    paths, and baselines."""
+    emit(evaluate_run(run, season, plot, {"path": data_path}, task=task), as_json, print_eval)

@@ -12,12 +12,13 @@ from intformer.model.data import make_windows
 from intformer.model.errors import IntformerError
 from intformer.model.intref import quantize_input, run_program
 
+from .options import check_task, task_option
 from .output import emit
 
 
 def infer_run(run_path, port: str | None, data_path=None, windows: str = "16", baud: int = 115200,
               timeout: float = 1.0, retries: int = 3, in_flight: int = 2, split: str = "test", progress: bool = False,
-              port_obj=None, spi: str | None = None, spi_hz: int | None = None) -> dict:
+              port_obj=None, spi: str | None = None, spi_hz: int | None = None, task: str | None = None) -> dict:
     """Windows over the serial `port` at `baud`, or (with `spi`, a /dev/spidevX.Y) over the SPI link at
     `spi_hz`; `port_obj` replaces the opened port or SPI device (tests)."""
     from intformer.boards import protocol as P
@@ -31,14 +32,17 @@ def infer_run(run_path, port: str | None, data_path=None, windows: str = "16", b
 
     run = runfolder.open_run(run_path)
     cfg = run.config
-    series = run.series(path=data_path) if data_path else run.series()
-    test = make_windows(series, run.scaler, cfg.window, cfg.horizon, split)
-    count = len(test.x) if windows == "all" else int(windows) if str(windows).isdigit() else -1
+    if run.require_task(check_task(task), "infer") == "classify":      # a classifier's labelled series
+        test_x = run.labelled(path=data_path).part(split, run.scaler).x
+    else:
+        series = run.series(path=data_path) if data_path else run.series()
+        test_x = make_windows(series, run.scaler, cfg.window, cfg.horizon, split).x
+    count = len(test_x) if windows == "all" else int(windows) if str(windows).isdigit() else -1
     if count < 1:
         raise IntformerError(f"--windows must be a positive number or 'all', got {windows}")
-    if len(test.x) == 0:
+    if len(test_x) == 0:
         raise IntformerError(f"the {split} split has no windows")
-    codes = quantize_input(run.program, test.x[:count])
+    codes = quantize_input(run.program, test_x[:count])
     expected = run_program(run.program, codes)
 
     if port_obj is not None:
@@ -69,7 +73,8 @@ def infer_run(run_path, port: str | None, data_path=None, windows: str = "16", b
             if bar is not None:
                 bar.update(done - bar.n)
 
-        result = session.run(codes, expected, info, progress=tick)
+        classes = P.program_classes(run.program)         # 0 for a forecaster
+        result = session.run(codes, expected, info, progress=tick, classes=classes)
         if bar is not None:
             bar.close()
     finally:
@@ -87,7 +92,8 @@ def infer_run(run_path, port: str | None, data_path=None, windows: str = "16", b
             "mean_round_trip_ms": result["mean_round_trip_ms"],
             "link_bound_windows_per_second": bound, "in_flight": in_flight,
             "failures": {str(k): v for k, v in result["failures"].items()},
-            **({"first_mismatch": result["first_mismatch"]} if "first_mismatch" in result else {})}
+            **({"first_mismatch": result["first_mismatch"]} if "first_mismatch" in result else {}),
+            **({"classes": result["classes"]} if "classes" in result else {})}
 
 
 def print_infer(r: dict) -> None:
@@ -107,6 +113,9 @@ def print_infer(r: dict) -> None:
                f"the line allows {r['link_bound_windows_per_second']:,.0f}/s at {rate})")
     if "first_mismatch" in r:
         click.echo(f"first mismatch: {r['first_mismatch']}")
+    if r.get("classes"):
+        shown = ", ".join("-" if c is None else str(c) for c in r["classes"][:16])
+        click.echo(f"classes computed on the chip: {shown}{' ...' if len(r['classes']) > 16 else ''}")
     for w, reason in list(r["failures"].items())[:5]:
         click.echo(f"window {w} failed: {reason}")
 
@@ -130,12 +139,13 @@ def print_infer(r: dict) -> None:
 @click.option("--in-flight", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Windows outstanding at once (the device holds two).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def infer_cmd(run, port, spi, spi_hz, data_path, windows, baud, timeout, retries, in_flight, as_json):
+@task_option
+def infer_cmd(run, port, spi, spi_hz, data_path, windows, baud, timeout, retries, in_flight, task, as_json):
     """Run test windows on a programmed board over its serial port (--port) or SPI link (--spi); check every
     forecast against the integer reference and report throughput. Exit status 1 if any window mismatched or
     failed."""
     result = infer_run(run, port, data_path, windows, baud, timeout, retries, in_flight,
-                       progress=not as_json and sys.stderr.isatty(), spi=spi, spi_hz=spi_hz)
+                       progress=not as_json and sys.stderr.isatty(), spi=spi, spi_hz=spi_hz, task=task)
     emit(result, as_json, print_infer)
     if result["mismatched"] or result["failed"]:
         sys.exit(1)

@@ -5,14 +5,18 @@ import click
 
 from intformer.model.config import ACTIVATIONS, NORMS, POOLINGS, SOFTMAXES, TOKENS, ModelConfig, TrainConfig
 from intformer.model.data import FORMATS
+from intformer.model.tsdata import CLASS_FORMATS, LABEL_BY, UNEQUAL
+
+TASK_CHOICES = ("forecast", "classify", "detect")   # detect: planned (issue 13); refused with one line for now
 
 
 def data_options(f):
     opts = [
         click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
                      help="CSV file (default: the embedded TMY3 hourly weather series shipped in pvlib)."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-                     help="File format, where the file name does not tell (ETT*.csv -> ett, *pems* -> pems)."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS + CLASS_FORMATS), default=None,
+                     help="File format, where the file name does not tell (ETT*.csv -> ett, *pems* -> pems; "
+                          "ts: a UEA/UCR NAME_TRAIN.ts / NAME_TEST.ts pair, with --task classify)."),
         click.option("--target", default=None, help="Target column (default: OT for ETT, else the last column)."),
         click.option("--features", default=None, help="Comma-separated input columns (default: the target only)."),
         click.option("--multivariate", is_flag=True, help="Use every numeric column as an input."),
@@ -26,17 +30,78 @@ def data_options(f):
     return f
 
 
-def data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time) -> dict:
+CLASSIFY_DATA_KEYS = ("unequal", "length", "label", "stride", "label_by", "group")
+
+
+def classify_data_options(f):
+    """The classification data options, on the commands that train (beside data_options; the sweep searches
+    forecasters only): --unequal for .ts series, --label/--stride/--label-by/--group for a labelled CSV."""
+    opts = [
+        click.option("--unequal", type=click.Choice(UNEQUAL), default=None,
+                     help="Classification (.ts): how series of unequal length are made equal: pad (repeat the "
+                          "last value to the longest), truncate (to the shortest), resample (linear, to the "
+                          "longest). Default: none, unequal lengths are refused, naming them."),
+        click.option("--length", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="Classification (.ts): series length in steps, by the mean of blocks of steps (or linear "
+                          "interpolation where N does not divide the length); 0: every step. Default: the data's "
+                          "length up to 32 steps, longer series averaged over blocks to at most 32 (so the default "
+                          "model fits the iCE40 UP5K)."),
+        click.option("--label", default=None, metavar="COL",
+                     help="Classification from a CSV: the column of integer class labels; the rows are cut into "
+                          "windows of --window rows."),
+        click.option("--stride", type=int, default=None, help="Labelled CSV: rows between window starts "
+                                                              "(default: --window, no overlap)."),
+        click.option("--label-by", type=click.Choice(LABEL_BY), default=None,
+                     help="Labelled CSV: a window's label, its rows' most frequent (majority, the default; ties: "
+                          "the smallest) or its last row's."),
+        click.option("--group", default=None, metavar="COL",
+                     help="Labelled CSV: split by whole groups of this column (e.g. a subject id; 70/10/20 of the "
+                          "groups, seeded) so no group is in two splits (default: 70/10/20 of the rows in time "
+                          "order)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def classify_spec(kw: dict) -> dict:
+    """Take the classification data options out of a command's keywords, for data_spec."""
+    return {k: kw.pop(k, None) for k in CLASSIFY_DATA_KEYS}
+
+
+def data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time, **more) -> dict:
+    """The data spec (`model.data.load_series`' keywords, and `model.tsdata.load_classification`'s): `more`
+    holds the classification data options (CLASSIFY_DATA_KEYS) where the command has them."""
     return {"path": data_path, "fmt": fmt, "target": target,
             "features": [c.strip() for c in features.split(",") if c.strip()] if features else None,
-            "multivariate": multivariate, "fill": fill, "sensor": sensor, "split_time": split_time}
+            "multivariate": multivariate, "fill": fill, "sensor": sensor, "split_time": split_time, **more}
+
+
+# Training defaults by task. A classification data set is small (BasicMotions: 32 training series against
+# thousands of forecasting windows): small batches, more epochs and more patience, less dropout; measured on
+# BasicMotions (README "Classification"). The forecasting defaults are the dataclasses' own.
+TASK_DEFAULTS = {
+    "forecast": {"epochs": TrainConfig.epochs, "batch_size": TrainConfig.batch_size, "lr": TrainConfig.lr,
+                 "patience": TrainConfig.patience, "dropout": ModelConfig.dropout},
+    "classify": {"epochs": 80, "batch_size": 8, "lr": 3e-3, "patience": 20, "dropout": 0.1},
+}
+
+
+def _task_default(name: str) -> str:
+    f, c = TASK_DEFAULTS["forecast"][name], TASK_DEFAULTS["classify"][name]
+    return f"[default: {f:g}; --task classify: {c:g}]"
 
 
 def model_options(f):
     d = ModelConfig()
     t = TrainConfig()
     opts = [
-        click.option("--window", type=int, default=d.window, show_default=True, help="Input window n."),
+        click.option("--task", type=click.Choice(TASK_CHOICES), default=d.task, show_default=True,
+                     help="forecast: the next --horizon steps; classify: one class per series (a .ts pair, or a "
+                          "CSV with --label; the head's C scores, then the argmax class). detect is not built yet."),
+        click.option("--window", type=int, default=d.window, show_default=True,
+                     help="Input window n (classification: a .ts series is one window; a labelled CSV is cut "
+                          "into windows of n rows)."),
         click.option("--horizon", type=int, default=d.horizon, show_default=True, help="Forecast steps H."),
         click.option("--d-model", type=int, default=d.d_model, show_default=True),
         click.option("--heads", type=int, default=d.heads, show_default=True),
@@ -62,14 +127,18 @@ def model_options(f):
                      help="Level removal: the Transformer sees the window minus each series' last observed value "
                           "(NLinear/RevIN-style; two integer copy steps, no extra hardware). Default: on with the "
                           "skip."),
-        click.option("--dropout", type=float, default=d.dropout, show_default=True,
-                     help="Dropout in training (before each encoder layer and the head); nothing is exported."),
-        click.option("--epochs", type=int, default=t.epochs, show_default=True),
-        click.option("--batch-size", type=int, default=t.batch_size, show_default=True),
-        click.option("--lr", type=float, default=t.lr, show_default=True),
-        click.option("--patience", type=int, default=t.patience, show_default=True),
+        click.option("--dropout", type=float, default=None,
+                     help="Dropout in training (before each encoder layer and the head); nothing is exported. "
+                          + _task_default("dropout")),
+        click.option("--epochs", type=int, default=None, help=_task_default("epochs")),
+        click.option("--batch-size", type=int, default=None, help=_task_default("batch_size")),
+        click.option("--lr", type=float, default=None, help=_task_default("lr")),
+        click.option("--patience", type=int, default=None, help=_task_default("patience")),
         click.option("--weight-decay", type=float, default=t.weight_decay, show_default=True, help="AdamW weight decay."),
         click.option("--seed", type=int, default=t.seed, show_default=True),
+        click.option("--class-weights", type=click.Choice(["balanced", "none"]), default=t.class_weights,
+                     show_default=True, help="Classification: weigh each class's cross-entropy by n / (C * n_c) "
+                                             "(balanced) so rare classes count, or not (none)."),
         click.option("--shrink/--no-shrink", default=t.shrink, show_default=True,
                      help="After training, scale the forecast's change from the last value by one factor in [0, 1] "
                           "fitted on validation (least squares; folded into the head, no extra hardware)."),
@@ -98,14 +167,37 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
         if not value.strip().isdigit():
             raise IntformerError(f"--bits-override {item!r}: expected PREFIX=BITS, e.g. l0.ffn1=6")
         overrides[name.strip()] = int(value)
-    mcfg = ModelConfig(window=kw.pop("window"), horizon=kw.pop("horizon"), d_model=kw.pop("d_model"),
+    task = kw.pop("task", "forecast")
+    check_task(task)
+    if task == "classify":               # a classifier has no last value to add back, nor a level to remove
+        kw["skip"], kw["level"] = False, False
+    for name, value in TASK_DEFAULTS[task].items():
+        if kw.get(name) is None:
+            kw[name] = value
+    mcfg = ModelConfig(task=task, window=kw.pop("window"), horizon=kw.pop("horizon"), d_model=kw.pop("d_model"),
                        heads=kw.pop("heads"), layers=kw.pop("layers"), ffn=kw.pop("ffn"), bits=kw.pop("bits"),
                        bits_overrides=overrides, norm=kw.pop("norm"), activation=kw.pop("activation"),
                        softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"),
                        io_bits=kw.pop("io_bits"), skip=kw.pop("skip"), level=kw.pop("level"), dropout=kw.pop("dropout"))
     tcfg = TrainConfig(epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
                        patience=kw.pop("patience"), weight_decay=kw.pop("weight_decay"), seed=kw.pop("seed"), shrink=kw.pop("shrink"), float_baseline=kw.pop("float_baseline"),
-                       max_train_windows=kw.pop("max_train_windows"))
+                       max_train_windows=kw.pop("max_train_windows"),
+                       class_weights=kw.pop("class_weights", TrainConfig.class_weights))
     if tcfg.epochs < 1 or tcfg.batch_size < 2 or tcfg.patience < 1 or not tcfg.lr > 0:
         raise IntformerError("--epochs and --patience must be >= 1, --batch-size >= 2 and --lr > 0")
     return mcfg, tcfg
+
+
+def check_task(task: str | None) -> str | None:
+    """A task this intformer runs (None: the run's own); detect is named as not built yet."""
+    from intformer.model.errors import IntformerError
+
+    if task == "detect":
+        raise IntformerError("--task detect (anomaly detection) is not built yet; use --task forecast or classify")
+    return task
+
+
+def task_option(f):
+    """--task on a command that reads a run: default the run's own task; another one is refused."""
+    return click.option("--task", type=click.Choice(TASK_CHOICES), default=None,
+                        help="The task the run must be (default: the run's own); a run of another task is refused.")(f)

@@ -1,5 +1,6 @@
-"""Every formal proof of one model, gathered: the datapath's (`accel.formal.model_proofs`) and the host
-link's with its PHYs and queues (`boards.link_formal.link_proofs`).
+"""Every formal proof of one model, gathered: the datapath's (`accel.formal.model_proofs`), a classifier's
+on-chip argmax (`accel.argmax_formal.argmax_proofs`, none for a forecaster) and the host link's with its
+PHYs and queues (`boards.link_formal.link_proofs`).
 
 The registry sits above both layers, so that neither knows the other: `accel` proves the datapath without
 any board, `boards` proves the link with the runner and helpers of `accel` (`accel.sby`,
@@ -8,6 +9,7 @@ proofs from `all_proofs`, and run each with `accel.sby.run_proof`.
 """
 from __future__ import annotations
 
+from intformer.accel.argmax_formal import argmax_proofs
 from intformer.accel.formal import model_proofs
 from intformer.accel.sby import Proof
 from intformer.boards import protocol as P
@@ -24,4 +26,4 @@ def all_proofs(program: IntProgram, lanes: int = 8, full: bool = True,
     12 MHz)."""
     info = P.DeviceInfo.from_program(program, lanes)
     t = timeout_cycles or round(P.FRAME_TIMEOUT_S * ICEBREAKER_HZ)
-    return model_proofs(program, lanes, full) + link_proofs(info, t)
+    return model_proofs(program, lanes, full) + argmax_proofs(program) + link_proofs(info, t)

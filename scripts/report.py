@@ -81,11 +81,14 @@ def plot_training(path: Path, history: dict) -> None:
     from matplotlib.ticker import MaxNLocator
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    values = [e["val_mse"] for epochs in history.values() for e in epochs]
+    # a classifier's history holds its validation cross-entropy (val_loss) where a forecaster's holds val_mse
+    key = "val_loss" if any("val_loss" in e for epochs in history.values() for e in epochs) else "val_mse"
+    what = "validation cross-entropy" if key == "val_loss" else "validation MSE"
+    values = [e[key] for epochs in history.values() for e in epochs]
     for kind, epochs in history.items():
-        ax.plot([e["epoch"] for e in epochs], [e["val_mse"] for e in epochs], marker=".", label=kind)
+        ax.plot([e["epoch"] for e in epochs], [e[key] for e in epochs], marker=".", label=kind)
     ax.set_xlabel("epoch (0: before training)")
-    ax.set_ylabel("validation MSE (scaled)")
+    ax.set_ylabel(what if key == "val_loss" else "validation MSE (scaled)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # no epoch 0.2
     # log only over a decade or more: over a narrow range its labels are one value repeated in x 10^-2
     if values and min(values) > 0 and max(values) / min(values) >= 10:
@@ -97,7 +100,7 @@ def plot_training(path: Path, history: dict) -> None:
         pad = max(0.05 * abs(hi), (hi - lo) * 0.1) or 1.0
         ax.set_ylim(lo - pad, hi + pad)
         ax.ticklabel_format(axis="y", useOffset=False)
-    ax.set_title("validation MSE per epoch")
+    ax.set_title(f"{what} per epoch")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -136,8 +139,11 @@ def _fmt(x, spec: str = ",.1f") -> str:
 def render_markdown(r: dict, figures: dict[str, str]) -> str:
     """The report text. `r` is the `intformer run` result (train, eval, sim, build); figures maps a figure
     name to its file name in the report folder."""
-    train, ev, sim, build = r["train"], r["eval"], r["sim"], r.get("build")
+    train, ev = r["train"], r["eval"]
     cfg = r["config"]
+    if ev.get("task") == "classify":        # its own accuracy sections, then the same hardware sections
+        from .report_classify import markdown_head
+        return "\n".join(markdown_head(r, figures, summary_lines(r), _table) + hardware_sections(r, figures)) + "\n"
     out = [f"# intformer run: {train['data']}", "",
            f"Run folder `{train['run']}`, {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['finished']))}. "
            f"Inputs {', '.join(train['inputs'])}; target {train['target']}.", "",
@@ -164,10 +170,18 @@ def render_markdown(r: dict, figures: dict[str, str]) -> str:
                          ("training", "Validation MSE per epoch")):
         if key in figures:
             out += [f"![{caption}]({figures[key]})", ""]
-    out += ["## Bit-exact hardware simulation", "", sim_verdict(sim), "",
+    return "\n".join(out + hardware_sections(r, figures)) + "\n"
+
+
+def hardware_sections(r: dict, figures: dict[str, str]) -> list[str]:
+    """The simulation and board sections, the same for every task."""
+    sim, build = r["sim"], r.get("build")
+    out = ["## Bit-exact hardware simulation", "", sim_verdict(sim), "",
             _table(["engine", "lanes P", "cycles / inference", "x MAC bound", "simulated cycles/s"],
                    [[sim["engine"], sim["lanes"], f"{sim['cycles_per_inference']:,}",
                      f"{sim['mac_bound_ratio']:.3f}", f"{sim['sim_cycles_per_second']:,.0f}"]]), ""]
+    if r.get("netlist"):
+        out += ["## Synthesized netlist", "", netlist_verdict(r["netlist"]), ""]
     out += ["## Board", ""]
     if build is None:
         out += [r.get("build_skipped", "No build (`--no-build`)."), ""]
@@ -189,7 +203,14 @@ def render_markdown(r: dict, figures: dict[str, str]) -> str:
                 f"(its coefficients and their sources are written there), not a measurement.", ""]
         if "resources" in figures:
             out += [f"![Resources used, in % of the device]({figures['resources']})", ""]
-    return "\n".join(out) + "\n"
+    return out
+
+
+def netlist_verdict(result: dict) -> str:
+    """`intformer run --netlist`'s verdict: the synthesized netlist's words against the reference, with the
+    windows compared out of the split's."""
+    from intformer.boards.netlist import describe
+    return describe(result) + f" ({result['windows']:,} of the test split's {result['split_windows']:,} windows)"
 
 
 def sim_windows(sim: dict) -> str:
@@ -212,14 +233,20 @@ def sim_verdict(sim: dict) -> str:
 
 def summary_lines(r: dict) -> list[str]:
     ev, sim, build = r["eval"], r["sim"], r.get("build")
-    integer = ev["test"]["integer"]["mse"]
-    persistence = ev["baselines"]["persistence"]["mse"]
-    lines = [f"integer model test MSE {integer:.5f} against persistence {persistence:.5f} "
-             f"({'better' if integer < persistence else 'NOT better'} than repeating the last value)"]
-    if "float" in ev["test"]:
+    if ev.get("task") == "classify":
+        from .report_classify import summary_head
+        lines = summary_head(ev)
+    else:
+        integer = ev["test"]["integer"]["mse"]
+        persistence = ev["baselines"]["persistence"]["mse"]
+        lines = [f"integer model test MSE {integer:.5f} against persistence {persistence:.5f} "
+                 f"({'better' if integer < persistence else 'NOT better'} than repeating the last value)"]
+    if "float" in ev["test"] and ev.get("task") != "classify":
         fl = ev["test"]["float"]["mse"]
         lines.append(f"float baseline {fl:.5f}; integer / float = {integer / fl:.3f}")
     lines.append(sim_verdict(sim).replace("**", ""))
+    if r.get("netlist"):
+        lines.append(netlist_verdict(r["netlist"]))
     if build and "error" not in build:
         lines.append(f"{build['board']} ({build['device']}), P = {build['lanes']}: "
                      f"{build['cycles_per_inference']:,} cycles, {build['latency_us']:,.1f} us at "
@@ -239,8 +266,13 @@ def write_report(folder: Path, r: dict, history: dict, forecast_png: str | None)
     figures: dict[str, str] = {}
     if forecast_png:
         figures["forecast"] = Path(forecast_png).name
-    plot_errors(folder / "errors.png", r["eval"]["test"], r["eval"]["baselines"])
-    figures["errors"] = "errors.png"
+    if r["eval"].get("task") == "classify":
+        from .report_classify import plot_confusion
+        plot_confusion(folder / "confusion.png", r["eval"])
+        figures["confusion"] = "confusion.png"
+    else:
+        plot_errors(folder / "errors.png", r["eval"]["test"], r["eval"]["baselines"])
+        figures["errors"] = "errors.png"
     if history:
         plot_training(folder / "training.png", history)
         figures["training"] = "training.png"

@@ -13,7 +13,7 @@ import click
 from intformer.model.errors import IntformerError
 
 from .output import emit
-from .options import data_options, data_spec, model_options
+from .options import classify_data_options, classify_spec, data_options, data_spec, model_options
 from .report import summary_lines, write_report
 
 STAGES = 5
@@ -35,6 +35,7 @@ def print_run(r: dict) -> None:
 
 @click.command()
 @data_options
+@classify_data_options
 @model_options
 @click.option("--board", "board_name", default="icebreaker", show_default=True,
               help="Board to build for (see `intformer build --help`).")
@@ -48,12 +49,15 @@ def print_run(r: dict) -> None:
 @click.option("--sim-windows", default=None,
               help="Test windows to run through the simulated accelerator, or 'all' (default: all with the "
                    "compiled engine, 8 with Amaranth's simulator).")
+@click.option("--netlist", "do_netlist", is_flag=True,
+              help="Also simulate the build's synthesized netlist (Verilator) on the whole test split, every "
+                   "word against the reference (opt-in: its compile takes minutes; `intformer verify --netlist`).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/run-<time>).")
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time, board_name, lanes, clock,
-        do_build, sim_windows, out, force, as_json, **kw):
+        do_build, sim_windows, do_netlist, out, force, as_json, **kw):
     """Train, export, evaluate, simulate bit-exactly and build a model end to end, and write a report
     (on the embedded default data unless --data)."""
     from intformer.accel import cxxsim
@@ -68,7 +72,11 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
     started = time.perf_counter()
     quiet = as_json
     board(board_name)                        # an unknown board fails before training
-    spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time)
+    if do_netlist:                           # so do an unsupported family and a missing Verilator
+        from intformer.boards import netlist
+        netlist.family_of(board_name)
+        netlist.verilator()
+    spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time, **classify_spec(kw))
 
     _stage(quiet, 1, "training the float baseline and the QAT model")
     trained = train_run(spec, kw, out, force, progress=not quiet)
@@ -101,16 +109,22 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
             built = {"board": board_name, "lanes": lanes, "error": str(exc)}
     else:
         _stage(quiet, 4, "build skipped (--no-build)")
+    netlist_result = None
+    if do_netlist:
+        from .verify_cmd import netlist_run
+        kept = built and "error" not in built and built.get("netlist")
+        _stage(quiet, 4, f"simulating the synthesized netlist for {board_name} (Verilator), the whole test split")
+        netlist_result = netlist_run(run_dir, board_name, lanes, "all", built["out_dir"] if kept else None)
 
     _stage(quiet, 5, "writing the report")
     history_path = run_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else {}
-    result = {"train": trained, "eval": evaluated, "sim": simulated, "build": built,
+    result = {"train": trained, "eval": evaluated, "sim": simulated, "build": built, "netlist": netlist_result,
               "config": json.loads((run_dir / "run.json").read_text())["model"], "finished": time.time()}
     result["report"] = write_report(report_dir, result, history, evaluated.get("plot"))
     result["seconds"] = time.perf_counter() - started
     emit(result, as_json, print_run)
-    if simulated["mismatches"]:
+    if simulated["mismatches"] or (netlist_result is not None and not netlist_result["ok"]):
         sys.exit(1)
     if built is not None and "error" in built:
         click.echo(f"error: {built['error']}", err=True)

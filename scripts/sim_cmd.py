@@ -7,24 +7,24 @@ import time
 import click
 
 from intformer.model import runfolder
-from intformer.model.data import make_windows
 from intformer.model.errors import IntformerError
 from intformer.model.intref import quantize_input, run_program
 
+from .options import check_task, task_option
 from .output import emit
 from .report import sim_windows
 
 
-def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -> dict:
+def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth", task: str | None = None) -> dict:
     from intformer.accel.simulate import compare, simulate
 
     run = runfolder.open_run(run_path)
-    cfg = run.config
-    test = make_windows(run.series(), run.scaler, cfg.window, cfg.horizon, "test")
-    count = len(test.x) if windows == "all" else int(windows)
+    run.require_task(check_task(task), "sim")
+    test_x = run.test_inputs("test")         # a forecaster's test windows, or a classifier's test series
+    count = len(test_x) if windows == "all" else int(windows)
     if count < 1:
         raise IntformerError(f"--windows must be a positive number or 'all', got {windows}")
-    codes = quantize_input(run.program, test.x[:count])
+    codes = quantize_input(run.program, test_x[:count])
     expected = run_program(run.program, codes)
     compile_seconds = 0.0
     if engine == "cxxrtl":              # compile (or find in the cache) before the clock starts
@@ -38,7 +38,7 @@ def simulate_run(run_path, windows: str, lanes: int, engine: str = "amaranth") -
     cycles = simulated.cycles
     verdict = compare(run.program, codes, simulated, expected)   # names the first differing window, word, step
     mismatches = verdict["mismatches"]
-    result = {"engine": engine, "windows": len(codes), "split_windows": len(test.x), "words": int(expected.size),
+    result = {"engine": engine, "windows": len(codes), "split_windows": len(test_x), "task": run.task, "words": int(expected.size),
               "mismatches": mismatches,
               "cycles_per_inference": int(cycles), "macs_per_inference": run.program.macs(), "lanes": lanes,
               "mac_bound_ratio": cycles / (run.program.macs() / lanes),
@@ -66,10 +66,12 @@ def print_sim(r: dict) -> None:
 @click.option("--engine", type=click.Choice(["amaranth", "cxxrtl"]), default="amaranth", show_default=True,
               help="amaranth: Amaranth's simulator (the reference); cxxrtl: the design compiled with yosys "
                    "write_cxxrtl and g++, over a thousand times faster.")
+@task_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def sim(run, windows, lanes, engine, as_json):
-    """Simulate the accelerator on test windows and compare every output word with the integer reference."""
-    result = simulate_run(run, windows, lanes, engine)
+def sim(run, windows, lanes, engine, task, as_json):
+    """Simulate the accelerator on test windows and compare every output word (a classifier's scores and its
+    class) with the integer reference."""
+    result = simulate_run(run, windows, lanes, engine, task)
     emit(result, as_json, print_sim)
     if result["mismatches"]:
         sys.exit(1)

@@ -10,10 +10,11 @@ import click
 from intformer.model import runfolder
 from intformer.model.data import _window_targets as window_targets, load_series
 from intformer.model.errors import IntformerError
-from intformer.model.train import bind_data, train_models
+from intformer.model.train import bind_classes, bind_data, train_classifier, train_models
+from intformer.model.tsdata import load_classification
 
 from .output import emit
-from .options import configs, data_options, data_spec, model_options
+from .options import classify_data_options, classify_spec, configs, data_options, data_spec, model_options
 
 
 def default_out() -> Path:
@@ -26,6 +27,8 @@ MAX_TOKENS = 512     # attention needs tokens^2 memory per window: beyond this, 
 def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: bool, resume: bool = False) -> dict:
     options = {"spec": dict(spec), "kw": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
     mcfg, tcfg = configs(kw)
+    if mcfg.task == "classify":
+        return _train_classifier(spec, mcfg, tcfg, options, out, force, progress, resume)
     series = load_series(**spec)
     bind_data(mcfg, series)
     if mcfg.n_tokens > MAX_TOKENS:
@@ -47,6 +50,30 @@ def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: boo
             "best_val_mse": {k: min(e["val_mse"] for e in v) for k, v in trained.history.items()}}
 
 
+def _train_classifier(spec, mcfg, tcfg, options, out, force, progress, resume) -> dict:
+    if spec.get("label") is not None or spec.get("fmt") == "csv":   # a labelled CSV is cut into --window rows
+        spec = {**spec, "window": mcfg.window}
+    data = load_classification(**spec)
+    bind_classes(mcfg, data)
+    if mcfg.n_tokens > MAX_TOKENS:
+        raise IntformerError(f"{data.source}: series of {mcfg.window} steps are {mcfg.n_tokens} tokens, more than "
+                             f"the {MAX_TOKENS} this intformer trains; use --tokens series")
+    out = runfolder.prepare(out or default_out(), force, options, resume=resume)
+    try:
+        trained = train_classifier(data, mcfg, tcfg, progress=progress, checkpoints=out)
+    except IntformerError:
+        if not resume:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    runfolder.save(out, trained, spec, mcfg, tcfg.to_dict(), classes=data.classes)
+    return {"run": str(out), "task": "classify", "data": data.name, "inputs": data.channels,
+            "classes": data.classes, "length": data.length,
+            "series": {k: len(v[1]) for k, v in data.raw.items()},
+            "macs_per_inference": trained.program.macs(), "train_seconds": trained.seconds,
+            "epochs": {k: len(v) for k, v in trained.history.items()},
+            "best_val_loss": {k: min(e["val_loss"] for e in v) for k, v in trained.history.items()}}
+
+
 def resumed_options(out: Path | None, force: bool, kw: dict) -> tuple[dict, dict]:
     """The data spec and options that the interrupted run in `out` recorded (for --resume), over `kw`."""
     if out is None:
@@ -62,14 +89,22 @@ def resumed_options(out: Path | None, force: bool, kw: dict) -> tuple[dict, dict
 
 def print_train(r: dict) -> None:
     click.echo(f"run folder      {r['run']}")
-    click.echo(f"data            {r['data']}  inputs {', '.join(r['inputs'])} -> {r['target']}")
+    if r.get("task") == "classify":
+        click.echo(f"data            {r['data']}  {len(r['inputs'])} channels x {r['length']} steps -> "
+                   f"{len(r['classes'])} classes ({', '.join(r['classes'])}); series "
+                   + ", ".join(f"{k} {n}" for k, n in r["series"].items()))
+    else:
+        click.echo(f"data            {r['data']}  inputs {', '.join(r['inputs'])} -> {r['target']}")
     click.echo(f"MACs/inference  {r['macs_per_inference']:,}")
+    loss = "best_val_loss" if r.get("task") == "classify" else "best_val_mse"
     for k, secs in r["train_seconds"].items():
-        click.echo(f"{k:<6} trained  {r['epochs'][k]} epochs, {secs:.1f} s, best val MSE {r['best_val_mse'][k]:.5f}")
+        click.echo(f"{k:<6} trained  {r['epochs'][k]} epochs, {secs:.1f} s, best val "
+                   f"{'cross-entropy' if loss == 'best_val_loss' else 'MSE'} {r[loss][k]:.5f}")
 
 
 @click.command()
 @data_options
+@classify_data_options
 @model_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/run-<time>).")
@@ -78,10 +113,10 @@ def print_train(r: dict) -> None:
                                              "with the data and options recorded in it (the command's own data "
                                              "and model options are ignored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, force, resume, as_json,
-          **kw):
-    """Train a QAT Transformer forecaster (and its float baseline) and export its integer model."""
-    spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time)
+def train(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, force, resume,
+          as_json, **kw):
+    """Train a QAT Transformer forecaster or classifier (and its float baseline) and export its integer model."""
+    spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time, **classify_spec(kw))
     if resume:
         spec, kw = resumed_options(out, force, kw)
     emit(train_run(spec, kw, out, force, progress=not as_json, resume=resume), as_json, print_train)

@@ -14,8 +14,8 @@ import numpy as np
 
 from intformer.model import intops
 from intformer.model.intref import run_program
-from intformer.model.program import (ONES, Affine, Buffer, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
-                           SoftmaxStep)
+from intformer.model.program import (ONES, Affine, ArgmaxStep, Buffer, IntProgram, LayerNormStep, LinearStep, Requant,
+                           Residual, SoftmaxStep)
 
 
 def _shift_for(max_ratio: float) -> int:
@@ -86,7 +86,7 @@ class _Builder:
 def random_program(rng: np.random.Generator, n: int = 24, m: int = 1, d: int = 16, heads: int = 1, ffn: int = 64,
                    horizon: int = 1, bits: int = 8, norm: str = "batch", activation: str = "relu",
                    softmax: str = "lut", pooling: str = "mean", layers: int = 1, skip: bool = False,
-                   input_bits: int | None = None) -> IntProgram:
+                   input_bits: int | None = None, classes: int = 0, ties: str | None = None) -> IntProgram:
     """A valid IntProgram of a Transformer encoder forecaster with random weights (see the module doc).
 
     n tokens of m inputs, width d, `heads` heads, FFN width `ffn`, `horizon` outputs, every tensor `bits`
@@ -99,7 +99,19 @@ def random_program(rng: np.random.Generator, n: int = 24, m: int = 1, d: int = 1
     codes `x` are that wide and the exporter's level steps come first ("level.last" copies the last row into
     `xl`, "level.center" writes xc = clamp(round_shift((x - last) * m, 14)) at `bits` bits), so the embedding
     reads `xc`, as a model trained with `--io-bits` over 8 and level removal does.
+
+    With `classes` = C (>= 2) it is a classifier, as the exporter writes one: the head writes C raw scores
+    into the output buffer's columns 0..C-1 and a final `ArgmaxStep` the class into column C (`horizon` and
+    `skip` do not apply). `ties` forces equal scores: "duplicate" gives each odd class the weights and bias
+    of the class before it (the two always tie: the even one must win), "zero" gives the head zero weights
+    and one bias for all (every class ties with every other: class 0 must win).
     """
+    if classes:
+        if classes < 2 or skip:
+            raise ValueError("a classifier needs classes >= 2 and no skip head")
+        horizon = classes
+    if ties not in (None, "duplicate", "zero"):
+        raise ValueError(f"ties {ties!r}: None, 'duplicate' or 'zero'")
     if d % heads:
         raise ValueError(f"heads {heads} must divide d {d}")
     bld = _Builder(rng, bits)
@@ -198,9 +210,20 @@ def random_program(rng: np.random.Generator, n: int = 24, m: int = 1, d: int = 1
         program = IntProgram(bld.buffers, bld.tensors, bld.steps, "out", 1.0 / (1 << 12), 1.0 / (1 << (bits - 2)))
         run_program(program, random_inputs(rng, program, 1))
         return program
+    if classes:                      # a smaller head bias: the class follows the input more often
+        bld.tensors[b] //= 8
+    if classes and ties == "duplicate":
+        bld.tensors[w][:, 1::2] = bld.tensors[w][:, 0:classes - classes % 2:2]
+        bld.tensors[b][1::2] = bld.tensors[b][0:classes - classes % 2:2]
+    elif classes and ties == "zero":
+        bld.tensors[w][:] = 0
+        bld.tensors[b][:] = bld.tensors[b][0]
     lo, hi = intops.mac_bound(k, bld.buffers[head_x].range, intops.weight_range(bits), int(np.abs(bld.tensors[b]).max()))
-    bld.buffers["out"] = Buffer("out", 1, horizon, intops.bits_signed(lo, hi), True)
+    out_bits = max(intops.bits_signed(lo, hi), intops.bits_signed(0, classes - 1) if classes else 1)
+    bld.buffers["out"] = Buffer("out", 1, horizon + (1 if classes else 0), out_bits, True)
     bld.steps.append(LinearStep("head", head_x, w, "out", 1, k, horizon, x_flat=flat, bias=b))
+    if classes:
+        bld.steps.append(ArgmaxStep("argmax", "out", "out", 1, classes, classes))
     program = IntProgram(bld.buffers, bld.tensors, bld.steps, "out", 1.0 / (1 << bits), 1.0 / (1 << (bits - 2)))
     run_program(program, random_inputs(rng, program, 1))             # a malformed program fails here
     return program

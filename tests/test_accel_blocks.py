@@ -44,6 +44,13 @@ def test_requantizer(bits, k, signed_out, narrow, static, seed):
     lo, hi = intops.code_range(bits, signed_out)
     expect = [int(intops.requantize(a, mm, s, lo, hi)) for a, mm, s in zip(acc, ms, ss)]
     dut = Requantizer(acc_w, s_range=(int(ss.min()), int(ss.max())) if narrow else (0, 62), static_params=static)
+    assert requantizer_outputs(dut, acc, ms, ss, lo, hi, rng) == expect
+
+
+def requantizer_outputs(dut, acc, ms, ss, lo: int, hi: int, rng) -> list[int]:
+    """The words `dut` (a `Requantizer`) gives for the accumulators `acc` with multipliers `ms` and shifts
+    `ss`, one value offered per cycle while the output side is ready 70 % of the cycles."""
+    n = len(acc)
     got = []
 
     async def tb(ctx):
@@ -67,7 +74,31 @@ def test_requantizer(bits, k, signed_out, narrow, static, seed):
             await ctx.tick()
 
     run(dut, tb)
-    assert got == expect
+    return got
+
+
+def test_requantizer_check_fails_on_a_requantizer_that_rounds_down():
+    """The check above on a faulty requantizer (tests/faulty_blocks.py: the real block whose last stage
+    rounds down instead of half up) fails, and at the right words: the first word that differs from
+    `intops.requantize` is one below it, where the bits shifted out are at least a half; every word the
+    faulty block gives is the floor of acc x m / 2^s, clamped. The real block gives every reference word."""
+    from faulty_blocks import RoundDownRequantizer
+    rng = np.random.default_rng(7)
+    lo_acc, hi_acc = intops.mac_bound(16, intops.code_range(8), intops.weight_range(8))
+    acc_w, n, s = intops.bits_signed(lo_acc, hi_acc), 40, 26          # words mostly inside [lo, hi]
+    acc, ms, ss = rng.integers(lo_acc, hi_acc + 1, n), rng.integers(1 << 14, 1 << 15, n), np.full(n, s)
+    lo, hi = intops.code_range(8, True)
+    expect = [int(intops.requantize(a, m, s, lo, hi)) for a, m in zip(acc, ms)]
+    floor = [int(np.clip((int(a) * int(m)) >> s, lo, hi)) for a, m in zip(acc, ms)]
+    real = requantizer_outputs(Requantizer(acc_w, s_range=(s, s), static_params=True), acc, ms, ss, lo, hi, rng)
+    assert real == expect
+    faulty = requantizer_outputs(RoundDownRequantizer(acc_w, s_range=(s, s), static_params=True),
+                                 acc, ms, ss, lo, hi, rng)
+    assert faulty == floor
+    differ = [i for i in range(n) if faulty[i] != expect[i]]
+    assert differ, "the check passed on a requantizer that rounds down"
+    i = differ[0]
+    assert faulty[i] == expect[i] - 1 and (int(acc[i]) * int(ms[i])) >> (s - 1) & 1, (i, acc[i], ms[i])
 
 
 @SETTINGS

@@ -124,31 +124,61 @@ def test_device_info_and_checksum():
 
 
 # ------------------------------------------------------------------------------------------ CRC gateware
-def test_crc16_gateware_equals_protocol():
+CRC_CASES = [(int(c), b) for c in [0, 0xFFFF, 0x8000, 0x1234, *np.random.default_rng(5).integers(0, 65536, 6)]
+             for b in range(256)]
+CRC_FRAME = P.encode_frame(P.INFER, 9, bytes(range(200, 230)))[1:-2]      # what a frame's CRC covers
+
+
+def gateware_crcs(network, cases, frame: bytes) -> tuple[list[int], int]:
+    """The CRC-16 update `network` (`crc16_next` or a faulty copy) in simulation: its output for each
+    (crc, byte) of `cases`, and the CRC of the bytes of `frame` through it."""
     crc_in, byte_in = Signal(16), Signal(8)
     out = Signal(16)
     m = Module()
-    m.d.comb += out.eq(crc16_next(crc_in, byte_in))
-    rng = np.random.default_rng(5)
-    cases = [(int(c), b) for c in [0, 0xFFFF, 0x8000, 0x1234, *rng.integers(0, 65536, 6)] for b in range(256)]
+    m.d.comb += out.eq(network(crc_in, byte_in))
+    got, whole = [], []
 
     async def tb(ctx):
         for crc, byte in cases:
             ctx.set(crc_in, crc)
             ctx.set(byte_in, byte)
-            assert ctx.get(out) == P.crc16_update(crc, byte), (crc, byte)
-        # a whole frame through the gateware function equals protocol.crc16
-        data = P.encode_frame(P.INFER, 9, bytes(range(200, 230)))[1:-2]
+            got.append(ctx.get(out))
         crc = P.CRC_INIT
-        for byte in data:
+        for byte in frame:
             ctx.set(crc_in, crc)
             ctx.set(byte_in, byte)
             crc = ctx.get(out)
-        assert crc == P.crc16(data)
+        whole.append(crc)
 
     sim = Simulator(m)
     sim.add_testbench(tb)
     sim.run()
+    return got, whole[0]
+
+
+def test_crc16_gateware_equals_protocol():
+    got, whole = gateware_crcs(crc16_next, CRC_CASES, CRC_FRAME)
+    assert got == [P.crc16_update(crc, byte) for crc, byte in CRC_CASES]
+    assert whole == P.crc16(CRC_FRAME)          # a whole frame through the gateware equals protocol.crc16
+
+
+def test_crc16_check_fails_on_a_wrong_polynomial_bit():
+    """The check above on the link's CRC network built from a polynomial with one bit wrong (x^5 dropped:
+    tests/faulty_blocks.py, the network `BadCrcLink` receives with) fails: the first (crc, byte) it names
+    differs from `protocol.crc16_update`, every output is the faulty polynomial's CRC, and so is the
+    frame's."""
+    from faulty_blocks import BAD_CRC_POLY, crc16_network, crc16_update_poly
+    got, whole = gateware_crcs(crc16_network(BAD_CRC_POLY), CRC_CASES, CRC_FRAME)
+    want = [P.crc16_update(crc, byte) for crc, byte in CRC_CASES]
+    differ = [i for i in range(len(want)) if got[i] != want[i]]
+    assert differ, "the CRC check passed on a wrong polynomial"
+    assert CRC_CASES[differ[0]] == (0, 1)       # crc 0, byte 1: 0x1021 vs 0x1001 after the byte's 8 shifts
+    assert got == [crc16_update_poly(crc, byte, BAD_CRC_POLY) for crc, byte in CRC_CASES]
+    assert whole != P.crc16(CRC_FRAME)
+    bad = P.CRC_INIT
+    for byte in CRC_FRAME:
+        bad = crc16_update_poly(bad, byte, BAD_CRC_POLY)
+    assert whole == bad
 
 
 # ------------------------------------------------------------------------------------------------ UART
@@ -158,15 +188,43 @@ def _line_bits(data: bytes, stop_bits=None):
         yield from [0] + [(byte >> k) & 1 for k in range(8)] + [stop]
 
 
+def loopback_data(divisor: int) -> bytes:
+    return bytes([0x00, 0xFF, 0xA5, 0x5A, 0x01, 0x80] + np.random.default_rng(divisor).integers(0, 256, 10).tolist())
+
+
 @pytest.mark.parametrize("divisor", [4, 5, 7])
 def test_uart_loopback(divisor):
     """Tx -> Rx back to back: every byte arrives in order; the Tx timing is 10 x divisor + 1 per byte."""
-    data = bytes([0x00, 0xFF, 0xA5, 0x5A, 0x01, 0x80]) + bytes(np.random.default_rng(divisor).integers(0, 256, 10))
+    data = loopback_data(divisor)
+    got, frame_errors, overruns, starts = uart_loopback(UARTTx(divisor), divisor, data)
+    assert frame_errors == overruns == 0
+    assert got == data
+    assert set(np.diff(starts)) == {10 * divisor + 1}
+
+
+def test_uart_loopback_fails_on_a_baud_divider_off_by_one():
+    """The loopback check on a transmitter whose baud divider is off by one (tests/faulty_blocks.py: bits
+    of divisor - 1 cycles) fails: a byte takes 10 x (divisor - 1) + 1 cycles, not 10 x divisor + 1, and the
+    receiver at the right rate drifts a bit time behind within each byte: the very first byte, 0x00,
+    arrives as 0xC0 (its bits 6 and 7 sampled from its stop bit and the next byte's first data bit), and
+    framing errors follow."""
+    from faulty_blocks import FastBitUARTTx
+    divisor = 4
+    data = loopback_data(divisor)
+    got, frame_errors, _, starts = uart_loopback(FastBitUARTTx(divisor), divisor, data)
+    assert set(np.diff(starts)) == {10 * (divisor - 1) + 1}
+    assert got != data and frame_errors > 0
+    assert (data[0], got[0]) == (0x00, 0xC0), got
+
+
+def uart_loopback(tx, divisor: int, data: bytes) -> tuple[bytes, int, int, list[int]]:
+    """`tx` (a `UARTTx`) into a `UARTRx(divisor)`, `data` sent back to back: the bytes received, the frame
+    errors and overruns, and the cycles at which `tx` took each byte."""
     m = Module()
-    m.submodules.tx = tx = UARTTx(divisor)
+    m.submodules.tx = tx
     m.submodules.rx = rx = UARTRx(divisor)
     m.d.comb += rx.rx.eq(tx.tx)
-    got, starts = [], []
+    got, starts, errors = [], [], [0, 0]
 
     async def send(ctx):
         for byte in data:
@@ -177,12 +235,16 @@ def test_uart_loopback(divisor):
 
     async def receive(ctx):
         ctx.set(rx.output.ready, 1)
-        while len(got) < len(data):
+        idle = 0
+        while len(got) < len(data) and idle < 30 * divisor:      # a byte lost to a framing error: stop
             _, _, valid, payload, fe, ov = await ctx.tick().sample(rx.output.valid, rx.output.payload,
                                                                   rx.frame_error, rx.overrun)
-            assert not fe and not ov
+            errors[0] += fe
+            errors[1] += ov
+            idle += 1
             if valid:
                 got.append(payload)
+                idle = 0
 
     async def accepts(ctx):
         cycle = 0
@@ -197,8 +259,7 @@ def test_uart_loopback(divisor):
     sim.add_testbench(receive)
     sim.add_testbench(accepts, background=True)
     sim.run()
-    assert bytes(got) == data
-    assert set(np.diff(starts)) == {10 * divisor + 1}
+    return bytes(got), errors[0], errors[1], starts
 
 
 def _drive_rx(divisor, bits, rate=1.0, ready=True, glitch_at=None):

@@ -138,6 +138,45 @@ def test_forecasts_equal_reference(program):
     assert run(program, script) == 3
 
 
+@pytest.mark.parametrize("link", ["real", "result_order", "crc_poly"])
+def test_forecast_check_fails_on_a_faulty_link(program, link, monkeypatch):
+    """The device check above (one INFER, its RESULT decoded and compared word for word with
+    `model.intref`) with a faulty `Link` in the device (tests/faulty_blocks.py) fails, at the word or the
+    reply it names, and passes with the real one. "result_order" (a RESULT word's bytes sent most
+    significant first): the frame's CRC is good, so the first word that differs is the reference word with
+    its 4 bytes reversed. "crc_poly" (the receiver's CRC with one wrong polynomial bit): the good INFER is
+    answered ERROR 1 (bad CRC) and the accelerator never starts."""
+    import faulty_blocks as F
+    from intformer.boards import top
+    if link != "real":
+        monkeypatch.setattr(top, "Link", {"result_order": F.SwappedResultLink, "crc_poly": F.BadCrcLink}[link])
+    window = random_inputs(np.random.default_rng(3), program, 1)[0]
+    want = run_program(program, window[None])[0]
+    replies = []
+
+    async def script(h):
+        await h.send(infer(7, window))
+        replies.extend(await h.replies(1))
+
+    starts = run(program, script)
+    (reply,) = replies
+    if link == "real":
+        expect_result(reply, 7, program, window)
+        assert starts == 1
+        return
+    with pytest.raises(AssertionError):
+        expect_result(reply, 7, program, window)
+    if link == "crc_poly":
+        expect_error(reply, 7, P.ERR_CRC)
+        assert starts == 0
+        return
+    got = P.result_words(reply.payload)
+    first = int(np.flatnonzero(got != want)[0])
+    swapped = int.from_bytes(int(want[first]).to_bytes(4, "little", signed=True), "big", signed=True)
+    assert got[first] == swapped != want[first], (first, got, want)
+    assert starts == 1
+
+
 def test_errors_and_recovery(narrow_program):
     prog = narrow_program
     rng = np.random.default_rng(1)

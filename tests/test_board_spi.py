@@ -78,8 +78,43 @@ def test_peripheral_equals_model(script, seed):
     def phase():
         return MIN_HALF_PERIOD + (0 if timing.random() < 0.5 else timing.randint(1, 6))
 
-    dut = SPIPeripheral(fifo_depth=4)                  # small, so that the input stream backs up
+    clocked, received, model = against_model(SPIPeripheral(fifo_depth=4), script, phase)   # small: backs up
+    for (data, partial_bits, _), (got, want) in zip(script, clocked):
+        assert got == want, (data, partial_bits)
+    assert received == bytes(model.received)
+
+
+@pytest.mark.parametrize("fault", ["lsb_first", "early_take"])
+def test_peripheral_check_fails_on_a_faulty_peripheral(fault):
+    """The check above on a faulty peripheral (tests/faulty_blocks.py) fails, at the byte it names, and
+    passes on the real one with the same script. "lsb_first" (CIPO from bit 0 of the shift register): the
+    host clocks in 0x81 as 0x80 (bit 0 first, then zeros). "early_take" (the byte taken from the queue at the
+    7th SCK edge): the byte 0x5A the host broke off after 7 bits is lost, so the next transaction starts
+    with the byte after it, 0x3C, where the model (and the real peripheral) send 0x5A again."""
+    from faulty_blocks import EarlyTakeSPIPeripheral, LsbFirstSPIPeripheral
+    script = {"lsb_first": [(b"\x00\x00", 0, b"\x81\x3c")],
+              "early_take": [(b"", 7, b"\x5a\x3c"), (b"\x00\x00", 0, b"")]}[fault]
+    faulty = {"lsb_first": LsbFirstSPIPeripheral, "early_take": EarlyTakeSPIPeripheral}[fault]
+    clocked, _, _ = against_model(SPIPeripheral(fifo_depth=4), script)
+    assert all(got == want for got, want in clocked)
+    clocked, _, _ = against_model(faulty(fifo_depth=4), script)
+    first = next(i for i, (got, want) in enumerate(clocked) if got != want)
+    (got, _), (want, _) = clocked[first]
+    byte = next(k for k in range(len(want)) if got[k] != want[k])
+    if fault == "lsb_first":
+        assert (first, byte, got[byte], want[byte]) == (0, 0, 0x80, 0x81), clocked
+    else:
+        assert clocked[0] == ((b"", 0x5A >> 1), (b"", 0x5A >> 1))        # the broken-off byte's 7 bits
+        assert (first, byte, got[byte], want[byte]) == (1, 0, 0x3C, 0x5A), clocked
+
+
+def against_model(dut, script, phase=lambda: MIN_HALF_PERIOD):
+    """Run `script` (transactions: host bytes, bits of a broken-off byte, bytes the device queues first)
+    on `dut` (an `SPIPeripheral`) and on `SPIModel`: for each transaction what the host clocked in from
+    `dut` and what the model says it should (bytes and the broken-off byte's bits), the bytes `dut`
+    received, and the model."""
     model = SPIModel()
+    clocked = []
     feed: list[int] = []
     received = bytearray()
 
@@ -110,7 +145,7 @@ def test_peripheral_equals_model(script, seed):
             model.send(queued)
             await ctx.tick().repeat(len(queued) + 4)       # into the FIFO (or waiting at its input)
             got = await h.transfer(data, partial_bits)
-            assert got == model.transfer(data, partial_bits), (data, partial_bits)
+            clocked.append((got, model.transfer(data, partial_bits)))
         await ctx.tick().repeat(8)
 
     sim = Simulator(dut)
@@ -119,7 +154,7 @@ def test_peripheral_equals_model(script, seed):
     sim.add_testbench(feeder, background=True)
     sim.add_testbench(sink, background=True)
     sim.run()
-    assert bytes(received) == bytes(model.received)
+    return clocked, bytes(received), model
 
 
 def test_model_basics():

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +248,58 @@ def stale_binary(off):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(cxxsim, "_tool_version", lambda *c, tool=tool: real(*c) + (" (new)" if c == tool else ""))
             assert key() != before, f"a new {tool[0]} kept the cache key"
+
+
+# ------------------------------------------------------------------------------------ netlist faults
+# The synthesized netlist (boards.netlist, Verilator): the small program of tests/test_netlist.py mapped for
+# the ECP5 (the OrangeCrab's mapping, bit-exact; the iCE40's DSP mapping is not today: README, Netlist
+# simulation), then one fault injected into the JSON netlist. Each faulty netlist compiles once (cached by
+# its key, shared with tests/test_netlist.py).
+
+_NETLISTS = {}
+
+
+def netlist_small(tmp: Path):
+    """(program, windows, the mapped netlist): synthesized once per test process."""
+    from intformer.boards import netlist
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator is not installed (apt-get install verilator)")
+    if "ecp5" not in _NETLISTS:
+        rng = np.random.default_rng(1)
+        program = random_program(rng, n=4, m=1, d=4, heads=1, ffn=4, horizon=2, bits=8, norm="batch")
+        x = random_inputs(rng, program, 6)
+        _NETLISTS["ecp5"] = program, x, netlist.synthesize(program, 2, "orangecrab", tmp / "ecp5")
+    return _NETLISTS["ecp5"]
+
+
+def no_netlist_comparison(monkeypatch):
+    from intformer.boards import netlist
+    monkeypatch.setattr(netlist, "mismatches", lambda got, want: np.zeros((0, 2), dtype=np.int64))
+
+
+def netlist_case(kind: str, off) -> None:
+    """`kind`'s fault injected into the ECP5 netlist; the comparison must name the first differing word."""
+    from intformer.boards import netlist
+    tmp = Path(tempfile.mkdtemp(prefix="netlist-fault-"))
+    program, x, net = netlist_small(tmp)
+    bad = netlist.fault(net, kind, tmp / kind)
+    off()
+    r = netlist.verify(bad, program, x)
+    shutil.rmtree(tmp / kind, ignore_errors=True)
+    assert not r["ok"] and r["first"] is not None, netlist.describe(r)
+    assert "first: window" in netlist.describe(r)
+
+
+@fault("netlist-lut", no_netlist_comparison)
+def netlist_lut(off):
+    """One datapath LUT's init complemented in the mapped netlist (its output inverted)."""
+    netlist_case("lut", off)
+
+
+@fault("netlist-dsp-sign", no_netlist_comparison)
+def netlist_dsp_sign(off):
+    """The requantizer's multiplier with its accumulator operand's sign mode changed (MULT18X18D SIGNEDA)."""
+    netlist_case("sign", off)
 
 
 # ------------------------------------------------------------------------------------------------ tests

@@ -35,7 +35,8 @@ def test_datapath_proofs_pass(program, tmp_path):
     proofs = formal.model_proofs(program, LANES, full=False)
     assert {p.name for p in proofs} >= {"mac_array.accumulators", "mac_array.products", "requant.range", "stream.accel_input",
                                         "stream.accel_output", "residual.range", "affine.range", "softmax.row_sum",
-                                        "softmax.out_range", "softmax.reciprocal", "stream.requant"}
+                                        "softmax.out_range", "softmax.reciprocal", "stream.requant",
+                                        "softmax.walkers", "softmax.max_diff"}
     for p in proofs:
         r = run(p, tmp_path)
         assert r.status == "pass", r
@@ -72,7 +73,8 @@ def test_registry_gathers_the_datapath_and_link_proofs(program):
 @pytest.mark.parametrize("which", ["requant", "link_results", "uart_tx", "spi_input"])
 def test_broken_stream_expectations_fail(which, tmp_path):
     """The stream proofs can fail: a requantizer value followed one stage ahead, RESULT bytes expected most
-    significant first, UART and SPI bits expected in the wrong order."""
+    significant first, UART and SPI bits expected in the wrong order (the expectation broken, not the
+    design: `test_faulty_stream_design_fails` breaks the design)."""
     from intformer.boards.link_formal import link_results_harness
     from intformer.boards.phy_formal import spi_input_harness, uart_tx_harness
     info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8, horizon=3), LANES)
@@ -95,11 +97,98 @@ def test_spi_input_proof_rests_on_the_fifos_own_invariant(monkeypatch, tmp_path)
 
 
 def test_bad_crc_frame_is_not_accepted(tmp_path):
-    """The good-frame proof can fail: the same frames with one CRC bit flipped are not accepted."""
+    """The good-frame proof can fail: the same frames with one CRC bit flipped are not accepted (the input
+    broken; `test_faulty_stream_design_fails` breaks the link's CRC instead)."""
     from intformer.boards.link_formal import link_accepts_harness
     info = P.DeviceInfo.from_program(random_program(np.random.default_rng(0), bits=8), LANES)
     r = run(sby.Proof("bad_crc", lambda: link_accepts_harness(info, 1000, broken=True), "prove", 4), tmp_path)
     assert r.status == "fail", r
+
+
+# ------------------------------------------------------------- must-fail streams: a faulty design, same harness
+# The tests above break the expectation (the harness follows a value one stage off, expects the bytes in the
+# wrong order, sends a bad CRC); these break the design instead: each harness is unchanged and builds a
+# faulty subclass of its block (tests/faulty_blocks.py: the real elaboration plus one bug), put in place of
+# the name the harness looks up. Each must fail from reset, at the assertion about the byte, bit or word
+# the bug spoils, and the counterexample trace shows that value.
+SMALL_LINK = P.DeviceInfo(n_inputs=2, n_outputs=1, bits=8, signed=True, lanes=LANES, checksum=0)
+
+
+def _line_of(module, text: str) -> str:
+    """"file.py:N" of the one line of `module`'s source that holds `text` (an assertion of a harness)."""
+    import inspect
+    lines = inspect.getsource(module).splitlines()
+    hits = [i for i, line in enumerate(lines, start=1) if text in line]
+    assert len(hits) == 1, (text, hits)
+    return f"{os.path.basename(module.__file__)}:{hits[0]}"
+
+
+def _stream_faults():
+    """name -> (module, the class name its harness builds, faulty class, harness, base-case depth, the
+    failing assertion's module and text, what the trace's last step must show)."""
+    from intformer.accel import formal_helpers, requant
+    from intformer.boards import link_formal, phy_formal, spi, uart
+    import faulty_blocks as F
+
+    def crc_of(steps, poly):
+        crc = P.CRC_INIT
+        for s in steps:                     # the frame's bytes from CMD on, as the harness sent them
+            if 1 <= s["top.pos"] < steps[-1]["top.pos"]:
+                crc = F.crc16_update_poly(crc, s["top.byte"], poly)
+        return crc
+
+    def result_bytes(steps):                # byte k of the word followed goes out as its byte 3 - k
+        s = steps[-1]
+        word, k, sent = s["top.held"], s["top.k"], s["top.tx__payload"]
+        return sent == (word >> 8 * (3 - k)) & 0xFF != (word >> 8 * k) & 0xFF and s["top.tx__valid"]
+
+    return {
+        "requant_stall": (requant, "Requantizer", F.StallBlindRequantizer,
+                          lambda: formal.requantizer_stream_harness(21, 9, (10, 20)), 7,
+                          formal_helpers, "Assert(stream.payload == payload)",
+                          lambda st: st[-1]["top.rq_out_held"]
+                          and st[-1]["top.output__payload"] != st[-1]["top.rq_out_prev"]),
+        "link_result_order": (link_formal, "Link", F.SwappedResultLink,
+                              lambda: link_formal.link_results_harness(SMALL_LINK, 1000), 24,
+                              link_formal, "Assert(link.tx.payload == held.word_select(order, 8))", result_bytes),
+        "uart_divisor": (uart, "UARTTx", F.FastBitUARTTx, lambda: phy_formal.uart_tx_harness(4), 4,
+                         phy_formal, "Assert(cyc == j * divisor + (divisor - 1 - timer))",
+                         lambda st: st[-1]["top.timer"] == 4 - 2 and st[-1]["top.cyc"] % 4 == 0),
+        "spi_lsb_first": (spi, "SPIPeripheral", F.LsbFirstSPIPeripheral, lambda: phy_formal.spi_input_harness(4),
+                          6, phy_formal, "Assert(spi.cipo == byte.bit_select(order, 1))",
+                          lambda st: st[-1]["top.cipo"] != st[-1]["top.byte"] >> (7 - st[-1]["top.k"]) & 1),
+        "spi_early_take": (spi, "SPIPeripheral", F.EarlyTakeSPIPeripheral,
+                           lambda: phy_formal.spi_input_harness(4), 20,
+                           phy_formal, "Assert(fifo.r_en == (k == 7))",
+                           lambda st: st[-1]["top.r_en"] and st[-1]["top.k"] == 6),
+        "link_crc_poly": (link_formal, "Link", F.BadCrcLink,
+                          lambda: link_formal.link_accepts_harness(SMALL_LINK, 1000), 4,
+                          link_formal, "Assert(link.crc == hcrc)",
+                          lambda st: st[-1]["top.hcrc"] == crc_of(st, P.CRC_POLY) != st[-1]["top.crc"]
+                          == crc_of(st, F.BAD_CRC_POLY)),
+    }
+
+
+@pytest.mark.parametrize("name", ["requant_stall", "link_result_order", "uart_divisor", "spi_lsb_first",
+                                  "spi_early_take", "link_crc_poly"])
+def test_faulty_stream_design_fails(name, monkeypatch, tmp_path):
+    """The stream proofs fail on a faulty design, from reset, at the assertion the bug breaks, and pass on the
+    real block with the same harness and arguments: the requantizer's output register loading while the
+    output is stalled (the waiting value overwritten), the link sending a RESULT word most significant byte
+    first, the UART transmitter's baud divider off by one (bits of divisor - 1 cycles), the SPI peripheral
+    sending from the wrong end of its shift register or taking a byte from its queue at the 7th SCK edge (a
+    byte broken off after 7 bits lost), the link's CRC with one wrong polynomial bit (good frames refused)."""
+    from faulty_blocks import trace_steps
+    module, attr, faulty, build, depth, where, text, shows = _stream_faults()[name]
+    ok = run(sby.Proof(f"real_{name}", build, "prove", 4), tmp_path)
+    assert ok.status == "pass", ok
+    monkeypatch.setattr(module, attr, faulty)
+    r = run(sby.Proof(f"faulty_{name}", build, "prove", depth), tmp_path)
+    assert r.status == "fail", r
+    assert r.step == "basecase" and r.from_reset, r
+    assert _line_of(where, text) in r.message, r.message
+    steps = trace_steps(r.trace)
+    assert shows(steps), steps[-1]
 
 
 def test_reciprocal_proof_fails_below_its_divisor_bound(tmp_path):
@@ -118,7 +207,7 @@ def test_layernorm_model_proofs_pass(tmp_path):
     radix-4 reciprocal among them."""
     program = random_program(np.random.default_rng(0), bits=8, norm="layer", softmax="poly")
     proofs = formal.model_proofs(program, LANES, full=False)
-    assert {"layernorm.out_range", "layernorm.reciprocal"} <= {p.name for p in proofs}
+    assert {"layernorm.out_range", "layernorm.reciprocal", "layernorm.walkers"} <= {p.name for p in proofs}
     for p in proofs:
         r = run(p, tmp_path)
         assert r.status == "pass", r
@@ -256,3 +345,54 @@ def test_verify_command_on_a_trained_run(tmp_path):
     assert {"mac_array.accumulators", "requant.range", "link.good_frame_accepted", "stream.reply_queue"} <= names
     assert all(p["status"] == "pass" for p in proofs), [p for p in proofs if p["status"] != "pass"]
     assert (out / "formal").is_dir()
+
+
+def test_layernorm_statistics_proof_passes(tmp_path):
+    """A 4-bit LayerNorm model (5-bit codes): its quick proofs include the statistics path's (S and Q equal
+    their sums, D Q - S^2 >= 0 and every register of the path holds its value, own and fused sums), which
+    passes; 8-bit models (9-bit codes) are beyond the solver's reach (`formal.LN_STATS_BITS`)."""
+    program = random_program(np.random.default_rng(0), bits=4, norm="layer")
+    [proof] = [p for p in formal.model_proofs(program, LANES, full=False) if p.name == "layernorm.stats"]
+    r = run(proof, tmp_path)
+    assert r.status == "pass", r
+
+
+def _row_unit_fault(which: str):
+    """The must-fail variant of each row-unit proof: its harness around the unit (or walker) built with a
+    design fault, at a small configuration where a run from reset reaches it."""
+    from intformer.accel.plan import make_plan
+    if which == "max_skip":              # the MAX pass leaves out the row's last element
+        plan = make_plan(random_program(np.random.default_rng(0), bits=4), LANES)
+        return sby.Proof("softmax_max_skip", lambda: formal.softmax_max_harness(plan, 4, fault=which), "bmc", 18)
+    if which == "q_narrow":              # Q one bit narrower than a row of 2 codes of -2^(E-1) needs
+        plan = make_plan(random_program(np.random.default_rng(0), bits=4, norm="layer"), LANES)
+        return sby.Proof("layernorm_q_narrow", lambda: formal.layernorm_stats_harness(plan, 2, 2, fault=which), "bmc",
+                         formal.layernorm_stats_depth(2))
+    return sby.Proof("walker_word_narrow", lambda: formal.rowio_walkers_harness(4, 8, 4, 8, fault=which), "prove", 3)
+
+
+@pytest.mark.parametrize("which, where", [("max_skip", "formal.py"), ("q_narrow", "layernorm.py"),
+                                          ("word_narrow", "formal.py")])
+def test_row_unit_proofs_fail_on_a_faulty_design(which, where, tmp_path):
+    """The proofs of softmax's max - z >= 0, of the LayerNorm statistics and of the walkers' addresses can
+    fail, each with a counterexample from reset: a MAX pass that misses the row's last element (max - z < 0
+    in the EXP pass), a sum of squares one bit narrower (its value lost, D Q - S^2 < 0), a read walker's
+    word counter one bit narrower (an address wraps out of its row)."""
+    r = run(_row_unit_fault(which), tmp_path)
+    assert r.status == "fail", r
+    assert r.from_reset and r.step in ("bmc", "basecase"), r
+    assert where in r.message, r
+
+
+def test_row_unit_faults_are_off_by_default():
+    from intformer.accel.layernorm import LayerNormUnit
+    from intformer.accel.rowio import RowReader
+    from intformer.accel.softmax import SoftmaxUnit
+    assert RowReader(lanes=4, addr_width=8, max_cols=8).word.shape().width == 8
+    with pytest.raises(ValueError):
+        RowReader(lanes=4, addr_width=8, max_cols=8, fault="nonsense")
+    with pytest.raises(ValueError):
+        SoftmaxUnit(lanes=4, elem_width=8, addr_width=8, max_rows=4, max_cols=8, fault="nonsense")
+    with pytest.raises(ValueError):
+        LayerNormUnit(lanes=4, elem_width=8, addr_width=8, max_rows=4, max_cols=8, eps_max=1, g_width=8,
+                      b_width=8, fault="nonsense")

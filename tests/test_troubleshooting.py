@@ -190,6 +190,58 @@ def _(ctx):
     return train_into_new(ctx.tmp, "--bits-override", "l0.ffn1")
 
 
+# ------------------------------------------------------------------------------- tasks (classification)
+
+def ts_pair(ctx, name: str, train_labels: list[str], test_labels: list[str] | None, length=5, test_length=None):
+    """A small .ts pair (2 channels; test_labels None: no test file) under ctx.tmp; returns the train file."""
+    from test_classify import write_ts
+    rng = np.random.default_rng(0)
+    write_ts(ctx.tmp / f"{name}_TRAIN.ts", [rng.normal(size=(2, length)) for _ in train_labels], train_labels)
+    if test_labels is not None:
+        write_ts(ctx.tmp / f"{name}_TEST.ts", [rng.normal(size=(2, test_length or length)) for _ in test_labels],
+                 test_labels)
+    return ctx.tmp / f"{name}_TRAIN.ts"
+
+
+@case("task-mismatch")
+def _(ctx):
+    return Case(invoke("eval", ctx.run, "--task", "classify"), kept=[ctx.run])
+
+
+@case("task-detect")
+def _(ctx):
+    return train_into_new(ctx.tmp, "--task", "detect")
+
+
+@case("ts-no-pair")
+def _(ctx):
+    return train_into_new(ctx.tmp, "--task", "classify", "--data", ts_pair(ctx, "P", ["a", "b"] * 3, None))
+
+
+@case("ts-unequal")
+def _(ctx):
+    return train_into_new(ctx.tmp, "--task", "classify", "--data",
+                          ts_pair(ctx, "U", ["a", "b"] * 3, ["a", "b"], test_length=7))
+
+
+@case("ts-unknown-class")
+def _(ctx):
+    return train_into_new(ctx.tmp, "--task", "classify", "--data", ts_pair(ctx, "K", ["a", "b"] * 3, ["a", "c"]))
+
+
+@case("csv-label-not-integer")
+def _(ctx):
+    from test_classify import labelled_csv
+    path = labelled_csv(ctx.tmp / "labels.csv", bad="walking")
+    return train_into_new(ctx.tmp, "--task", "classify", "--data", path, "--label", "activity")
+
+
+@case("ts-too-many-classes")
+def _(ctx):
+    labels = [f"c{i}" for i in range(256)] * 2
+    return train_into_new(ctx.tmp, "--task", "classify", "--data", ts_pair(ctx, "M", labels, labels[:4], length=3))
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 @case("run-exists")
@@ -347,6 +399,12 @@ def _(ctx):
 def _(ctx):
     (ctx.tmp / "empty-bin").mkdir()
     return Case(invoke("sim", ctx.run, "--windows", "1", "--engine", "cxxrtl", env={"PATH": str(ctx.tmp / "empty-bin")}),
+                kept=[ctx.run])
+
+
+@case("tool-verilator")
+def _(ctx):
+    return Case(invoke("verify", ctx.run, "--netlist", "--windows", "1", env={"VERILATOR": "/nonexistent/verilator"}),
                 kept=[ctx.run])
 
 
