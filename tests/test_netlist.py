@@ -1,7 +1,9 @@
 """boards.netlist: the accelerator's synthesized netlist, simulated with Verilator and yosys' cell models,
 against the integer reference: the ECP5 mapping bit-exact, a flipped LUT init and a changed multiplier sign
 mode caught; the iCE40 mapping bit-exact with its multipliers in logic, and with them in SB_MAC16 blocks
-(the build's `synth_ice40 -dsp`) the operand yosys loses is found.
+(the build's `synth_ice40 -dsp`, on a program with the default model's skip head) bit-exact, and the two
+SB_MAC16 packing faults of yosys 0.70 that accel/requant.py works around (an operand lost, a product's sign
+bits lost) found when the workarounds are turned off.
 
 Slow: each netlist is synthesized (~15 s) and compiled by Verilator (~1-2 min on 2 cores; cached under
 build/netlist-sim/ by `boards.netlist.key_parts`, shared with tests/test_fault_catalogue.py's netlist cases,
@@ -31,15 +33,26 @@ def small():
 
 
 @pytest.fixture(scope="module")
+def skip_head():
+    """The small program with the default model's head and inputs: the exporter's last-value skip (16-bit
+    codes, so the residual adds a 10-bit element times a 16-bit multiplier into a 32-bit product register)
+    and 10-bit input codes."""
+    rng = np.random.default_rng(1)
+    program = random_program(rng, n=4, m=1, d=4, heads=1, ffn=4, horizon=2, bits=8, norm="batch", skip=True,
+                             input_bits=10)
+    return program, random_inputs(rng, program, 6)
+
+
+@pytest.fixture(scope="module")
 def ice40_luts(small, tmp_path_factory):
     """The iCE40 mapping with every multiplier in logic (no SB_MAC16): block RAMs, LUTs, carries, FFs."""
     return netlist.synthesize(small[0], 2, "icebreaker", tmp_path_factory.mktemp("ice40-luts"), dsp=False)
 
 
 @pytest.fixture(scope="module")
-def ice40_dsp(small, tmp_path_factory):
-    """The iCE40 mapping as the build makes it (`synth_ice40 -dsp`)."""
-    return netlist.synthesize(small[0], 2, "icebreaker", tmp_path_factory.mktemp("ice40-dsp"))
+def ice40_dsp(skip_head, tmp_path_factory):
+    """The iCE40 mapping as the build makes it (`synth_ice40 -dsp`), of the skip-head program."""
+    return netlist.synthesize(skip_head[0], 2, "icebreaker", tmp_path_factory.mktemp("ice40-dsp"))
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +95,11 @@ def test_ice40_netlist_bit_exact(small, ice40_luts):
 
 
 @heavy
-def test_ice40_dsp_netlist_bit_exact(small, ice40_dsp):
+def test_ice40_dsp_netlist_bit_exact(skip_head, ice40_dsp):
     """The iCE40 netlist as the build maps it (`synth_ice40 -dsp`: SB_MAC16s for the requantizer, the
-    residual and the MAC lanes): no multiplier input left undefined, every word equal to the reference."""
-    program, x = small
+    residual and the MAC lanes), of the program with the default model's skip head: no multiplier input left
+    undefined, every word equal to the reference."""
+    program, x = skip_head
     assert netlist.undefined_inputs(ice40_dsp) == []
     assert ice40_dsp.cells.get("SB_MAC16", 0) >= 4
     r = netlist.verify(ice40_dsp, program, x)
@@ -98,16 +112,39 @@ def test_ice40_dsp_packing_fault_is_caught(small, tmp_path, monkeypatch):
     register (accel/requant.py, KEEP_SECOND_PRODUCT), yosys 0.70's ice40_dsp takes that flip-flop into two
     SB_MAC16s, deletes one and leaves the other's C/D adder input undefined, so the residual sum loses pb.
     The netlist check must name the undefined input and see the words differ. (When yosys is fixed this
-    test fails: then the `keep` can go.)"""
+    test fails: then the `keep` can go.) KEEP_FIRST_PRODUCT (below) keeps the adder out of the first
+    product's block, which avoids this fault too, so it is turned off as well."""
     from intformer.accel import requant
     program, x = small
     monkeypatch.setattr(requant, "KEEP_SECOND_PRODUCT", False)
+    monkeypatch.setattr(requant, "KEEP_FIRST_PRODUCT", False)
     net = netlist.synthesize(program, 2, "icebreaker", tmp_path / "ice40-nokeep")
     undefined = netlist.undefined_inputs(net)
     assert any("resadd" in u and "SB_MAC16" in u for u in undefined), undefined
     r = netlist.verify(net, program, x)
     assert not r["ok"] and r["mismatched_words"] > 0, netlist.describe(r)
     assert "undefined" in netlist.describe(r)
+
+
+@heavy
+def test_ice40_dsp_lost_sign_bits_are_caught(skip_head, tmp_path, monkeypatch):
+    """A second real synthesis fault, without an undefined input: without the kept wire before the
+    residual's first product register (accel/requant.py, KEEP_FIRST_PRODUCT), that register is wider than
+    yosys' narrowed multiplier output (the residual element is 10 bits, the register 32), and yosys 0.70's
+    ice40_dsp takes the register into the SB_MAC16 for the bits the block outputs, deletes all of it and
+    leaves pa's upper bits at their init value 0: every negative product reads as a large positive one. Only
+    the words show it (`undefined_inputs` is empty), so the comparison must. (Fails once yosys is fixed.)"""
+    import json
+
+    from intformer.accel import requant
+    program, x = skip_head
+    monkeypatch.setattr(requant, "KEEP_FIRST_PRODUCT", False)
+    net = netlist.synthesize(program, 2, "icebreaker", tmp_path / "ice40-nokeep-pa")
+    pa = json.loads(net.path.read_text())["modules"]["top"]["netnames"]["resadd.pa"]["bits"]
+    assert pa[-1] == "0" and isinstance(pa[0], int), pa           # the sign bit a constant, the low bits nets
+    assert netlist.undefined_inputs(net) == []
+    r = netlist.verify(net, program, x)
+    assert not r["ok"] and r["mismatched_words"] > 0 and r["error"] is None, netlist.describe(r)
 
 
 def test_unsupported_family_is_one_clear_error():
