@@ -158,7 +158,9 @@ class ScaleShiftClamp(wiring.Component):
         # flip-flop into two SB_MAC16s (as the adder's C/D input register of the block adding pa + pb, and as
         # the product register of the block computing pb), deletes the second block and leaves C/D undefined,
         # so every residual sum on an iCE40 loses pb. The netlist simulation (boards/netlist.py) found it;
-        # tests/test_netlist.py turns KEEP_SECOND_PRODUCT off to see the check catch it again.
+        # tests/test_netlist.py turns KEEP_SECOND_PRODUCT off to see the check catch it again (with
+        # KEEP_FIRST_PRODUCT off too: the kept wire below also keeps the adder out of pa's block, which
+        # avoids this fault; both stay, as neither layout should depend on the other's workaround).
         pb = Signal(signed(pw), reset_less=True, attrs={"keep": 1} if KEEP_SECOND_PRODUCT else {})
         c1 = Signal(signed(self.c_width))
         s1 = Signal.like(self.s)
@@ -177,9 +179,10 @@ class ScaleShiftClamp(wiring.Component):
             # SB_MAC16 as its product register for the bits the block outputs, deletes the whole flip-flop
             # and leaves pa's upper (sign) bits undriven: they become the flip-flop's init value 0, so every
             # negative pa reads as a large positive one (the skip head's 16-bit codes: every word of the
-            # default model on the iCEBreaker wrong). A kept wire on the register's input makes ice40_dsp
-            # leave the register in logic (as the requantizer's); pb needs none (b is never narrower: its
-            # product is the multiplier's whole output). tests/test_netlist.py turns it off to see the fault.
+            # default model on the iCEBreaker wrong). With a kept wire on the register's input ice40_dsp
+            # leaves the register out of pa's block (it becomes the C/D input register of the block adding
+            # pa + pb, all 32 bits driven); pb needs none (b is never narrower: its product is the
+            # multiplier's whole output). tests/test_netlist.py turns it off to see the fault.
             product = Signal(signed(pw), attrs={"keep": 1} if KEEP_FIRST_PRODUCT else {})
             m.d.comb += product.eq(self.a * self.ma)
             with m.If(self.en):

@@ -286,7 +286,7 @@ def synthesize(program: IntProgram, lanes: int, board_name: str, out: str | Path
     `out`/netlist.json (with its `stat -json` cell counts); returns the `Netlist`. `dsp=False` (iCE40 only, a
     diagnosis, not what a build makes): `synth_ice40` without `-dsp`, every multiplier in LUTs and carry
     chains, which tells a fault of the SB_MAC16 mapping apart from one elsewhere (see README, Netlist
-    simulation, for the one found)."""
+    simulation, for the two found)."""
     from intformer.accel.accelerator import Accelerator
     fam = family_of(board_name)
     logic = logic_lanes_for(program, lanes, board_name) if logic_lanes is None else logic_lanes
