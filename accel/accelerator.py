@@ -27,7 +27,8 @@ program's weights and operand ranges can make a sum (`plan._acc_range`), not the
 
 Ports: `input` (one code per transfer, row-major over the x buffer), `output` (the output buffer's words,
 signed: raw accumulators, or the 16-bit codes of the exporter's last-value skip head; a classifier's C
-scores and then its class, the argmax the output port computes as the scores leave), `start`, `busy`,
+scores and then its class, the argmax the output port computes as the scores leave; a detector's C errors,
+then their score and its flag, which the output port's anomaly scorer computes likewise), `start`, `busy`,
 `done`. Protocol: pulse `start` while idle; the accelerator
 takes rows x cols codes on `input`, runs the steps, offers the output words on `output`, and then pulses
 `done` for one cycle (`busy` is high from the cycle after `start` until `done`). `error` is a sticky flag
@@ -71,7 +72,7 @@ class Accelerator(wiring.Component):
     (`TopControl`: the top state machine and the step table), `loader` (`InputLoader`), `sequencer`
     (`IssueSequencer`), `mac` (`MacArray`), `drain` (`Drain`), `crossbar` (`BankCrossbar`: the banks and
     their multiplexers), `softmax` and `layernorm` (the row units, None where no step uses one), `out_port`
-    (`OutputPort`; a classifier's `ArgmaxTracker` is its `argmax`). `elaborate` only connects them, and the
+    (`OutputPort`; a classifier's `ArgmaxTracker` is its `argmax`, a detector's `AnomalyScorer` its `scorer`). `elaborate` only connects them, and the
     ROMs and row statistics memories they read.
     The blocks of `accel.block` are built into the accelerator's own module (the design keeps the hierarchy
     it had as one function: the resource counts of a flow that keeps hierarchy depend on it).
@@ -117,7 +118,8 @@ class Accelerator(wiring.Component):
         self.drain = Drain(plan, tag_width=len(self.sequencer.tag))
         self.crossbar = BankCrossbar(plan, self.memories, self.loader.data.shape())
         out_bank = plan.banks[plan.output.bank]
-        self.out_port = OutputPort(plan.output, P, AW, out_bank.lane_bits, out_bank.width, classes=plan.classes)
+        self.out_port = OutputPort(plan.output, P, AW, out_bank.lane_bits, out_bank.width, classes=plan.classes,
+                                   detect=plan.detect)
         self.softmax = self.layernorm = None
         if plan.uses("softmax"):
             self.softmax = SoftmaxUnit(

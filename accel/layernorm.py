@@ -69,8 +69,9 @@ class LayerNormUnit(wiring.Component):
                  s_range: tuple[int, int] = (0, 62), fault: str | None = None):
         # `fault`: a deliberate design fault for the must-fail proofs (`accel.formal`); None builds the real
         # unit. "q_narrow": the sum of squares Q one bit narrower than its worst case (a row of D codes of
-        # -2^(E-1) wraps it).
-        if fault not in (None, "q_narrow"):
+        # -2^(E-1) wraps it); "t2_narrow": the NORM pass's product t2 = t1 x inv one bit narrower (t1 near
+        # its register's bound times inv = 2^34 wraps it).
+        if fault not in (None, "q_narrow", "t2_narrow"):
             raise ValueError(f"unknown LayerNormUnit fault {fault!r}")
         self.fault = fault
         self.lanes, self.elem_width, self.addr_width = lanes, elem_width, addr_width
@@ -109,6 +110,9 @@ class LayerNormUnit(wiring.Component):
         self.sum_pending = Signal()                 # a SUM pass whose sums have not arrived yet
         self.rows_written = Signal.like(self.rows)
         self.d2 = Signal(unsigned(w["d2"]))         # D^2, registered
+        # the NORM pass's t1 = D^2 x - D S and t2 = t1 x inv (stages 1 and 2; the proofs read them)
+        self.t1 = Signal(signed(w["t1"]), name="t1")
+        self.t2 = Signal(signed(w["t2"] - (1 if fault == "t2_narrow" else 0)), name="t2")
 
     def elaborate(self, platform):
         m = Module()
@@ -242,10 +246,10 @@ class LayerNormUnit(wiring.Component):
         nv1 = v1 & (kind1 == NORM)
         col1, = shadow(m, [col], ["col"], 1)
         m.d.comb += self.param.addr.eq(self.p_base + col1)
-        t1 = Signal(signed(w["t1"]))
+        t1 = self.t1
         m.d.sync += t1.eq(self.rd.data * self.d2 - by_parity(self.ds, par1))
         v2, first2, last2, par2 = shadow(m, [nv1, first1, last1, par1], names + ["par"], 2)
-        t2 = Signal(signed(w["t2"]))
+        t2 = self.t2
         g3, b3 = Signal(signed(self.g_width)), Signal(signed(self.b_width))
         m.d.sync += [t2.eq(t1 * by_parity(self.inv, par2)), g3.eq(self.param.data.g), b3.eq(self.param.data.b)]
         tags3 = shadow(m, [v2, first2, last2], names, 3)

@@ -27,7 +27,9 @@ layout is generated from the records (`Plan.step_layout`, `Plan.step_rom`).
 
 A classifier's last step, an `ArgmaxStep`, is no macro step: the output buffer's last column (the class)
 is computed by the output port as the scores leave (`accel.argmax.ArgmaxTracker`); the plan records its
-class count (`Plan.classes`) and nothing else of it.
+class count (`Plan.classes`) and nothing else of it. A detector's last step, a `DetectStep`, likewise: the
+output port's anomaly scorer (`accel.anomaly.AnomalyScorer`) computes the score and the flag, the output
+buffer's last two words; the plan records (C, threshold) (`Plan.detect`).
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ from amaranth.lib import data
 
 from intformer.model import intops
 from intformer.model.errors import IntformerError
-from intformer.model.program import ONES, ArgmaxStep, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
+from intformer.model.program import (FINAL_STEPS, ONES, ArgmaxStep, DetectStep, IntProgram, LayerNormStep,
+                                     LinearStep, SoftmaxStep)
 
 from .arith import ext_width
 from .steps import StepRecord, fill_unused, rom_fields, step_layout
@@ -278,6 +281,7 @@ class Plan:
     max_cols: int
     stat_rows: int                      # depth of the row statistics memories
     classes: int = 0                    # a classifier's C: the output port sends the class as word C; 0: none
+    detect: tuple[int, int] | None = None   # a detector's (C, threshold): words C, C+1 are its score and flag
 
     @property
     def addr_width(self) -> int:
@@ -351,9 +355,27 @@ def _classes(program: IntProgram) -> int:
     return last.cols
 
 
+def _detect(program: IntProgram) -> tuple[int, int] | None:
+    """A detector's (C, threshold) (its program ends in a `DetectStep`), else None. The output port computes
+    the score and the flag as the output buffer's last two words, after the C errors."""
+    last = program.steps[-1] if program.steps else None
+    if any(isinstance(s, DetectStep) for s in program.steps[:-1]):
+        raise IntformerError("a detector's score must be the program's last step")
+    if not isinstance(last, DetectStep):
+        return None
+    out = program.buffers[program.output]
+    if not (last.src == last.out == program.output and last.out_col == last.cols == out.cols - 2):
+        raise IntformerError(f"step {last.name}: the accelerator computes the score in its output port: it must "
+                             f"take the output buffer's first {out.cols - 2} words and write its last two")
+    if not (out.signed and 0 <= last.threshold < 1 << (out.bits - 1)):
+        raise IntformerError(f"step {last.name}: threshold {last.threshold} does not fit the output buffer's "
+                             f"{out.bits}-bit words")
+    return last.cols, last.threshold
+
+
 def _macro_program(program: IntProgram) -> IntProgram:
-    """The program without its final `ArgmaxStep` (the output port's), for the step table."""
-    if program.steps and isinstance(program.steps[-1], ArgmaxStep):
+    """The program without its final `ArgmaxStep` or `DetectStep` (the output port's), for the step table."""
+    if program.steps and isinstance(program.steps[-1], FINAL_STEPS):
         return dataclasses.replace(program, steps=list(program.steps[:-1]))
     return program
 
@@ -365,7 +387,7 @@ def _check(program: IntProgram) -> None:
     if not program.steps:
         raise IntformerError("the program has no steps")
     for s in program.steps:
-        if isinstance(s, ArgmaxStep):
+        if isinstance(s, FINAL_STEPS):
             continue
         if isinstance(s, LinearStep):
             ins = {s.x, s.w} | ({s.residual.src} if s.residual else set())
@@ -392,7 +414,7 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
     if lanes < 1:
         raise IntformerError(f"lanes must be at least 1, got {lanes}")
     _check(program)
-    classes = _classes(program)
+    classes, detect = _classes(program), _detect(program)
     P = lanes
     macro = _macro_program(program)
     layouts = _buffer_layouts(macro, P)
@@ -419,7 +441,7 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         steps=steps, step_names=names,
         max_rows=max(b.rows for b in program.buffers.values()),
         max_cols=max(b.cols for b in program.buffers.values()),
-        stat_rows=roms.stat_rows, classes=classes,
+        stat_rows=roms.stat_rows, classes=classes, detect=detect,
     )
 
 
@@ -807,9 +829,9 @@ def _residual_fields(s: LinearStep, layouts) -> dict:
     """Residual: a walker over the source row from the output's column (or one fixed element)."""
     r = s.residual
     src = layouts[r.src]
-    fixed = getattr(r, "row", None) is not None        # one element src[row, col] for every output
+    fixed = r.row is not None and r.col is not None    # one element src[row, col] for every output
     st = _walk_start(src, r.col if fixed else s.out_col)
-    if fixed:
+    if r.row is not None:      # one element, or one row (a step of one output row) walked from out_col
         st["word"] += r.row * src.wpr
     return {"residual": 1, "res_bank": src.index, "res_word": st["word"], "res_lane": st["lane"],
             "res_within": st["within"], "res_chunk": src.chunk, "res_words_per_row": src.wpr,

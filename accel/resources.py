@@ -3,10 +3,11 @@
 The estimate follows the structure of `accel.accelerator` from its plan: one multiplier per MAC lane (or, for
 lanes built in logic, a Booth multiplier's LUTs) plus the few in the drain (the requantizer's 16-bit block and
 its low bits in logic, the residual's two, the affine, shared with the softmax normalization where the plan
-says so) and in the row units; a classifier's argmax tracker (`accel.argmax`) in logic; one memory per bank of
-buffers (`plan.banks`) and per ROM; logic from the widths of adders, shifters and multiplexers. A multiplier
-goes to a DSP block as yosys maps it: both operands at least 2 bits and the product at least the device's
-minimum width (iCE40: 11 bits, so 4-bit codes multiply in logic). Memories go to block RAM in the cheapest of
+says so) and in the row units; a classifier's argmax tracker (`accel.argmax`) or a detector's scorer
+(`accel.anomaly`) in logic; one memory per bank of buffers (`plan.banks`) and per ROM; logic from the widths
+of adders, shifters and multiplexers. A multiplier goes to a DSP block as yosys maps it: both operands at
+least 2 bits and the product at least the device's minimum width (iCE40: 11 bits, so 4-bit codes multiply in
+logic). Memories go to block RAM in the cheapest of
 the device's aspect ratios unless yosys would build them from logic: a bank small enough for flip-flops
 (`Bank.logic`), a ROM whose bits cost less as LUTs than its blocks, shallow memories where the device has
 distributed RAM. The logic count is rough (calibrated against yosys on the default model at 4 to 8 bits, P = 1
@@ -224,8 +225,13 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
         # enables, the class word's multiplexer (the output buffer's bits each), the class and the count
         ob, cb = plan.output.bits, plan.classes.bit_length()
         parts["argmax"] = 3 * ob + 4 * cb
+    if plan.detect:
+        # the output port's anomaly scorer: the error's magnitude, the score's adder and load enable, the
+        # comparator with the threshold, the two extra words' multiplexers (the output buffer's bits each)
+        ob = plan.output.bits
+        parts["scorer"] = 6 * ob + 2 * plan.detect[0].bit_length()
     parts["lanes"] *= LANE_SCALE
-    for k in ("drain", "control", "softmax", "layernorm", "argmax"):
+    for k in ("drain", "control", "softmax", "layernorm", "argmax", "scorer"):
         if k in parts:
             parts[k] *= BASE_SCALE
     logic = sum(parts.values())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intformer.model.program import ArgmaxStep, IntProgram, LinearStep
+from intformer.model.program import FINAL_STEPS, IntProgram, LinearStep
 
 
 # Every wait for the design has a cycle limit: LIMIT_MULTIPLE x `cycle_bound` + LIMIT_MARGIN cycles for the
@@ -33,12 +33,13 @@ def cycle_bound(program: IntProgram, lanes: int) -> int:
     its latency: per linear step rows x groups x max(k, P) + P + 17 (groups: output columns / P, rounded up),
     a row unit's step (softmax, LayerNorm) 4 cycles per element, the input (one cycle per code) and the
     output (3 cycles per word). A classifier's argmax is no step of its own: its class is the output
-    buffer's last word, counted with the output (the tracker's latency hides in the word's read)."""
+    buffer's last word, counted with the output (the tracker's latency hides in the word's read); so are a
+    detector's score and flag."""
     total = program.input.rows * program.input.cols + 3 * program.buffers[program.output].cols
     for s in program.steps:
         if isinstance(s, LinearStep):
             total += s.rows * -(-s.cols // lanes) * max(s.k_len, lanes) + lanes + 17
-        elif isinstance(s, ArgmaxStep):
+        elif isinstance(s, FINAL_STEPS):
             continue
         else:
             total += 4 * s.rows * s.cols

@@ -15,7 +15,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from intformer.model.intref import run_program
-from intformer.model.program import ArgmaxStep, IntProgram, LinearStep
+from intformer.model.program import FINAL_STEPS, IntProgram, LinearStep
 
 from . import sim_checks as checks
 from .accelerator import Accelerator
@@ -208,7 +208,7 @@ def first_mismatch(program: IntProgram, x_codes: np.ndarray, result: Simulation,
     for _, buf, value in trace:
         final[buf] = value[0]
     for step in program.steps:
-        if isinstance(step, ArgmaxStep):        # the class is the output port's, never in a buffer
+        if isinstance(step, FINAL_STEPS):       # the class, score and flag are the output port's, never in a buffer
             continue
         buf, rows, cols = _region(step, program)
         got, want = hw[buf][rows, cols], final[buf][rows, cols]

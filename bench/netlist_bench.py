@@ -2,7 +2,7 @@
 Verilator compile time, simulated cycles per second and the time for the windows, each beside its bound;
 the whole test split's time (measured with --windows all, else estimated from the windows run, and said so).
 
-    python bench/netlist_bench.py [--board icebreaker] [--lanes 2] [--windows 64] [--run RUN] [--no-dsp]
+    python bench/netlist_bench.py [--board icebreaker] [--lanes 2] [--windows 64|all] [--run RUN] [--no-dsp]
 
 Without --run: the small random program of tests/test_netlist.py; with it: the run's model and test split.
 Before (the CXXRTL attempt on the same small program, from its note): ~81,000 cycles/s and ~14 min to build
@@ -30,7 +30,7 @@ def _small(args):
     from intformer.boards import netlist
     rng = np.random.default_rng(1)
     program = random_program(rng, n=4, m=1, d=4, heads=1, ffn=4, horizon=2, bits=8, norm="batch")
-    x = random_inputs(rng, program, args.windows)
+    x = random_inputs(rng, program, int(args.windows))
     with tempfile.TemporaryDirectory() as tmp:
         net = netlist.synthesize(program, args.lanes, args.board, tmp, dsp=not args.no_dsp)
         r = netlist.verify(net, program, x)
@@ -41,7 +41,7 @@ def _run(args):
     from intformer.boards import netlist
     from intformer.verify_cmd import netlist_run
     t = time.perf_counter()
-    r = netlist_run(args.run, args.board, args.lanes, str(args.windows) if args.windows else "all")
+    r = netlist_run(args.run, args.board, args.lanes, "all" if args.windows in ("0", "all") else args.windows)
     total = time.perf_counter() - t
     return netlist.load(Path(r["netlist"]).parent).seconds, r, total
 
@@ -50,13 +50,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--board", default="icebreaker")
     ap.add_argument("--lanes", type=int, default=2)
-    ap.add_argument("--windows", type=int, default=64, help="windows to run (0 with --run: the whole split)")
+    ap.add_argument("--windows", default="64", help="windows to run (with --run: all or 0, the whole split)")
     ap.add_argument("--run", default=None)
     ap.add_argument("--no-dsp", action="store_true", help="iCE40: map the multipliers to logic (a diagnosis)")
     args = ap.parse_args()
     from intformer.boards import netlist
     synth_s, r, total = (_run if args.run else _small)(args)
     print(netlist.describe(r))
+    for what, found in (("undefined multiplier inputs", r["undefined_inputs"]), ("undriven net bits", r["undriven"])):
+        print(f"{what}: {'; '.join(found) if found else 'none'}")
     print("cells:", ", ".join(f"{k} {v}" for k, v in sorted(r["cells"].items())),
           f"({sum(r['cells'].values()):,} in all)")
     print(f"synthesis {synth_s:.1f} s")

@@ -549,13 +549,8 @@ def build(request: BuildRequest) -> dict:
                              f"synthesizes one")
         job.stages["netlist"] = time.perf_counter() - t
         synthesized = out / f"{request.name}.json"          # the bitstream's own netlist, link included
-        if synthesized.is_file():
-            undefined = netlist.undefined_inputs(netlist.Netlist(synthesized, b.family, request.lanes, 0))
-            job.netlist["bitstream_undefined_inputs"] = undefined
-            if undefined:
-                job.notes.append(f"yosys left {len(undefined)} multiplier operand inputs undefined in the bitstream's "
-                                 f"netlist ({undefined[0]}, ...): its words may be wrong; see README, Netlist "
-                                 f"simulation, and run `intformer verify RUN --netlist`")
+        if synthesized.is_file():        # undefined multiplier inputs, undriven net bits (boards.netlist)
+            job.notes += netlist.bitstream_checks(synthesized, b.family, job.netlist)
     return _finish(job, clocks, resources, bitstream, tools)
 
 

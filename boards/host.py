@@ -11,6 +11,12 @@ after a silence longer than the device's frame timeout (the protocol's host rule
 request itself is wrong (length, command, code) fails the window at once. Replies with an unknown SEQ (late
 replies to a window already resent) are counted and ignored.
 
+`Session.stream` speaks the streaming mode (STEP): the INFER of the first window fills the device's ring, then
+one STEP per new sample, each answered by the RESULT of the window ending at it, up to `in_flight` outstanding.
+The ring holds what the device accepted, so a STEP that fails is not resent as it is: the later ones in
+flight are dropped (their replies, if any, are stale), and after the silence the host resynchronizes with an
+INFER of the failed sample's whole window (counted in `resyncs`), then streams on from there.
+
 Every window ends in exactly one of: matched (the words equal `model.intref.run_program`'s), mismatched,
 failed (no good reply after the retries). For a classifier (`classes` = C given to `Session.run`) the last
 word is the class the chip computed, decoded as a field of its own: `result["classes"]` (one per window,
@@ -74,6 +80,7 @@ class Tally:
     stale_replies: int = 0           # replies with an unknown SEQ (late, after a resend)
     device_errors: dict = field(default_factory=dict)      # ERROR replies by name
     decode_errors: int = 0           # stretches of bytes the decoder skipped (garbage, bad CRC, truncated)
+    resyncs: int = 0                 # streaming: INFERs that refilled the ring after a failed STEP
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -246,24 +253,139 @@ class Session:
                     t.timeouts += 1
                     retry_or_fail(w, f"no reply within {self.reply_timeout:g} s")
         seconds = self.clock() - start
-
-        result = {"tally": t.to_dict(), "seconds": seconds,
-                  "windows_per_second": t.answered / seconds if seconds > 0 else 0.0,
-                  "mean_round_trip_ms": 1000 * float(np.mean(round_trips)) if round_trips else None,
-                  "failures": {int(w): r for w, r in sorted(failures.items())}}
-        bad = [w for w in range(batch) if state[w] == "mismatched"]
-        if bad:
-            w = bad[0]
-            h = int(np.flatnonzero(got[w] != expected[w])[0])
-            result["first_mismatch"] = {"window": w, "word": h, "expected": int(expected[w, h]),
-                                        "got": int(got[w, h])}
-            if classes:
-                result["first_mismatch"]["field"] = "class" if h == classes else f"score {h}"
-        if classes:
-            answered = [state[w] in ("matched", "mismatched") for w in range(batch)]
-            result["classes"] = [int(got[w, classes]) if answered[w] else None for w in range(batch)]
         self.words = got
-        return result
+        return _summary(t, seconds, round_trips, failures, got, expected, state, classes)
+
+    # -------------------------------------------------------------------------------------- STREAM
+    def stream(self, samples, expected: np.ndarray, info: P.DeviceInfo, rows: int, progress=None,
+               classes: int = 0) -> dict:
+        """Stream consecutive `samples` (T, cols: one row of codes per time step): INFER of the first window,
+        then a STEP per sample; check the RESULT of each window k (ending at sample rows - 1 + k) against
+        `expected[k]` (T - rows + 1, H). See the module doc for the resynchronization after a failure."""
+        infers, steps = stream_requests(samples, info, rows)
+        expected = np.asarray(expected, dtype=np.int64)
+        batch = len(infers)
+        if expected.shape != (batch, info.n_outputs):
+            raise IntformerError(f"expected words of shape {expected.shape}, not {(batch, info.n_outputs)}")
+        t = self.tally
+        t.windows = batch
+        got = np.zeros((batch, info.n_outputs), dtype=np.int64)
+        state = ["waiting"] * batch
+        attempts = [0] * batch
+        failures: dict[int, str] = {}
+        round_trips = []
+        outstanding: dict[int, tuple[int, float]] = {}   # seq -> (window, sent at), in sending order
+        nxt, resync, quiet_until, done = 0, True, 0.0, 0
+        start = self.clock()
+
+        def settle(w: int, outcome: str, reason: str | None = None) -> None:
+            nonlocal done
+            state[w] = outcome
+            done += 1
+            if reason:
+                failures[w] = reason
+            if progress:
+                progress(done, batch)
+
+        def fail(w: int, reason: str, retryable: bool = True) -> None:
+            """Window w's request failed: drop what follows it in flight, and resynchronize at w (or, after
+            its last try, at w + 1) once the line has been quiet."""
+            nonlocal nxt, resync, quiet_until
+            for later, _ in outstanding.values():           # dropped, not failed: their try does not count
+                attempts[later] -= 1
+            outstanding.clear()
+            quiet_until = self.clock() + 2 * self.frame_timeout
+            resync = True
+            if retryable and attempts[w] <= self.retries:
+                t.retries += 1
+                nxt = w
+            else:
+                t.failed += 1
+                settle(w, "failed", reason if not retryable else f"{reason} (after {attempts[w]} tries)")
+                nxt = w + 1
+
+        while nxt < batch or outstanding:
+            now = self.clock()
+            while nxt < batch and len(outstanding) < self.in_flight and now >= quiet_until:
+                if resync and not outstanding:
+                    self.decoder.flush()
+                    t.decode_errors += len(self.decoder.take_errors())
+                    t.resyncs += t.frames_sent > 0         # (the first INFER starts the stream)
+                seq = self._next_seq()
+                cmd, payload = (P.INFER, infers[nxt]) if resync else (P.STEP, steps[nxt])
+                self._write(cmd, seq, payload)
+                resync = False
+                t.sent += attempts[nxt] == 0
+                attempts[nxt] += 1
+                t.frames_sent += 1
+                outstanding[seq] = (nxt, self.clock())
+                nxt += 1
+            for frame in self._read():
+                if frame.seq not in outstanding:
+                    t.stale_replies += 1
+                    continue
+                w, sent_at = outstanding.pop(frame.seq)
+                if frame.cmd == P.RESULT and len(frame.payload) == info.n_outputs * P.WORD_BYTES:
+                    got[w] = P.result_words(frame.payload)
+                    round_trips.append(self.clock() - sent_at)
+                    t.answered += 1
+                    ok = np.array_equal(got[w], expected[w])
+                    t.matched += ok
+                    t.mismatched += not ok
+                    settle(w, "matched" if ok else "mismatched")
+                elif frame.cmd == P.ERROR:
+                    code = frame.payload[0] if frame.payload else 0
+                    name = P.ERROR_NAMES.get(code, f"error {code}")
+                    t.device_errors[name] = t.device_errors.get(name, 0) + 1
+                    retryable = code in RETRYABLE
+                    fail(w, f"device error {code} ({name})" + ("" if retryable else
+                                                                ": the request itself is wrong"), retryable)
+                else:
+                    fail(w, f"unexpected reply {frame!r}")
+            now = self.clock()
+            late = [seq for seq, (_, sent_at) in outstanding.items() if now - sent_at > self.reply_timeout]
+            if late:
+                t.timeouts += 1
+                w, _ = outstanding.pop(late[0])
+                fail(w, f"no reply within {self.reply_timeout:g} s")
+        seconds = self.clock() - start
+        self.words = got
+        return _summary(t, seconds, round_trips, failures, got, expected, state, classes)
+
+
+def _summary(t: Tally, seconds: float, round_trips: list, failures: dict, got, expected, state,
+             classes: int) -> dict:
+    """The result of `Session.run` or `Session.stream`: the tally, the rate, the first mismatch, the classes."""
+    batch = len(state)
+    result = {"tally": t.to_dict(), "seconds": seconds,
+              "windows_per_second": t.answered / seconds if seconds > 0 else 0.0,
+              "mean_round_trip_ms": 1000 * float(np.mean(round_trips)) if round_trips else None,
+              "failures": {int(w): r for w, r in sorted(failures.items())}}
+    bad = [w for w in range(batch) if state[w] == "mismatched"]
+    if bad:
+        w = bad[0]
+        h = int(np.flatnonzero(got[w] != expected[w])[0])
+        result["first_mismatch"] = {"window": w, "word": h, "expected": int(expected[w, h]), "got": int(got[w, h])}
+        if classes:
+            result["first_mismatch"]["field"] = "class" if h == classes else f"score {h}"
+    if classes:
+        answered = [state[w] in ("matched", "mismatched") for w in range(batch)]
+        result["classes"] = [int(got[w, classes]) if answered[w] else None for w in range(batch)]
+    return result
+
+
+def stream_requests(samples, info: P.DeviceInfo, rows: int) -> tuple[list[bytes], list[bytes]]:
+    """For consecutive samples (T, cols) of codes: per window k = 0..T - rows, the INFER payload of its whole
+    window and the STEP payload of its newest sample (window k ends at sample rows - 1 + k)."""
+    samples = np.asarray(samples, dtype=np.int64)
+    if samples.ndim != 2 or samples.shape[1] * rows != info.n_inputs:
+        raise IntformerError(f"samples of shape {samples.shape}; the device's ring holds {rows} rows of "
+                             f"{info.n_inputs // rows} codes")
+    if len(samples) < rows:
+        raise IntformerError(f"{len(samples)} samples do not make one window of {rows}")
+    infers = [P.infer_payload(samples[k:k + rows], info) for k in range(len(samples) - rows + 1)]
+    steps = [P.step_payload(samples[rows - 1 + k], info, rows) for k in range(len(samples) - rows + 1)]
+    return infers, steps
 
 
 def link_bound(info: P.DeviceInfo, baud: int, in_flight: int) -> float:
@@ -273,3 +395,12 @@ def link_bound(info: P.DeviceInfo, baud: int, in_flight: int) -> float:
     down = P.OVERHEAD + info.n_outputs * P.WORD_BYTES
     bytes_per_s = baud / 10
     return bytes_per_s / (max(up, down) if in_flight > 1 else up + down)
+
+
+def stream_bound(info: P.DeviceInfo, rows: int, rate: int, in_flight: int, spi: bool = False) -> float:
+    """Samples (windows) per second the line allows when streaming: a STEP frame up, a RESULT down, each
+    byte 10 bit times on the UART at `rate` baud (8 SCK cycles over SPI at `rate` Hz); with two in flight
+    the two directions overlap (`link_bound`, `spi_host.spi_link_bound`), with one they take turns."""
+    up = P.OVERHEAD + (info.n_inputs // rows) * info.bytes_per_code
+    down = P.OVERHEAD + info.n_outputs * P.WORD_BYTES
+    return rate / (8 if spi else 10) / (max(up, down) if in_flight > 1 else up + down)

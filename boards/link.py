@@ -9,30 +9,47 @@ the order of the checks are specified there). Three parts run side by side:
   bytes_per_code`) while it computes the CRC-16 one byte per cycle (`crc16_next`); a 2-byte code's low
   byte waits in a register and the pair is written (and range-checked) at its high byte. At the frame's
   CRC it decides:
-  an INFER that passes every check marks the buffer full and queues a RESULT reply; INFO queues an
-  INFO_REPLY; anything else queues an ERROR. A counter of the cycles since the last byte ends a frame that
-  stops for `timeout_cycles` (ERROR 4). The buffer is written only while it is not full, so a window
-  that waits for the accelerator is never overwritten (an INFER that arrives meanwhile gets ERROR 6), and
-  the accelerator never sees a byte of a frame that failed its CRC.
-* the feeder (FSM "feeder", `FeederState`, `_feeder_<state>`) starts the accelerator when the buffer is full and the accelerator idle, and
-  streams the n_inputs codes into it, whole codes of the code width (2 cycles per code, whatever the
-  bytes per code), then frees the buffer.
-* the sender (FSM "sender", `SenderState`, `_sender_<state>`) takes replies from a small queue (`REPLY_QUEUE` entries of kind, SEQ and error
-  code) in order and writes each as a frame, computing its CRC on the way; a RESULT waits for the
-  accelerator's first output word before its SOF (so a frame never pauses mid-way for the computation),
-  then takes one word per 4 payload bytes, sign-extended to 32 bits, least significant byte first. A
-  classifier's words are its C scores and then its class (the accelerator's output port computes it): the
+  an INFER that passes every check marks the buffer full and queues a RESULT reply; INFO queues an INFO_REPLY;
+  a STEP (streaming) that passes them queues a RESULT (and marks the buffer full) once the ring holds a
+  window, else a FILLING; anything else queues an ERROR. A counter of the cycles since the last byte ends a
+  frame that stops for `timeout_cycles` (ERROR 4). The buffer is written only while it is not full, so a
+  window that waits for the accelerator is never overwritten (an INFER that arrives meanwhile gets ERROR 6),
+  and the accelerator never sees a byte of a frame that failed its CRC.
+* (the state the parser and the feeder share) the ring (streaming, `rows` given: the program's input rows,
+  time tokens): the window buffer is also a ring of rows rows of cols = n_inputs / rows codes. `head` is the
+  address of its oldest row: a STEP's payload is written over that row (address head + code index), and once
+  accepted `head` moves one row on (wrapping), so the row just written is the newest and `head` again the
+  oldest. An accepted INFER wrote the rows in order from address 0: `head` 0. `fill` counts the rows held
+  (saturating at rows): rows after an accepted INFER, 0 from an INFER's first payload code until it is
+  accepted (it overwrites the ring), +1 per accepted STEP. No copy and no second buffer: the accelerator holds
+  its own copy of the window once it is fed, so the next STEP may arrive while the last window computes; a
+  STEP while a window waits to be fed is busy (ERROR 6), and its bytes, like those of a failed STEP, reach at
+  most the oldest row, which the next accepted STEP replaces whole.
+* the feeder (FSM "feeder", `FeederState`, `_feeder_<state>`) starts the accelerator when the buffer is full
+  and the accelerator idle, and streams the n_inputs codes into it in ring order, from the address `head` on,
+  wrapping at the buffer's end (after an INFER: 0 to n_inputs - 1), whole codes of the code width (2 cycles
+  per code, whatever the bytes per code), then frees the buffer. `fault="ring_start"` starts a row late (a
+  deliberately wrong ring: the must-fail of the stream tests and of the feeder's proof).
+* the sender (FSM "sender", `SenderState`, `_sender_<state>`) takes replies from a small queue (`REPLY_QUEUE`
+  entries of kind, SEQ and error code) in order and writes each as a frame, computing its CRC on the way; a
+  RESULT waits for the accelerator's first output word and takes it before its SOF (so a frame never pauses
+  mid-way for the computation, and a one-word model's accelerator is free for the next window while the frame
+  is on the line), then one word per 4 payload bytes, sign-extended to 32 bits, least significant byte first.
+  A classifier's words are its C scores and then its class (the accelerator's output port computes it): the
   link sends them as any other words, n_outputs = C + 1 of them.
 
 Latency: with the queue empty, a reply's SOF is offered to the transmitter 2 cycles after the frame's last
-byte is received (ERROR, INFO_REPLY), or 1 cycle after the accelerator offers its first word (RESULT).
+byte is received (ERROR, INFO_REPLY, FILLING), or 1 cycle after the accelerator offers its first word
+(RESULT). A STEP's window reaches the accelerator as an INFER's does.
 An INFER's window reaches the accelerator from 1 cycle after its CRC byte, at 2 cycles per code.
 
 Widths: SEQ, CMD 8 bits; LEN and the byte counters 16 bits; the CRC 16 bits; the timeout counter
 range(timeout_cycles + 1); the window buffer and `acc_input` 8 bits per code (1-byte codes) or 16 bits
 (2-byte codes, plus an 8-bit low-byte register); INFER's LEN is n_inputs x bytes_per_code; the output words
 enter as signed 32 bits (the top sign-extends narrower ones). The 2-byte codes add no latency: a window
-still reaches the accelerator 1 cycle after its CRC byte, at 2 cycles per code.
+still reaches the accelerator 1 cycle after its CRC byte, at 2 cycles per code. The ring: `head` and the
+feeder's address range(n_inputs), `fill` range(rows + 1); a reply's code (ERROR's, FILLING's rows) max(8,
+bits of rows) bits in the reply queue.
 """
 from __future__ import annotations
 
@@ -40,7 +57,7 @@ import enum
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -51,8 +68,9 @@ from intformer.accel.block import show_fsm_state
 from . import protocol as P
 
 # reply kinds in the queue
-K_RESULT, K_INFO, K_ERROR = 0, 1, 2
-_KIND_CMD = {K_RESULT: P.RESULT, K_INFO: P.INFO_REPLY, K_ERROR: P.ERROR}
+K_RESULT, K_INFO, K_ERROR, K_FILLING = 0, 1, 2, 3
+_KIND_CMD = {K_RESULT: P.RESULT, K_INFO: P.INFO_REPLY, K_ERROR: P.ERROR, K_FILLING: P.FILLING}
+LINK_FAULTS = (None, "ring_start")
 
 
 def _masks() -> list[int]:
@@ -101,7 +119,7 @@ class FeederState(enum.Enum):
 class SenderState(enum.Enum):
     """The sender's states, in the FSM's order."""
     IDLE = 0           # take the next reply from the queue
-    WAIT = 1           # a RESULT waits for the accelerator's first word
+    WAIT = 1           # a RESULT waits for the accelerator's first word, and takes it
     HEAD = 2           # SOF, CMD, SEQ, LEN
     WORD = 3           # a RESULT takes its next output word
     PAYLOAD = 4
@@ -116,13 +134,15 @@ class _Received(NamedTuple):
     code_done: object         # this byte completes a code (2-byte codes: at the high byte)
     code_addr: object         # the code's address in the window
     code_in_range: object     # the code is in the model's input range
-    store: object             # the frame is an INFER of the right length: its payload goes to the window
+    store: object             # the frame is an INFER or STEP of the right length: its payload goes to the window
+    step: object              # the frame is a STEP of the right length: its row goes to the ring's oldest row
 
 
 class Link(wiring.Component):
     """Device side of the serial protocol between the UART byte streams and the accelerator (see the module
     docstring). `info` (a `protocol.DeviceInfo`) sets the window size, the output count and the INFO reply;
-    `timeout_cycles` is the frame timeout in clock cycles.
+    `timeout_cycles` is the frame timeout in clock cycles; `rows` the streaming ring's rows (None: no
+    streaming, STEP is an unknown command); `fault` one of `LINK_FAULTS` (None: the real link).
 
     Ports: `rx` (bytes in), `tx` (bytes out), `acc_input` (codes to the accelerator's `input`, the raw
     byte or 16-bit pair: the top truncates it to the code width, which the parser has range-checked), `acc_output`
@@ -131,7 +151,8 @@ class Link(wiring.Component):
     full and was dropped; for an INFER that means it was not accepted either).
 
     What the formal harnesses (`boards.link_formal`) observe is an attribute: the parser's registers `cmd`,
-    `seq`, `length`, `count`, `crc`, `bad_code`, `full` and its idle `timer`; the feeder's address `faddr`;
+    `seq`, `length`, `count`, `crc`, `bad_code`, `full` and its idle `timer`; the ring's `head` and `fill`;
+    the feeder's address `faddr`;
     the sender's reply `kind`, `word` and byte index `idx`; the reply `queue`; and the three FSMs' states
     `parser_state`, `feeder_state`, `sender_state` (`ParserState`, `FeederState`, `SenderState`, driven from
     the FSMs at no cost in logic).
@@ -139,10 +160,18 @@ class Link(wiring.Component):
 
     ParserState, FeederState, SenderState = ParserState, FeederState, SenderState
 
-    def __init__(self, info: P.DeviceInfo, timeout_cycles: int, queue_depth: int = P.REPLY_QUEUE):
+    def __init__(self, info: P.DeviceInfo, timeout_cycles: int, queue_depth: int = P.REPLY_QUEUE,
+                 rows: int | None = None, fault: str | None = None):
         if timeout_cycles < 2:
             raise ValueError("timeout_cycles must be at least 2")
-        self.info = info
+        if rows is not None and (rows < 1 or info.n_inputs % rows):
+            raise ValueError(f"rows {rows} must divide the window's {info.n_inputs} inputs")
+        if fault not in LINK_FAULTS:
+            raise ValueError(f"fault {fault!r}: one of {LINK_FAULTS}")
+        self.info, self.rows, self.fault = info, rows, fault
+        self.cols = info.n_inputs // rows if rows else 0
+        self.step_len = self.cols * info.bytes_per_code             # STEP's LEN (0: no streaming)
+        self.code_bits = max(8, rows.bit_length()) if rows else 8   # a reply's code: ERROR's, FILLING's rows
         self.timeout_cycles = timeout_cycles
         self.queue_depth = queue_depth
         self.code_width = 8 * info.bytes_per_code
@@ -158,9 +187,9 @@ class Link(wiring.Component):
             "error": Out(1),
             "dropped": Out(1),
         })
-        # replies: kind (2 bits), SEQ, error code
-        self.queue = SyncFIFO(width=2 + 8 + 8, depth=queue_depth)
-        self.push, self.push_kind, self.push_code = Signal(), Signal(2), Signal(8)
+        # replies: kind (2 bits), SEQ, error code (or FILLING's rows)
+        self.queue = SyncFIFO(width=2 + 8 + self.code_bits, depth=queue_depth)
+        self.push, self.push_kind, self.push_code = Signal(), Signal(2), Signal(self.code_bits)
         # the parser
         self.parser_state = Signal(ParserState)
         self.cmd, self.seq = Signal(8, name="cmd"), Signal(8, name="seq")
@@ -175,10 +204,14 @@ class Link(wiring.Component):
         # the feeder
         self.feeder_state = Signal(FeederState)
         self.free_buf = Signal()                                   # the feeder has sent the window
-        self.faddr = Signal(range(max(2, info.n_inputs)))
+        self.faddr = Signal(range(max(2, info.n_inputs)))           # the buffer address read
+        # the ring (streaming): the address of its oldest row, the next STEP's; the rows it holds
+        self.head = Signal(range(max(2, info.n_inputs)), name="head")
+        self.fill = Signal(range((rows or 0) + 1), name="fill")
         # the sender
         self.sender_state = Signal(SenderState)
-        self.kind, self.rseq, self.rcode = Signal(2, name="kind"), Signal(8, name="rseq"), Signal(8, name="rcode")
+        self.kind, self.rseq, self.rcode = (Signal(2, name="kind"), Signal(8, name="rseq"),
+                                         Signal(self.code_bits, name="rcode"))
         self.idx = Signal(16)                                      # byte index within the header or payload
         self.tcrc = Signal(16)
         self.word = Signal(32)                                     # the output word being sent
@@ -230,13 +263,19 @@ class Link(wiring.Component):
         else:
             code, code_done, code_addr = b, Const(1), self.count
         in_range = (code.as_signed() >= lo) & (code.as_signed() <= hi) if info.signed else (code <= hi)
-        store = (self.cmd == P.INFER) & (self.length == info.infer_len)
-        return _Received(crc16_next(self.crc, b), code, code_done, code_addr, in_range, store)
+        infer = (self.cmd == P.INFER) & (self.length == info.infer_len)
+        step = (self.cmd == P.STEP) & (self.length == self.step_len) if self.rows else Const(0)
+        if self.rows:                                              # a STEP's codes go to the oldest row
+            code_addr = Mux(step, self.head + code_addr, code_addr)
+        return _Received(crc16_next(self.crc, b), code, code_done, code_addr, in_range, infer | step, step)
 
     def _window_write(self, m: Module, write, rx: _Received) -> None:
         """An INFER's payload into the window buffer, a code at its last byte, only while it is not full."""
         m.d.comb += [write.addr.eq(rx.code_addr), write.data.eq(rx.code),
                      write.en.eq(self.payload_byte & rx.code_done & rx.store & ~self.full)]
+        if self.rows:                          # an INFER overwrites the ring from its first code: it is empty
+            with m.If(write.en & ~rx.step):    # until the INFER is accepted (`_parser_crc1`)
+                m.d.sync += self.fill.eq(0)
 
     def _parser(self, m: Module, rx: _Received) -> None:
         m.d.comb += self.rx.ready.eq(1)
@@ -346,7 +385,12 @@ class Link(wiring.Component):
                 with m.Else():
                     self._reply(m, K_RESULT)
                     with m.If(self.queue.w_rdy):                   # never compute a window nobody will read
-                        m.d.sync += self.full.eq(1)
+                        m.d.sync += [self.full.eq(1), self.head.eq(0)]
+                        if self.rows:
+                            m.d.sync += self.fill.eq(self.rows)
+            if self.rows:                                          # (no ring: STEP is an unknown command)
+                with m.Elif(self.cmd == P.STEP):
+                    self._accept_step(m)
             with m.Elif(self.cmd == P.INFO):
                 with m.If(self.length != 0):
                     self._reply(m, K_ERROR, P.ERR_LENGTH)
@@ -357,6 +401,30 @@ class Link(wiring.Component):
         with m.Elif(self.timeout):
             self._reply(m, K_ERROR, P.ERR_TIMEOUT)
             m.next = "HUNT"
+
+    def _accept_step(self, m: Module) -> None:
+        """A STEP's checks (INFER's, with its LEN), then: the row it wrote becomes the newest, the ring's oldest
+        row the next one (`head` one row on, wrapping); RESULT of the ring's window once it holds rows rows,
+        else FILLING with the rows it holds. A reply the queue cannot take accepts nothing."""
+        with m.If(self.length != self.step_len):
+            self._reply(m, K_ERROR, P.ERR_LENGTH)
+        with m.Elif(self.bad_code):
+            self._reply(m, K_ERROR, P.ERR_CODE)
+        with m.Elif(self.blocked | self.full):
+            self._reply(m, K_ERROR, P.ERR_BUSY)
+        with m.Else():
+            window = self.fill >= self.rows - 1
+            with m.If(window):
+                self._reply(m, K_RESULT)
+            with m.Else():
+                self._reply(m, K_FILLING, self.fill + 1)
+            with m.If(self.queue.w_rdy):
+                last_row = self.info.n_inputs - self.cols
+                m.d.sync += self.head.eq(Mux(self.head == last_row, 0, self.head + self.cols))
+                with m.If(window):
+                    m.d.sync += [self.full.eq(1), self.fill.eq(self.rows)]
+                with m.Else():
+                    m.d.sync += self.fill.eq(self.fill + 1)
 
     # ---------------------------------------------------------------------------------- the feeder
     def _feeder(self, m: Module, read) -> None:
@@ -370,18 +438,29 @@ class Link(wiring.Component):
                 self._feeder_send(m)
         show_fsm_state(m, fsm, self.feeder_state, FeederState)
 
+    def _feed_start(self):
+        """The address a window starts at: the ring's oldest row (`head`: 0 after an INFER), which stays put
+        while the window is fed (the buffer is full)."""
+        if self.fault == "ring_start":         # a deliberately wrong ring: the window starts a row late
+            return Mux(self.head == self.info.n_inputs - self.cols, 0, self.head + self.cols)
+        return self.head
+
     def _feeder_idle(self, m: Module) -> None:
         with m.If(self.full & ~self.acc_busy):
             m.d.comb += self.acc_start.eq(1)
-            m.d.sync += self.faddr.eq(0)
+            m.d.sync += self.faddr.eq(self._feed_start())
             m.next = "READ"
 
     def _feeder_send(self, m: Module) -> None:
+        """One code, then the next address: one on, wrapping at the buffer's end (the ring's rows in order);
+        the window ends when the next address is its start again (n_inputs codes, no counter)."""
         m.d.comb += self.acc_input.valid.eq(1)
         with m.If(self.acc_input.ready):
-            m.d.sync += self.faddr.eq(self.faddr + 1)
+            last = self.info.n_inputs - 1
+            following = Mux(self.faddr == last, 0, self.faddr + 1)
+            m.d.sync += self.faddr.eq(following)
             m.next = "READ"
-            with m.If(self.faddr == self.info.n_inputs - 1):
+            with m.If(following == self._feed_start()):
                 m.d.comb += self.free_buf.eq(1)
                 m.next = "IDLE"
 
@@ -394,8 +473,7 @@ class Link(wiring.Component):
             with m.State("IDLE"):
                 self._sender_idle(m)
             with m.State("WAIT"):
-                with m.If(self.acc_output.valid):
-                    m.next = "HEAD"
+                self._sender_wait(m)
             with m.State("HEAD"):
                 self._sender_head(m)
             with m.State("WORD"):
@@ -415,6 +493,8 @@ class Link(wiring.Component):
                 m.d.comb += self.plen.eq(self.info.n_outputs * P.WORD_BYTES)
             with m.Case(K_INFO):
                 m.d.comb += self.plen.eq(P.INFO_LEN)
+            with m.Case(K_FILLING):
+                m.d.comb += self.plen.eq(P.FILLING_LEN)
             with m.Default():
                 m.d.comb += self.plen.eq(1)
         with m.Switch(self.kind):
@@ -427,12 +507,23 @@ class Link(wiring.Component):
         m.d.comb += queue.r_en.eq(1)
         with m.If(queue.r_rdy):
             r = queue.r_data
-            m.d.sync += [self.kind.eq(r[0:2]), self.rseq.eq(r[2:10]), self.rcode.eq(r[10:18]), self.idx.eq(0),
+            m.d.sync += [self.kind.eq(r[0:2]), self.rseq.eq(r[2:10]), self.rcode.eq(r[10:]), self.idx.eq(0),
                          self.tcrc.eq(P.CRC_INIT)]
             with m.If(r[0:2] == K_RESULT):
                 m.next = "WAIT"
             with m.Else():
                 m.next = "HEAD"
+
+    def _sender_wait(self, m: Module) -> None:
+        """A RESULT's first word is taken as soon as the accelerator offers it (before the header goes out):
+        a one-word model's accelerator is then free for the next window while the reply is on the line."""
+        if not self.info.n_outputs:
+            m.next = "HEAD"
+            return
+        m.d.comb += self.acc_output.ready.eq(1)
+        with m.If(self.acc_output.valid):
+            m.d.sync += self.word.eq(self.acc_output.payload)
+            m.next = "HEAD"
 
     def _sender_head(self, m: Module) -> None:
         """SOF, CMD, SEQ, LEN (the CRC from CMD on); then the payload, a RESULT's first word first."""
@@ -448,7 +539,7 @@ class Link(wiring.Component):
                 m.d.sync += self.tcrc.eq(crc16_next(self.tcrc, self.byte))
             with m.If(idx == P.HEADER_LEN - 1):
                 m.d.sync += idx.eq(0)
-                m.next = "WORD" if self.info.n_outputs else "CRC0"
+                m.next = "PAYLOAD" if self.info.n_outputs else "CRC0"   # a RESULT holds its first word
                 with m.If(self.kind != K_RESULT):
                     m.next = "PAYLOAD"
 
@@ -470,6 +561,8 @@ class Link(wiring.Component):
                     for i, v in enumerate(self.info.payload()):
                         with m.Case(i):
                             m.d.comb += self.byte.eq(v)
+            with m.Case(K_FILLING):                                 # the rows held, 2 bytes LE
+                m.d.comb += self.byte.eq(Mux(idx[0], self.rcode >> 8, self.rcode[:8]))
             with m.Default():
                 m.d.comb += self.byte.eq(self.rcode)
         with m.If(self.sent):

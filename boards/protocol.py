@@ -13,7 +13,8 @@ Every message, in both directions, is one frame::
     CRC      2 bytes  CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not reflected, no final xor) over
                       CMD, SEQ, LEN and PAYLOAD, little-endian
 
-The line is 8N1 (8 data bits, no parity, one stop bit, least significant bit first), 115200 baud by default.
+The line is 8N1 (8 data bits, no parity, one stop bit, least significant bit first), 115200 baud by default
+(`--baud`: a standard rate up to 3,000,000 that the board clock makes within 2 %, `boards.uart`).
 
 Commands, host -> device
 ------------------------
@@ -26,6 +27,17 @@ Commands, host -> device
                 bytes_per_code from INFO_REPLY's input code bits (`DeviceInfo.bytes_per_code`); LEN must
                 equal n_inputs x bytes_per_code (n_inputs = rows x cols). Reply: RESULT.
 ``INFO  0x02``  empty payload. Reply: INFO_REPLY.
+``STEP  0x03``  streaming: payload: ONE new sample, the input buffer's next row (cols codes, bytes_per_code
+                bytes each, coded as INFER's; LEN must equal cols x bytes_per_code, `DeviceInfo.step_len`).
+                The device keeps the window as a ring of its rows rows: the row replaces the oldest one,
+                and the window ending at this sample (oldest row first, the order INFER sends) is computed.
+                Reply: RESULT of that window once the ring holds rows rows, else FILLING. An accepted INFER
+                fills the ring with its window (so an INFER of the first window, then one STEP per new
+                sample, is a stream whose every reply is a RESULT); an INFER frame that fails after its
+                payload began to reach the ring (bad CRC, bad code, timeout) leaves it empty (its old rows
+                partly overwritten). The ring is empty after power-up. Only for programs with time
+                tokens (one row per time step); with series tokens (`IntProgram.series_tokens`, the window
+                transposed) the device answers STEP with ERROR 3 (unknown command).
 
 Replies, device -> host
 -----------------------
@@ -39,35 +51,43 @@ Replies, device -> host
                     (1 byte: the accelerator's P), model checksum (4 bytes LE: `program_checksum`).
                     Unchanged by the 2-byte codes: bytes_per_code follows from the input code bits (1 up
                     to 8 bits, else 2), so hosts and devices of 8-bit models read each other as before.
+``FILLING 0x83``    STEP's reply while the ring holds fewer than rows rows: payload 2 bytes LE, the rows it
+                    holds now (1..rows-1); a STEP with rows - 1 rows held is answered RESULT.
 ``ERROR 0xE0``      payload: one byte, the error code; SEQ is the SEQ of the frame that failed (0 when the
                     frame broke off before its SEQ byte).
 
 Error codes: ``1`` bad CRC; ``2`` bad length (INFER's LEN is not n_inputs x bytes_per_code, INFO's is not 0,
-or any LEN is larger than n_inputs x bytes_per_code); ``3`` unknown command; ``4`` frame timeout (the bytes of
-a frame stopped for longer than the device's frame timeout, `FRAME_TIMEOUT_S` on a board); and two the device
-adds: ``5`` bad code (an input code outside the input buffer's code range, only possible for input codes
-narrower than 8 bits or, with 2-byte codes, narrower than 16 bits) and
-``6`` busy (an INFER arrived while an earlier one was still waiting for the accelerator: the device holds
-one window in flight and one waiting; wait for a RESULT before sending more).
+STEP's is not cols x bytes_per_code, or any LEN is larger than n_inputs x bytes_per_code); ``3`` unknown
+command; ``4`` frame timeout (the bytes of a frame stopped for longer than the device's frame timeout,
+`FRAME_TIMEOUT_S` on a board); and two the device adds: ``5`` bad code (an input code outside the input
+buffer's code range, only possible for input codes narrower than 8 bits or, with 2-byte codes, narrower than
+16 bits) and ``6`` busy (an INFER or STEP arrived while an earlier window was still waiting for the
+accelerator: the device holds one window in flight and one waiting; wait for a RESULT before sending
+more). A STEP answered with an ERROR left the ring as it was.
 
 How the device parses
 ---------------------
-It hunts for SOF, skipping any other byte. After the header, a LEN larger than n_inputs x bytes_per_code
-(the largest payload it accepts) is answered at once with ERROR 2, and it goes back to hunting: the rest of that frame is
-skipped as garbage. Otherwise it takes LEN payload bytes and the CRC; then, in this order: a bad CRC ->
-ERROR 1; an unknown command -> ERROR 3; a bad length -> ERROR 2; a bad code -> ERROR 5; INFER while a
-window waits -> ERROR 6; else the request is accepted. INFER payloads are buffered and reach the accelerator
-only once the CRC has checked. Bytes are parsed while the accelerator computes; replies leave in the order
+It hunts for SOF, skipping any other byte. After the header, a LEN larger than n_inputs x bytes_per_code (the
+largest payload it accepts) is answered at once with ERROR 2, and it goes back to hunting: the rest of that
+frame is skipped as garbage. Otherwise it takes LEN payload bytes and the CRC; then, in this order: a bad CRC
+-> ERROR 1; an unknown command -> ERROR 3; a bad length -> ERROR 2; a bad code -> ERROR 5; INFER or STEP while
+a window waits -> ERROR 6; else the request is accepted. INFER payloads are buffered and reach the accelerator
+only once the CRC has checked; so do STEP rows (a STEP that fails wrote at most the ring's oldest row, the one
+the next accepted STEP replaces). Bytes are parsed while the accelerator computes; replies leave in the order
 their requests (or failures) completed, so a RESULT goes out before the reply to any later request. If the
 bytes stop mid-frame for the frame timeout, it answers ERROR 4 and hunts again. A reply queue of 4 frames
-holds replies waiting for the line; one that finds the queue full is dropped (the board's error LED shows
-it), which only a host that does not read its replies can cause.
+holds replies waiting for the line; one that finds the queue full is dropped (the board's error LED shows it),
+which only a host that does not read its replies can cause.
 
 Host rules
 ----------
-Send one request (or two INFERs) and read the reply. After an ERROR, or no reply within the reply timeout,
-stay silent for longer than the frame timeout before resending: then the device is hunting for SOF again
-whatever bytes it saw (a corrupt LEN, or an SOF among skipped bytes, can otherwise swallow the resent
+Send one request (or two INFERs, or two STEPs) and read the reply. A stream (`Session.stream`): INFER of the
+first window, then STEP of each next sample, two outstanding at most, in order. A STEP that fails is not
+resent as it is (a later STEP in flight may have moved the ring on): the host drops the later ones and,
+after the silence below, resynchronizes with an INFER of the window ending at the failed sample (it refills
+the ring), then streams on from there. After an ERROR, or no reply within the reply
+timeout, stay silent for longer than the frame timeout before resending: then the device is hunting for SOF
+again whatever bytes it saw (a corrupt LEN, or an SOF among skipped bytes, can otherwise swallow the resent
 frame's first bytes; the resent frame would then fail, never be misread). `boards.host` follows them.
 The host's `FrameDecoder` re-scans from the byte after a failed SOF, so it never needs such a pause.
 """
@@ -91,10 +111,13 @@ MAX_LEN = 0xFFFF
 # commands
 INFER = 0x01
 INFO = 0x02
+STEP = 0x03
 RESULT = 0x81
 INFO_REPLY = 0x82
+FILLING = 0x83
 ERROR = 0xE0
-COMMAND_NAMES = {INFER: "INFER", INFO: "INFO", RESULT: "RESULT", INFO_REPLY: "INFO_REPLY", ERROR: "ERROR"}
+COMMAND_NAMES = {INFER: "INFER", INFO: "INFO", STEP: "STEP", RESULT: "RESULT", INFO_REPLY: "INFO_REPLY",
+                 FILLING: "FILLING", ERROR: "ERROR"}
 
 # error codes (payload of ERROR)
 ERR_CRC = 1
@@ -108,6 +131,7 @@ ERROR_NAMES = {ERR_CRC: "bad CRC", ERR_LENGTH: "bad length", ERR_COMMAND: "unkno
 
 WORD_BYTES = 4                  # one RESULT word
 INFO_LEN = 10                   # INFO_REPLY payload
+FILLING_LEN = 2                 # FILLING payload
 FRAME_TIMEOUT_S = 0.1           # the boards' frame timeout (`boards.top`)
 REPLY_QUEUE = 4                 # replies the device holds waiting for the line
 
@@ -360,6 +384,34 @@ def infer_payload(codes, info: DeviceInfo | None = None, bytes_per_code: int | N
     if bytes_per_code == 1:
         return bytes((flat & 0xFF).astype(np.uint8).tobytes())
     return bytes((flat & 0xFFFF).astype("<u2").tobytes())
+
+
+def stream_rows(program) -> int:
+    """The rows of a program's ring (its input buffer's rows, one per time step) for STEP; a program with
+    series tokens (the window transposed: a sample is a column) cannot stream."""
+    if program.series_tokens:
+        raise IntformerError("streaming (STEP) needs a model with time tokens: with --tokens series the window "
+                             "is transposed and a new sample is a column, not a row; send whole windows instead")
+    return program.input.rows
+
+
+def step_payload(row, info: DeviceInfo, rows: int) -> bytes:
+    """One sample (the input buffer's next row: n_inputs / rows codes) -> STEP payload, coded as INFER's."""
+    flat = np.asarray(row, dtype=np.int64).reshape(-1)
+    cols = info.n_inputs // rows
+    if flat.size != cols:
+        raise IntformerError(f"a sample of {flat.size} codes; the device's rows hold {cols}")
+    lo, hi = info.code_range
+    if flat.size and (flat.min() < lo or flat.max() > hi):
+        raise IntformerError(f"input codes outside {lo}..{hi}; quantize with model.intref.quantize_input")
+    return infer_payload(flat, bytes_per_code=info.bytes_per_code)
+
+
+def filling_rows(payload: bytes) -> int:
+    """FILLING payload -> the rows the device's ring holds."""
+    if len(payload) != FILLING_LEN:
+        raise IntformerError(f"FILLING payload of {len(payload)} bytes, expected {FILLING_LEN}")
+    return payload[0] | payload[1] << 8
 
 
 def result_words(payload: bytes) -> np.ndarray:

@@ -10,7 +10,8 @@ clocks, link pins and LEDs): with the UART link, the UART pins of the board's US
 link, the board's `SpiPins` (added to the platform as the resource "spi_link" 0); the frame timeout
 (`protocol.FRAME_TIMEOUT_S`) in cycles, and status LEDs. The link is the UART where the board has one, SPI
 otherwise (the OrangeCrab); `link="spi"` puts any board's link on SPI. `logic_lanes` (the MAC lanes that
-multiply in logic, `accel.resources.lanes_in_logic`) goes down to the accelerator as it is made.
+multiply in logic, `accel.resources.lanes_in_logic`) goes down to the accelerator as it is made. The link's
+streaming ring (the protocol's STEP) has the program's input rows (`ring_rows`: none for series tokens).
 
 LED roles: alive / busy / error / rx activity (iCEBreaker: green alive, on while busy; red error; the
 OrangeCrab's RGB LED likewise: green alive and busy, red error, blue rx activity). The SPI pins follow the
@@ -121,6 +122,12 @@ def _linked_accelerator(program: IntProgram, lanes: int, logic_lanes: int) -> tu
     return P.DeviceInfo.from_program(program, lanes), accelerator
 
 
+def ring_rows(program: IntProgram) -> int | None:
+    """The rows of the link's streaming ring (`protocol` STEP): the input buffer's rows for time tokens; None
+    (no streaming: STEP is an unknown command) for series tokens, whose samples are columns."""
+    return None if program.series_tokens else program.input.rows
+
+
 def _connect(m: Module, link: Link, acc: Accelerator) -> None:
     """The link's accelerator side to the accelerator."""
     m.d.comb += [
@@ -161,7 +168,7 @@ class SimTop(wiring.Component):
         m.submodules.acc = acc = self.accelerator
         m.submodules.uart_rx = urx = UARTRx(self.divisor)
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
-        m.submodules.link = link = Link(self.info, self.timeout_cycles)
+        m.submodules.link = link = Link(self.info, self.timeout_cycles, rows=ring_rows(self.program))
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.output, link.rx)
         wiring.connect(m, link.tx, utx.input)
@@ -205,7 +212,7 @@ class SpiSimTop(wiring.Component):
         m = Module()
         m.submodules.acc = acc = self.accelerator
         m.submodules.spi = spi = self.spi
-        m.submodules.link = link = Link(self.info, self.timeout_cycles)
+        m.submodules.link = link = Link(self.info, self.timeout_cycles, rows=ring_rows(self.program))
         m.d.comb += [spi.sck.eq(self.sck), spi.copi.eq(self.copi), spi.cs_n.eq(self.cs_n),
                      self.cipo.eq(spi.cipo)]
         wiring.connect(m, spi.output, link.rx)

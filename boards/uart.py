@@ -1,7 +1,8 @@
 """An 8N1 UART: `UARTRx` and `UARTTx`, byte streams on one side, the serial line on the other.
 
 The line idles high; a byte is a start bit (0), 8 data bits least significant first, and a stop bit (1),
-each `divisor` clock cycles long (divisor = clock frequency / baud rate, rounded; `divisor_for`).
+each `divisor` clock cycles long (divisor = clock frequency / baud rate, rounded; `divisor_for`). The rates
+a build takes: `STANDARD_BAUDS` (`check_baud`), 115,200 by default, up to 3,000,000 (divisor 4 at 12 MHz).
 """
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ from amaranth.lib.wiring import In, Out
 from intformer.model.errors import IntformerError
 
 MIN_DIVISOR = 4
+DEFAULT_BAUD = 115200              # the safe default: every USB-serial bridge carries it
+MAX_BAUD = 3_000_000               # the iCEBreaker's FT2232H carries 1 to 3 Mbaud
+STANDARD_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1_000_000,
+                  1_152_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000)
+
+
+def check_baud(baud: int) -> int:
+    """`baud` if it is one of the standard rates the host's serial drivers set (`STANDARD_BAUDS`, up to
+    3 Mbaud); otherwise one clear error naming them. Whether the board clock makes it: `divisor_for`."""
+    if baud not in STANDARD_BAUDS:
+        rates = ", ".join(f"{b:,}" for b in STANDARD_BAUDS)
+        raise IntformerError(f"--baud {baud:,} is not a standard serial rate up to {MAX_BAUD:,}: choose one "
+                             f"of {rates}")
+    return baud
 
 
 def divisor_for(clock_hz: float, baud: int, tolerance: float = 0.02) -> int:
@@ -25,9 +40,16 @@ def divisor_for(clock_hz: float, baud: int, tolerance: float = 0.02) -> int:
                              f"(needs at least {MIN_DIVISOR} cycles per bit)")
     error = abs(clock_hz / divisor - baud) / baud
     if error > tolerance:
+        good = [f"{b:,}" for b in STANDARD_BAUDS if b >= DEFAULT_BAUD and _makes(clock_hz, b, tolerance)]
         raise IntformerError(f"{baud} baud from a {clock_hz / 1e6:g} MHz clock is off by {error:.1%} "
-                             f"(divisor {divisor}); choose another baud rate")
+                             f"(divisor {divisor}); choose another baud rate (this clock makes "
+                             f"{', '.join(good) or 'none of the standard rates'})")
     return divisor
+
+
+def _makes(clock_hz: float, baud: int, tolerance: float) -> bool:
+    divisor = round(clock_hz / baud)
+    return divisor >= MIN_DIVISOR and abs(clock_hz / divisor - baud) / baud <= tolerance
 
 
 class UARTRx(wiring.Component):

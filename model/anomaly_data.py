@@ -391,6 +391,9 @@ def load_anomaly(path=None, fmt: str | None = None, protocol: str | None = None,
                  features: list[str] | None = None, train_end: int | None = None,
                  val_fraction: float = VAL_FRACTION) -> AnomalySet:
     """Dispatch on `fmt` (None: a folder is skab, *_UCR_Anomaly_* or TimeEval pairs ucr, else csv)."""
+    if path is not None and not Path(path).exists():
+        raise IntformerError(f"{path}: no such file or folder; give a SKAB folder, a UCR anomaly series or a "
+                             "labelled CSV")
     if fmt is None:
         p = Path(path) if path is not None else None
         fmt = ("ucr" if p is None or "_UCR_Anomaly_" in p.name or re.search(r"_(TRAIN|TEST)\.csv$", p.name)
@@ -456,3 +459,16 @@ def make_anomaly_windows(aset: AnomalySet, window: int, part: str) -> AnomalyWin
         raise IntformerError(f"{aset.source}: the {part} part is empty; no {part} windows")
     return AnomalyWindows(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32),
                           np.concatenate(ls).astype(np.int8), np.concatenate(es), np.concatenate(rs))
+
+
+def load_anomaly_spec(spec: dict) -> AnomalySet:
+    """`load_anomaly` from a command's data spec (`scripts.options.data_spec`: the keys it shares with the
+    forecasting and classification specs; the others must be unset)."""
+    for key in ("target", "sensor", "split_time", "unequal", "length", "stride", "label_by", "group"):
+        if spec.get(key):
+            raise IntformerError(f"--{key.replace('_', '-')} is not an anomaly-detection option; drop it")
+    if spec.get("fmt") not in (None,) + ANOMALY_FORMATS:
+        raise IntformerError(f"--format {spec['fmt']} is not an anomaly format; use one of: "
+                             f"{', '.join(ANOMALY_FORMATS)}")
+    return load_anomaly(spec.get("path"), spec.get("fmt"), spec.get("protocol"), spec.get("label"),
+                        spec.get("features"))

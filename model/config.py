@@ -10,7 +10,8 @@ ACTIVATIONS = ("relu", "gelu")
 SOFTMAXES = ("lut", "poly")
 POOLINGS = ("mean", "flatten")
 TOKENS = ("time", "series")
-TASKS = ("forecast", "classify")   # "detect" (anomaly detection) is planned: `intformer --task detect` says so
+TASKS = ("forecast", "classify", "detect")
+DETECT_MODES = ("reconstruct", "forecast")   # a detector's error: of the window's last row, or of the next row
 MAX_CLASSES = 255     # a classifier's class word is an output word beside its scores: one byte holds the index
 MAX_IO_BITS = 12      # input codes (the level steps and the skip read them; the first matrix product stays at 8 bits)
 
@@ -40,7 +41,13 @@ class ModelConfig:
     level: bool | None = None    # the Transformer sees the window minus each series' last value (level removal;
                                  # None: on with the last-value skip, which adds the level back)
     dropout: float = 0.3         # training only (before each encoder layer and before the head); not exported
-    task: str = "forecast"       # "classify": the head maps the pooled tokens to `classes` scores, then argmax
+    task: str = "forecast"       # "classify": the head maps the pooled tokens to `classes` scores, then argmax;
+                                 # "detect": the head estimates one row of every input series, and the chip
+                                 # scores the estimate's error against the actual row and flags
+                                 # score > threshold (`detect_mode`)
+    detect_mode: str = "reconstruct"   # detect: "reconstruct" the window's last row from the whole window (an
+                                 # autoencoder through the pooled tokens; the input is the window), or
+                                 # "forecast" the next row (the input is the window, then the actual row)
     classes: int = 0             # classify: C, the number of classes (the data decides it); 0 for forecasting
 
     def validate(self) -> "ModelConfig":
@@ -72,18 +79,44 @@ class ModelConfig:
                  f"{self.classes}; merge classes or drop rare ones")
             need(not self.skip and not self.use_level,
                  "the last-value skip and level removal are forecasting steps: a classifier runs without them")
+        if self.task == "detect":
+            need(not self.skip, "the last-value skip forecasts one target; a detector estimates every series: "
+                 "use --no-skip")
+            need(self.detect_mode in DETECT_MODES, f"--detect-mode must be one of {', '.join(DETECT_MODES)}, "
+                 f"got {self.detect_mode!r}")
+            need(not (self.detect_mode == "reconstruct" and self.use_level), "level removal makes the window's "
+                 "last row zero, so there is nothing to reconstruct: use --no-level or --detect-mode forecast")
+            need(self.tokens == "time", "anomaly detection takes time tokens (--tokens time): the actual next row "
+                 "follows the window as one more row of the input")
         need(not (self.tokens == "series" and self.inputs < 2),
              "--tokens series needs multivariate data (two or more input series): add --features or --multivariate")
         return self
 
     @property
     def use_level(self) -> bool:
+        """Level removal: by default on with the last-value skip. Off for a detector by default (and refused in
+        its reconstruct mode, where it would zero the row to reconstruct): on SKAB valve1 a forecasting
+        detector that sees the window's level flags the sustained faults that one seeing only its shape
+        forecasts well (int8, 0.99 quantile: F1 0.17 against 0.02; README "Anomaly detection")."""
         return self.skip if self.level is None else bool(self.level)
 
     @property
     def outputs(self) -> int:
-        """The head's outputs: the forecast's H steps, or a classifier's C scores."""
+        """The head's outputs: the forecast's H steps, a classifier's C scores, a detector's next row."""
+        if self.task == "detect":
+            return self.inputs
         return self.classes if self.task == "classify" else self.horizon
+
+    @property
+    def input_rows(self) -> int:
+        """Rows of the input buffer: the tokens, and for a forecasting detector one more, the actual next row."""
+        return self.n_tokens + (self.task == "detect" and self.detect_mode == "forecast")
+
+    @property
+    def actual_row(self) -> int:
+        """A detector's row of the input that its errors are taken against: the window's last (reconstruct)
+        or the one after the window (forecast)."""
+        return self.window - 1 if self.detect_mode == "reconstruct" else self.window
 
     @property
     def n_tokens(self) -> int:
@@ -108,6 +141,8 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         d = {"level": False, **d}      # records written before --level existed had no level removal
+        if d.get("task") == "detect":
+            d = {"detect_mode": "forecast", **d}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

@@ -333,7 +333,7 @@ def load_series(path: str | None = None, fmt: str | None = None, target: str | N
                 sensor: str | None = None, split_time: str | None = None,
                 multivariate: bool = False, unequal: str | None = None, label: str | None = None,
                 stride: int | None = None, label_by: str | None = None, group: str | None = None,
-                length: int | None = None) -> Series:
+                length: int | None = None, protocol: str | None = None, quantile: float | None = None) -> Series:
     """Load a table as a Series; `splits` say which rows' targets belong to train/val/test.
 
     Splits (details in the module docstring): csv and the embedded default 70/10/20 by rows in time order;
@@ -349,12 +349,19 @@ def load_series(path: str | None = None, fmt: str | None = None, target: str | N
                                   ("--stride", stride), ("--label-by", label_by), ("--group", group)) if v is not None]
     if given:                    # labelled series or a labelled CSV (model.tsdata): a classifier's data
         raise IntformerError(f"{given[0]} is for classification data (labelled series); add --task classify")
+    given = [name for name, v in (("--format skab", fmt == "skab" or None), ("--format ucr", fmt == "ucr" or None),
+                                  ("--protocol", protocol), ("--quantile", quantile)) if v is not None]
+    if given:                    # model.anomaly_data: a detector's data
+        raise IntformerError(f"{given[0]} is for anomaly detection data; add --task detect")
     if path is None:
         if fmt not in (None, "csv"):
             raise IntformerError(f"--format {fmt} needs a data file path; without one the embedded "
                                  "TMY3 weather file is used")
         fmt, name, table = "tmy3", "tmy3-greensboro", _read_embedded()
     else:
+        if Path(path).is_dir():
+            raise IntformerError(f"{path}: is a folder; a forecaster reads one CSV file (a SKAB folder is anomaly "
+                                 "data: add --task detect)")
         name = Path(path).stem
         fmt = fmt or ("ett" if Path(path).name.startswith("ETT")
                       else "pems" if "pems" in Path(path).name.lower() else "csv")

@@ -78,6 +78,39 @@ def plot_forecast(path: Path, truth: np.ndarray, preds: dict[str, np.ndarray], t
     plt.close(fig)
 
 
+def plot_timeline(path: Path, signal: np.ndarray, score: np.ndarray, threshold: int, labels: np.ndarray,
+                  flags: np.ndarray, experiment: np.ndarray, title: str, limit: int = 3000) -> None:
+    """The anomaly timeline a person looks at: the signal (each channel, scaled), the integer score with its
+    threshold, and the true and flagged anomalous rows as shaded bands, over the first `limit` test rows
+    (experiments one after another, their boundaries marked)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(limit, len(score))
+    t = np.arange(n)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True)
+    top.plot(t, signal[:n], lw=0.6)
+    top.set_ylabel("signal (scaled)")
+    bottom.plot(t, score[:n], color="black", lw=0.7, label="score (integer)")
+    bottom.axhline(threshold, color="red", lw=1.0, ls="--", label=f"threshold {threshold:,}")
+    bottom.set_yscale("symlog", linthresh=max(1.0, threshold / 10))
+    bottom.set_ylabel("score")
+    for ax in (top, bottom):
+        ax.fill_between(t, 0, 1, where=np.asarray(labels[:n]) > 0, transform=ax.get_xaxis_transform(),
+                        color="orange", alpha=0.25, lw=0, label="true anomaly")
+        ax.fill_between(t, 0, 0.08, where=np.asarray(flags[:n]) > 0, transform=ax.get_xaxis_transform(),
+                        color="red", alpha=0.8, lw=0, label="flagged on the chip")
+        for b in np.flatnonzero(np.diff(experiment[:n])) + 1:
+            ax.axvline(b, color="grey", lw=0.5)
+    bottom.set_xlabel("test row (experiments in order)")
+    bottom.legend(loc="upper left", fontsize=7, ncol=4)
+    top.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # ------------------------------------------------------------------------------------------ classification
 
 def classification_metrics(pred: np.ndarray, truth: np.ndarray, classes: int) -> dict:

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from . import intops
-from .program import (ONES, Affine, ArgmaxStep, Buffer, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
+from .program import (ONES, Affine, ArgmaxStep, Buffer, DetectStep, IntProgram, LayerNormStep, LinearStep, Requant, Residual,
                       SoftmaxStep)
-from .qat import (ActQuant, QATForecaster, QuantLinear, affine_constants, requant_constants,
+from .qat import (ActQuant, QATForecaster, QuantLinear, affine_constants, error_constants, requant_constants,
                   layernorm_constants, level_constants, residual_constants)
 
 
@@ -83,13 +83,13 @@ def _level_steps(bld: _Builder, model: QATForecaster) -> str:
     the X operand's column n-1 against a 1 x 1 weight, broadcast over columns by a 1 x n row of ones.
     """
     cfg, q_in = model.cfg, model.q_in
-    rows, cols = cfg.n_tokens, cfg.token_dim
+    rows, cols = cfg.input_rows, cfg.token_dim      # a detector's actual next row is centred too
     ident = _requant(q_in.scale, q_in)                  # codes to the same codes: m = 2^14, s = 14
     res = level_constants(q_in.scale, model.q_level)
     xc = bld.buffer(_buf("xc", rows, cols, model.q_level))
     if cfg.tokens == "time":
         xl = bld.buffer(_buf("xl", 1, cols, q_in))
-        bld.steps.append(LinearStep("level.last", ONES, "x", xl, 1, 1, cols, w_row=rows - 1, requant=ident))
+        bld.steps.append(LinearStep("level.last", ONES, "x", xl, 1, 1, cols, w_row=cfg.window - 1, requant=ident))
         bld.steps.append(LinearStep("level.center", ONES, xl, xc, rows, 1, cols, requant=ident, residual=res))
     else:
         xl = bld.buffer(_buf("xl", rows, 1, q_in))
@@ -107,7 +107,7 @@ def to_program(model: QATForecaster) -> IntProgram:
     cfg = model.cfg
     t, d, dh = cfg.n_tokens, cfg.d_model, cfg.d_model // cfg.heads
     bld = _Builder()
-    bld.buffer(_buf("x", t, cfg.token_dim, model.q_in))
+    bld.buffer(_buf("x", cfg.input_rows, cfg.token_dim, model.q_in))
 
     s_x = model.q_in.scale
     embed_x, s_e = "x", s_x
@@ -196,6 +196,8 @@ def to_program(model: QATForecaster) -> IntProgram:
     acc = model.head.acc_scale(s_p)
     bld.tensor("head.w", _weights(model.head))
     bld.tensor("head.b", _bias(model.head.bias, acc))
+    if cfg.task == "detect":
+        return _detector_head(bld, model, (head_x, flat, k), acc, (embed_x, s_e))
     if cfg.skip:
         # forecast = last observed target (an input code) + the head's output, both requantized to 16 bits
         last = (t - 1, cfg.target_index) if cfg.tokens == "time" else (cfg.target_index, cfg.window - 1)
@@ -217,3 +219,20 @@ def to_program(model: QATForecaster) -> IntProgram:
     bld.buffers["out"] = Buffer("out", 1, n, intops.bits_signed(lo, hi), True)
     bld.steps.append(LinearStep("head", head_x, "head.w", "out", 1, k, n, x_flat=flat, bias="head.b"))
     return IntProgram(bld.buffers, bld.tensors, bld.steps, "out", acc, s_x, cfg.tokens == "series")
+
+
+def _detector_head(bld: _Builder, model: QATForecaster, head_in: tuple, acc: float, actual: tuple) -> IntProgram:
+    """A detector's head and score: its estimate of the actual row requantized to 16 bits, minus the actual row
+    (`cfg.actual_row` of the input, or of its level-centred copy: `actual` = (buffer, scale)) as a residual
+    sum with a negative multiplier (`qat.error_constants`), giving the C errors; then `DetectStep` appends the score
+    and the flag, which the output port computes as the errors leave."""
+    cfg, (head_x, flat, k), (src, s_src) = model.cfg, head_in, actual
+    c, q = cfg.outputs, model.q_err
+    res = error_constants(s_src, model.q_head.scale, q, src)
+    res = Residual(**{**res.__dict__, "row": cfg.actual_row})
+    score_max = c * max(-q.lo, q.hi)
+    bld.buffers["out"] = Buffer("out", 1, c + 2, intops.bits_signed(q.lo, score_max), True)
+    bld.steps.append(LinearStep("head", head_x, "head.w", "out", 1, k, c, x_flat=flat, bias="head.b",
+                                requant=_requant(acc, model.q_head), residual=res))
+    bld.steps.append(DetectStep("detect", "out", "out", 1, c, out_col=c, threshold=int(model.score_threshold)))
+    return IntProgram(bld.buffers, bld.tensors, bld.steps, "out", q.scale, model.q_in.scale, False)

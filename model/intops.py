@@ -263,6 +263,17 @@ def argmax_first(scores):
     return np.argmax(np.asarray(scores, dtype=np.int64), axis=-1).astype(np.int64)   # numpy: first maximum
 
 
+def anomaly_score(errors):
+    """An anomaly detector's integer score: the sum of the magnitudes of its C forecast errors (codes) along
+    the last axis, the L1 residual of SKAB's forecasting baselines. int64; exact for |error| < 2^31."""
+    return np.abs(np.asarray(errors, dtype=np.int64)).sum(axis=-1)
+
+
+def anomaly_flag(score, threshold: int):
+    """1 where the score is STRICTLY greater than the integer threshold (SKAB: residual > UCL), else 0."""
+    return (np.asarray(score, dtype=np.int64) > int(threshold)).astype(np.int64)
+
+
 def lut_apply(z, table, lo: int):
     """table[z - lo]: an elementwise function of a code (integer GELU) as a ROM of 2^bits entries."""
     return np.asarray(table, dtype=np.int64)[np.asarray(z, dtype=np.int64) - lo]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import intops
-from .program import ONES, ArgmaxStep, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
+from .program import ONES, ArgmaxStep, DetectStep, IntProgram, LayerNormStep, LinearStep, SoftmaxStep
 
 
 def quantize_input(program: IntProgram, x_scaled: np.ndarray) -> np.ndarray:
@@ -44,7 +44,9 @@ def _linear(step: LinearStep, bufs: dict, tensors: dict, batch: int) -> np.ndarr
         v = intops.lut_apply(v, tensors[step.lut], rq.lo)
     if step.residual:
         r = step.residual
-        if r.row is not None:
+        if r.row is not None and r.col is None:     # one row of src, column by column
+            src = bufs[r.src][:, r.row:r.row + 1, step.out_col:step.out_col + step.cols]
+        elif r.row is not None:
             src = bufs[r.src][:, r.row:r.row + 1, r.col:r.col + 1]
         else:
             src = bufs[r.src][:, :step.rows, step.out_col:step.out_col + step.cols]
@@ -74,6 +76,10 @@ def run_step(step, bufs: dict, tensors: dict, batch: int) -> None:
             x, tensors[step.g], tensors[step.b], step.s, step.eps, step.lo, step.hi)
     elif isinstance(step, ArgmaxStep):
         bufs[step.out][:, 0, step.out_col] = intops.argmax_first(bufs[step.src][:, 0, :step.cols])
+    elif isinstance(step, DetectStep):
+        score = intops.anomaly_score(bufs[step.src][:, 0, :step.cols])
+        bufs[step.out][:, 0, step.out_col] = score
+        bufs[step.out][:, 0, step.out_col + 1] = intops.anomaly_flag(score, step.threshold)
     else:
         raise TypeError(f"unknown step {step!r}")
 

@@ -100,8 +100,8 @@ def _check_header(header: dict, program: IntProgram) -> None:
             cfg = ModelConfig.from_dict(header["config"]).validate()
         except IntformerError as exc:
             raise ValueError(f"configuration record: {exc}") from None
-        if (program.input.rows, program.input.cols) != (cfg.n_tokens, cfg.token_dim):
-            raise ValueError(f"the configuration's window ({cfg.n_tokens} x {cfg.token_dim}) is not the program's "
+        if (program.input.rows, program.input.cols) != (cfg.input_rows, cfg.token_dim):
+            raise ValueError(f"the configuration's window ({cfg.input_rows} x {cfg.token_dim}) is not the program's "
                              f"input buffer ({program.input.rows} x {program.input.cols})")
     if "scaler" in header:
         try:

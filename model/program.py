@@ -20,7 +20,9 @@ one buffer. Three kinds of step cover the whole Transformer:
 
 A classifier's program ends with one more step, `ArgmaxStep`: the index of its largest score, written into
 the output buffer after the C scores (so the output words are the C scores, then the class), computed by
-the accelerator on the chip and by `intops.argmax_first` in the reference.
+the accelerator on the chip and by `intops.argmax_first` in the reference. An anomaly detector's ends with
+`DetectStep`: after its C forecast errors, the score (the sum of their magnitudes) and the flag (score > T),
+computed on the chip and by `intops.anomaly_score` / `intops.anomaly_flag`.
 """
 from __future__ import annotations
 
@@ -60,7 +62,9 @@ class Residual:
     """clamp(round_shift(src[i, j] * m_src + v * m_new, s), lo, hi): v is the step's requantized value.
 
     With `row` and `col` set, every output adds the one element src[row, col] instead (the forecast head's
-    last-value skip: the model forecasts the change from the last observed target).
+    last-value skip: the model forecasts the change from the last observed target). With only `row` set (a
+    step of one output row), output j adds src[row, out_col + j]: the detector's error against the actual
+    next row of its input (row n of x, or of its level-centred copy).
     """
     src: str
     m_src: int
@@ -150,8 +154,26 @@ class ArgmaxStep:
     kind: str = field(default="argmax")
 
 
-Step = LinearStep | SoftmaxStep | LayerNormStep | ArgmaxStep
-STEP_TYPES = {"linear": LinearStep, "softmax": SoftmaxStep, "layernorm": LayerNormStep, "argmax": ArgmaxStep}
+@dataclass(frozen=True)
+class DetectStep:
+    """An anomaly detector's last step, over its output buffer's first `cols` words (the C forecast errors):
+    out[0, out_col] = intops.anomaly_score(errors) = sum_j |error_j|, and out[0, out_col + 1] =
+    intops.anomaly_flag(score, threshold) = 1 if score > threshold else 0. `threshold` is the integer
+    constant chosen on normal validation windows (`model.anomaly_metrics.quantile_threshold`)."""
+    name: str
+    src: str
+    out: str
+    rows: int                    # always 1: one error vector per window
+    cols: int                    # C, the channels forecast
+    out_col: int                 # the score's column (= cols); the flag is the next one
+    threshold: int
+    kind: str = field(default="detect")
+
+
+FINAL_STEPS = (ArgmaxStep, DetectStep)   # a program's last step that the output port computes, not the datapath
+Step = LinearStep | SoftmaxStep | LayerNormStep | ArgmaxStep | DetectStep
+STEP_TYPES = {"linear": LinearStep, "softmax": SoftmaxStep, "layernorm": LayerNormStep, "argmax": ArgmaxStep,
+              "detect": DetectStep}
 NESTED = {"requant": Requant, "residual": Residual, "affine": Affine}
 
 
@@ -233,6 +255,16 @@ def _check_clamp(where: str, s, lo, hi) -> None:
           f"{where}: clamp range {lo!r}..{hi!r} is not a range")
 
 
+def _error_range(p: IntProgram, st: DetectStep, src: Buffer) -> tuple[int, int]:
+    """The range of a detector's errors: the clamp of the step before it that writes them (its residual's,
+    else its requantization's), else the buffer's code range."""
+    prev = p.steps[-2] if len(p.steps) >= 2 else None
+    if isinstance(prev, LinearStep) and prev.out == st.src and (prev.residual or prev.requant):
+        c = prev.residual or prev.requant
+        return c.lo, c.hi
+    return src.range
+
+
 def _check_program(p: IntProgram) -> None:
     bufs, tens = p.buffers, p.tensors
     _need("x" in bufs and p.output in bufs, "the input buffer x or the output buffer is missing")
@@ -260,8 +292,8 @@ def _check_program(p: IntProgram) -> None:
 
     for st in p.steps:
         where = f"step {getattr(st, 'name', '?')!r}"
-        _need(isinstance(st, (LinearStep, SoftmaxStep, LayerNormStep, ArgmaxStep)) and isinstance(st.name, str),
-              f"{where}: malformed")
+        _need(isinstance(st, (LinearStep, SoftmaxStep, LayerNormStep, ArgmaxStep, DetectStep))
+              and isinstance(st.name, str), f"{where}: malformed")
         _need(_is_int(st.rows, 1, _MAX_DIM) and _is_int(st.cols, 1, _MAX_DIM), f"{where}: rows or cols out of range")
         if isinstance(st, ArgmaxStep):
             src, out = buffer(where, st.src), buffer(where, st.out)
@@ -270,6 +302,19 @@ def _check_program(p: IntProgram) -> None:
             _need(_is_int(st.out_col, 0, out.cols - 1), f"{where}: class column {st.out_col!r} outside {st.out!r}")
             _need(st.out != st.src or st.out_col >= st.cols, f"{where}: the class overwrites a score")
             _need(st is p.steps[-1], f"{where}: argmax must be the program's last step")
+            continue
+        if isinstance(st, DetectStep):
+            src, out = buffer(where, st.src), buffer(where, st.out)
+            _need(st.rows == 1 and st.cols <= src.cols, f"{where}: a score over 1 x {st.cols} errors of buffer "
+                  f"{st.src!r} (1 x {src.cols})")
+            _need(_is_int(st.out_col, 0, out.cols - 2), f"{where}: score and flag columns {st.out_col!r}, "
+                  f"{st.out_col + 1!r} outside {st.out!r}")
+            _need(st.out != st.src or st.out_col >= st.cols, f"{where}: the score overwrites an error")
+            _need(_is_int(st.threshold, 0, (1 << 62)), f"{where}: threshold {st.threshold!r} is not an integer >= 0")
+            lo, hi = _error_range(p, st, src)
+            _need(out.signed and intops.bits_signed(0, st.cols * max(-lo, hi)) <= out.bits,
+                  f"{where}: buffer {st.out!r} of {out.bits} bits cannot hold the score")
+            _need(st is p.steps[-1], f"{where}: the detector's score must be the program's last step")
             continue
         if isinstance(st, LinearStep):
             for f in ("x_col", "w_row", "w_col", "out_col"):
@@ -316,7 +361,11 @@ def _check_program(p: IntProgram) -> None:
                       and _is_int(r.m_new, -(1 << 31), 1 << 31), f"{where}: malformed residual")
                 _check_clamp(where, r.s, r.lo, r.hi)
                 src = buffer(where, r.src)
-                if r.row is not None or r.col is not None:
+                if r.row is not None and r.col is None:
+                    _need(_is_int(r.row, 0, src.rows - 1) and st.rows == 1 and not st.out_transposed
+                          and st.out_col + st.cols <= src.cols, f"{where}: residual row {r.row!r} of buffer "
+                          f"{r.src!r} does not hold the step's {st.cols} outputs")
+                elif r.row is not None or r.col is not None:
                     _need(_is_int(r.row, 0, src.rows - 1) and _is_int(r.col, 0, src.cols - 1),
                           f"{where}: residual element outside buffer {r.src!r}")
                 else:

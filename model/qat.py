@@ -27,6 +27,9 @@ from .config import ModelConfig
 from .program import Requant, Residual
 
 
+DETECT_INPUT_RANGE = 8.0     # a detector's input codes span +-8 scaled units (8 standard deviations of training)
+
+
 def shift_for(max_ratio: float) -> int:
     """The shift S that puts the largest of several ratios into a 15-bit multiplier: ratio * 2^S < 2^15."""
     _, exp = math.frexp(max_ratio)
@@ -53,6 +56,13 @@ def level_constants(in_scale: float, q: "ActQuant") -> Residual:
     """x - last from input codes at in_scale to q's codes: m_src = -m_new, one shift (the level removal)."""
     rc = residual_constants("x", in_scale, in_scale, q.scale, q.lo, q.hi)
     return Residual("x", rc.m_src, -rc.m_src, rc.s, q.lo, q.hi)
+
+
+def error_constants(s_actual: float, s_forecast: float, q: "ActQuant", src: str = "") -> Residual:
+    """forecast - actual from codes at s_forecast and s_actual to q's codes: the residual sum with the actual
+    row's multiplier negated (one shift, one rounding): a detector's error."""
+    rc = residual_constants(src, s_actual, s_forecast, q.scale, q.lo, q.hi)
+    return Residual(src, -rc.m_src, rc.m_new, rc.s, q.lo, q.hi)
 
 
 def affine_constants(a: torch.Tensor, c: torch.Tensor, in_scale: float, out_scale: float):
@@ -339,7 +349,11 @@ class QATForecaster(nn.Module):
         self.cfg = cfg
         b = cfg.bits_for
         t, d = cfg.n_tokens, cfg.d_model
-        self.q_in = ActQuant("x", cfg.bits_overrides.get("x", max(cfg.io_bits, cfg.bits)))
+        in_bits = cfg.bits_overrides.get("x", max(cfg.io_bits, cfg.bits))
+        # a detector's input range is fixed with headroom: a range learned on normal rows would clamp the
+        # out-of-range values that make an anomaly, and the chip would not see them
+        fixed = DETECT_INPUT_RANGE / ((1 << (in_bits - 1)) - 1) if cfg.task == "detect" else None
+        self.q_in = ActQuant("x", in_bits, fixed_scale=fixed)
         # level removal: the window minus each series' last observed value, requantized to its own (finer) range;
         # at most 8 bits (input codes over 8 bits reach only the level steps and the skip, not a matrix product)
         self.q_level = (ActQuant("xc", cfg.bits_overrides.get("xc", min(self.q_in.bits, 8)))
@@ -356,9 +370,14 @@ class QATForecaster(nn.Module):
         # the head's output and the forecast are 16-bit codes: no precision is lost at the end of the chain
         # (observed, not learned: at 16 bits there is nothing to gain by clipping, and a learned range that
         # starts at a zero head would grow only by the tiny LSQ gradient of 1 / sqrt(N * 32767))
-        self.q_head = ActQuant("head.out", 16, learned=False) if cfg.skip else None
+        wide_head = cfg.skip or cfg.task == "detect"
+        self.q_head = ActQuant("head.out", 16, learned=False) if wide_head else None
         self.q_out = ActQuant("out", 16, learned=False) if cfg.skip else None
-        if cfg.skip:
+        # a detector's forecast errors (forecast - actual), 16-bit codes: its score is their sum of magnitudes
+        self.q_err = ActQuant("err", 16, learned=False) if cfg.task == "detect" else None
+        # the detector's integer threshold T (flag: score > T), set on normal validation windows after training
+        self.register_buffer("score_threshold", torch.tensor(0, dtype=torch.int64))
+        if wide_head:
             # the head starts at zero, so every model starts as persistence and training must improve on it
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -375,8 +394,15 @@ class QATForecaster(nn.Module):
         return x.transpose(1, 2) if self.cfg.tokens == "series" else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The forecast (or the class scores); a detector returns the errors of its estimate of the actual row,
+        estimate - actual (B, inputs): the window's last row (reconstruct), or the next row, which then
+        follows the window in the input (forecast: window + 1 rows)."""
         x = self.q_in(self.tokens(x))
         xe, s_xe = (self._level(x), self.q_level.scale) if self.q_level is not None else (x, self.q_in.scale)
+        if self.cfg.task == "detect":       # the actual row: the window's last, or the one after the window
+            actual = xe[:, -1, :]
+            if self.cfg.detect_mode == "forecast":
+                xe = xe[:, :-1, :]
         h = self.q_h(self.embed(xe, s_xe, extra_bias=self.pos), self.embed.acc_scale(s_xe))
         sh = self.q_h.scale
         for layer in self.layers:
@@ -389,6 +415,10 @@ class QATForecaster(nn.Module):
             pooled = h.flatten(1)
         sp = self.head_input_scale()
         y = self.head(self.drop(pooled), sp)
+        if self.cfg.task == "detect":
+            if not self.training:
+                self.settle()
+            return self._error(actual, s_xe, self.q_head(y, self.head.acc_scale(sp)))
         if not self.cfg.skip:
             return y
         if not self.training:
@@ -400,8 +430,11 @@ class QATForecaster(nn.Module):
     def _level(self, x: torch.Tensor) -> torch.Tensor:
         """q_level(x - last) with last = each series' last observed value (NLinear / RevIN-style level removal):
         the Transformer sees the window's shape, not its level. In eval mode by the integer residual sum of
-        the program's "level.center" step: x * m - last * m, one shift, one rounding."""
-        last = x[:, -1:, :] if self.cfg.tokens == "time" else x[:, :, -1:]
+        the program's "level.center" step: x * m - last * m, one shift, one rounding. A detector's last
+        observed row is the window's last, the one before the actual next row: that row becomes the actual
+        change of each series."""
+        r = self.cfg.window - 1
+        last = x[:, r:r + 1, :] if self.cfg.tokens == "time" else x[:, :, -1:]
         q = self.q_level
         if self.training or not q.enabled:
             return q(x - last)
@@ -414,7 +447,7 @@ class QATForecaster(nn.Module):
 
     def settle(self) -> "QATForecaster":
         """Apply the head range floor for the current weights (before export)."""
-        if self.cfg.skip:
+        if self.q_head is not None:
             self.q_head.floor_range(self.head.acc_scale(self.head_input_scale()))
         return self
 
@@ -425,4 +458,16 @@ class QATForecaster(nn.Module):
             return q(last + y)
         rc = residual_constants("", self.q_in.scale, self.q_head.scale, q.scale, q.lo, q.hi)
         codes = torch.floor(last / self.q_in.scale + 0.5) * rc.m_src + torch.floor(y / self.q_head.scale + 0.5) * rc.m_new
+        return emulate_shift(codes, rc.s, q.lo, q.hi) * q.scale
+
+    def _error(self, actual: torch.Tensor, s_actual: float, y: torch.Tensor) -> torch.Tensor:
+        """q_err(y - actual), the detector's forecast error: in eval mode by the integer residual sum of the
+        program's head step (the actual row times a negative multiplier, the forecast times a positive one,
+        one shift, one rounding)."""
+        q = self.q_err
+        if self.training or not q.enabled:
+            return q(y - actual)
+        rc = error_constants(s_actual, self.q_head.scale, q)
+        codes = (torch.floor(actual / s_actual + 0.5) * rc.m_src
+                 + torch.floor(y / self.q_head.scale + 0.5) * rc.m_new)
         return emulate_shift(codes, rc.s, q.lo, q.hi) * q.scale

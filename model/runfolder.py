@@ -140,7 +140,7 @@ class Run:
 
     @property
     def task(self) -> str:
-        """"forecast" or "classify" (a run written before --task existed is a forecaster)."""
+        """"forecast", "classify" or "detect" (a run written before --task existed is a forecaster)."""
         return self.config.task
 
     @property
@@ -171,10 +171,21 @@ class Run:
         spec.update({k: v for k, v in override.items() if v is not None})
         return load_classification(**spec)
 
+    def anomaly(self, **override):
+        """A detector's data (`model.anomaly_data.AnomalySet`), loaded and split as in training."""
+        from .anomaly_data import load_anomaly_spec
+        spec = dict(self.info.get("data", {}))
+        spec.update({k: v for k, v in override.items() if v is not None})
+        return load_anomaly_spec(spec)
+
     def test_inputs(self, split: str = "test"):
-        """Scaled windows of a split, whatever the task: float32 (N, window, inputs)."""
+        """Scaled windows of a split, whatever the task: float32 (N, window, inputs); a detector's hold
+        window + 1 rows (the window, then the actual next row)."""
         if self.task == "classify":
             return self.labelled().part(split, self.scaler).x
+        if self.task == "detect":
+            from .train import detector_windows
+            return detector_windows(self.anomaly(), self.config.window, split, self.config.detect_mode).x
         cfg = self.config
         return make_windows(self.series(), self.scaler, cfg.window, cfg.horizon, split).x
 

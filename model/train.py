@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .config import ModelConfig, TrainConfig
 from .data import Scaler, Series, Windows, make_windows
 from .tsdata import ClassData, Labelled
+from .anomaly_data import AnomalySet, make_anomaly_windows
 from .errors import IntformerError
 from .export import to_program
 from .program import IntProgram
@@ -236,6 +237,44 @@ def bind_classes(mcfg: ModelConfig, data: ClassData) -> ModelConfig:
     return mcfg.validate()
 
 
+def bind_detector(mcfg: ModelConfig, aset: AnomalySet) -> ModelConfig:
+    """What anomaly data decides: the channels (every one forecast); no single-target skip, one-step head."""
+    mcfg.task, mcfg.inputs, mcfg.target_index, mcfg.classes = "detect", len(aset.channels), None, 0
+    mcfg.skip, mcfg.horizon = False, 1
+    return mcfg.validate()
+
+
+def detector_windows(aset: AnomalySet, window: int, part: str, mode: str = "reconstruct") -> Labelled:
+    """A detector's inputs, one per row t of the part: the window of `window` rows that ends with row t
+    (mode "reconstruct", (N, window, channels)), or the `window` rows before t followed by row t (mode
+    "forecast", (N, window + 1, channels)); and the error the model should make, zero (N, channels): training
+    minimizes the squared error of its estimate of row t."""
+    w = make_anomaly_windows(aset, window, part)
+    x = w.x[:, 1:] if mode == "reconstruct" else w.x
+    return Labelled(np.concatenate([x, w.y[:, None, :]], axis=1), np.zeros_like(w.y))
+
+
+def detector_scores(model: QATForecaster, x: np.ndarray, program: IntProgram | None = None) -> np.ndarray:
+    """Anomaly scores of windows x (N, window + 1, C): for the fake-quant model (with `program`: its error
+    scale) the chip's integer score, sum |error code|; for the float model the sum of |error| in scaled
+    units."""
+    err = predict(model, x)
+    if program is None:
+        return np.abs(err).sum(axis=1)
+    from . import intops
+    return intops.anomaly_score(np.floor(err / program.output_scale + 0.5).astype(np.int64))
+
+
+def set_threshold(model: QATForecaster, val: Labelled, quantile: float) -> int:
+    """The integer threshold T of a fake-quant detector: the `quantile` of its integer scores on the normal
+    validation windows (an observed score, `anomaly_metrics.quantile_threshold`), kept in the model."""
+    from .anomaly_metrics import quantile_threshold
+    program = to_program(copy.deepcopy(model).double())
+    t = int(quantile_threshold(detector_scores(model, val.x, program), quantile))
+    model.score_threshold.fill_(t)
+    return t
+
+
 def train_models(series: Series, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
                  float_model: QATForecaster | None = None, checkpoints: Path | None = None) -> TrainedModels:
     """Train the float baseline (unless one is given) and the QAT model from its weights; export.
@@ -263,6 +302,25 @@ def train_classifier(data: ClassData, mcfg: ModelConfig, tcfg: TrainConfig, prog
     val = data.part("val", scaler)
     objective = ClassifyObjective(train.y, mcfg.classes, tcfg.class_weights)
     return _train_phases(mcfg, tcfg, scaler, train, val, objective, progress, float_model, checkpoints)
+
+
+def train_detector(aset: AnomalySet, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
+                   float_model: QATForecaster | None = None, checkpoints: Path | None = None,
+                   quantile: float | None = None) -> TrainedModels:
+    """`train_models` for an anomaly detector: the squared error of its estimate of the actual row on the
+    training windows (normal operation), then the threshold from the validation windows' scores (`set_threshold`),
+    exported with the program."""
+    from .anomaly_metrics import THRESHOLD_QUANTILE
+    bind_detector(mcfg, aset)
+    torch.manual_seed(tcfg.seed)
+    np.random.seed(tcfg.seed)
+    train = _subsample(detector_windows(aset, mcfg.window, "train", mcfg.detect_mode), tcfg.max_train_windows,
+                       tcfg.seed)
+    val = detector_windows(aset, mcfg.window, "val", mcfg.detect_mode)
+    trained = _train_phases(mcfg, tcfg, aset.scaler, train, val, Objective(), progress, float_model, checkpoints)
+    set_threshold(trained.qat, val, quantile or THRESHOLD_QUANTILE)
+    trained.program = to_program(copy.deepcopy(trained.qat).double())
+    return trained
 
 
 def _train_phases(mcfg: ModelConfig, tcfg: TrainConfig, scaler: Scaler, train, val, objective: Objective,

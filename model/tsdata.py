@@ -218,7 +218,8 @@ def load_classification(path: str | None = None, fmt: str | None = None, unequal
     (`load_labelled_csv`); `unused` takes the other forecasting keys of a data spec, which must be unset."""
     given = sorted(k for k, v in unused.items() if v not in (None, False))
     if given:
-        raise IntformerError(f"--{given[0].replace('_', '-')} is a forecasting data option; classification reads "
+        kind = "an anomaly-detection" if given[0] in ("protocol", "quantile") else "a forecasting"
+        raise IntformerError(f"--{given[0].replace('_', '-')} is {kind} data option; classification reads "
                              "its channels and labels from the .ts file or the --label column")
     if label is not None or fmt == "csv":
         if unequal is not None or length is not None:

@@ -28,7 +28,7 @@ from intformer.model.tsdata import Labelled
 
 # the keys of a data spec, as the command's data options fill them (`options.data_spec`)
 DATA_KEYS = ("path", "fmt", "target", "features", "multivariate", "fill", "sensor", "split_time", "unequal", "length", "label",
-             "stride", "label_by", "group")
+             "stride", "label_by", "group", "protocol", "quantile")
 # ModelConfig fields that the data decides (`train.bind_data`, `train.bind_classes`), not the caller
 BOUND_BY_DATA = ("inputs", "target_index", "classes")
 # options whose default depends on --task (`options.TASK_DEFAULTS`)
@@ -174,21 +174,27 @@ class Run:
 
     @property
     def task(self) -> str:
-        """"forecast" or "classify"."""
+        """"forecast", "classify" or "detect"."""
         return self.folder.task
 
     def windows(self, split: str = "test", data: str | os.PathLike | None = None) -> Windows | Labelled:
         """The scaled windows (x, y) of a split ("train", "val" or "test"), as the model sees them; for a
-        classifier its labelled series (x, y = class indices)."""
+        classifier its labelled series (x, y = class indices); for a detector its windows followed by their
+        actual next row (x: window + 1 rows; y: the error it should make, zero)."""
         if self.task == "classify":
             return self.folder.labelled(path=str(data) if data is not None else None).part(split, self.scaler)
+        if self.task == "detect":
+            from intformer.model.train import detector_windows
+            aset = self.folder.anomaly(path=str(data) if data is not None else None)
+            return detector_windows(aset, self.config.window, split, self.config.detect_mode)
         cfg = self.config
         return make_windows(self.series(data), self.scaler, cfg.window, cfg.horizon, split)
 
     def evaluate(self, season: int | None = None, plot: str | os.PathLike | None = None,
                  data: str | os.PathLike | None = None) -> dict:
-        """Test errors of the float, fake-quant and integer paths and the naive baselines (`intformer eval`);
-        writes the forecast plot (default RUN/forecast.png)."""
+        """Test errors (accuracy, or F1/FAR/MAR) of the float, fake-quant and integer paths and the baselines
+        (`intformer eval`); writes the forecast plot (default RUN/forecast.png; a detector's timeline,
+        RUN/timeline.png)."""
         from .eval_cmd import evaluate_run
 
         return evaluate_run(self.source, season, Path(plot) if plot is not None else None,

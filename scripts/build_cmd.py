@@ -11,7 +11,7 @@ from intformer.boards.catalogue import BOARDS
 from intformer.model import runfolder
 from intformer.model.errors import IntformerError
 
-from .options import check_task, task_option
+from .options import baud_option, check_task, task_option
 from .output import emit
 
 AUTO_LANES = (16, 8, 4, 2, 1)
@@ -51,6 +51,9 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
             check_board(b.top_name, used_link)   # the board has the link's pins (before any work)
         except NoSerialBridge as exc:
             raise with_bare_hint(exc) from None
+    if used_link == "uart":                      # the clock makes the baud rate (before any work)
+        from intformer.boards.uart import check_baud, divisor_for
+        divisor_for(clock * 1e6 if clock else b.osc_hz, check_baud(baud))
     run = runfolder.open_run(run_path)
     run.require_task(check_task(task), "build")
     if lanes is None:
@@ -106,8 +109,7 @@ def print_build(r: dict) -> None:
 @click.option("--clock", type=click.FloatRange(min=1.0), default=None, metavar="MHZ",
               help="Clock in MHz (default: the board oscillator; another value puts a PLL in front, iCE40 and "
                    "ECP5 boards).")
-@click.option("--baud", type=click.IntRange(min=1200), default=115200, show_default=True,
-              help="Serial link baud rate.")
+@baud_option()
 @click.option("--link", type=click.Choice(["uart", "spi"]), default=None,
               help="The host link: uart (the board's USB-serial bridge) or spi (SPI peripheral pins, see "
                    "boards/catalogue.py). Default: uart where the board has a USB-serial bridge, spi otherwise "

@@ -11,7 +11,8 @@ Used by `tests/test_fuzz.py` (a small fixed-seed share) and `bench/fuzz_bench.py
 
 * `random_config(rng)`: a `ModelConfig` within `LIMITS` (window, d_model, heads dividing d_model, layers,
   ffn, bits 2..8, norm, activation, softmax, pooling, horizon, univariate or multivariate, time or series
-  tokens, the last-value skip on or off, an occasional per-tensor bit-width override).
+  tokens, the last-value skip on or off, an occasional per-tensor bit-width override; a fifth of them
+  classifiers (2..5 classes, drawn at random) and a fifth detectors, reconstructing or forecasting).
 * `random_series(rng, cfg)`: a small synthetic series (seasonal signal, trend, noise, sometimes spikes and
   flat stretches) with the configuration's number of inputs, split 70/10/20.
 * `check_config(cfg, rng, ...)`: `model.train.train_models` for a few optimizer steps -> `model.export`
@@ -32,6 +33,7 @@ Used by `tests/test_fuzz.py` (a small fixed-seed share) and `bench/fuzz_bench.py
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -102,6 +104,14 @@ def random_config(rng: np.random.Generator, limits: dict | None = None) -> Model
                       target_index=int(rng.integers(0, inputs)) if skip or rng.random() < 0.5 else None)
     if cfg.target_index is None:
         cfg.skip = False
+    task = rng.choice(["forecast", "classify", "detect"], p=[0.6, 0.2, 0.2])
+    if task == "classify":               # the same encoder, C scores and the argmax class
+        cfg.task, cfg.classes, cfg.skip, cfg.level, cfg.target_index = "classify", int(rng.integers(2, 6)), \
+            False, False, None
+    elif task == "detect":               # errors of every series against the actual row, score and flag
+        mode = str(rng.choice(["reconstruct", "forecast"]))
+        cfg.task, cfg.detect_mode, cfg.tokens, cfg.skip, cfg.target_index = "detect", mode, "time", False, None
+        cfg.level = bool(mode == "forecast" and rng.random() < 0.5)
     return cfg.validate()
 
 
@@ -149,7 +159,7 @@ def extreme_codes(program, rng: np.random.Generator, random_windows: int = 2) ->
 
 def describe(cfg: ModelConfig) -> str:
     d = cfg.to_dict()
-    keys = ("window", "inputs", "horizon", "d_model", "heads", "layers", "ffn", "bits", "norm", "activation",
+    keys = ("task", "window", "inputs", "horizon", "d_model", "heads", "layers", "ffn", "bits", "norm", "activation",
             "softmax", "pooling", "tokens", "io_bits", "skip", "target_index")
     over = f" bits_overrides={d['bits_overrides']}" if d["bits_overrides"] else ""
     return " ".join(f"{k}={d[k]}" for k in keys) + over
@@ -158,14 +168,48 @@ def describe(cfg: ModelConfig) -> str:
 # ---------------------------------------------------------------------------------------------- chain
 
 def train_program(cfg: ModelConfig, rng: np.random.Generator, seed: int, steps: int = 4):
-    """A few optimizer steps on a random series; returns (trained models, series)."""
+    """A few optimizer steps on a random series; returns (trained models, series, the test inputs)."""
+    from intformer.model.data import make_windows
     from intformer.model.train import train_models
 
     series = random_series(rng, cfg)
     batch = 16
     tcfg = TrainConfig(epochs=1, batch_size=batch, lr=float(rng.choice([1e-3, 1e-2, 5e-2])), patience=1,
                        seed=seed, float_baseline=bool(rng.random() < 0.5), max_train_windows=steps * batch)
-    return train_models(series, dataclasses.replace(cfg), tcfg, progress=False), series
+    if cfg.task != "forecast":
+        return _train_labelled(cfg, tcfg, series, rng)
+    trained = train_models(series, dataclasses.replace(cfg), tcfg, progress=False)
+    return trained, series, make_windows(series, trained.scaler, cfg.window, cfg.horizon, "test").x
+
+
+def _train_labelled(cfg: ModelConfig, tcfg: TrainConfig, series, rng: np.random.Generator):
+    """A classifier or a detector on the random series' windows (classes drawn at random; a detector's
+    inputs as `model.train.detector_windows` lays them out, its threshold from the validation windows)."""
+    from intformer.model.data import Scaler
+    from intformer.model.train import ClassifyObjective, Objective, _train_phases, set_threshold
+    from intformer.model.tsdata import Labelled
+    from intformer.model.export import to_program
+
+    scaler = Scaler.fit(series)
+    x = scaler.transform_inputs(series.values)
+    rows = cfg.input_rows if cfg.task == "detect" else cfg.window
+    view = np.lib.stride_tricks.sliding_window_view(x, rows, axis=0).transpose(0, 2, 1).astype(np.float32)
+    a, b = int(len(view) * 0.7), int(len(view) * 0.8)
+    if cfg.task == "classify":
+        y = rng.integers(0, cfg.classes, len(view))
+        y[:cfg.classes] = np.arange(cfg.classes)                 # every class in the training part
+        parts = [Labelled(view[i:j], y[i:j]) for i, j in ((0, a), (a, b), (b, len(view)))]
+        objective = ClassifyObjective(parts[0].y[:tcfg.max_train_windows], cfg.classes, "balanced")
+    else:
+        parts = [Labelled(view[i:j], np.zeros((j - i, cfg.inputs), np.float32))
+                 for i, j in ((0, a), (a, b), (b, len(view)))]
+        objective = Objective()
+    train = Labelled(parts[0].x[:tcfg.max_train_windows], parts[0].y[:tcfg.max_train_windows])
+    trained = _train_phases(dataclasses.replace(cfg), tcfg, scaler, train, parts[1], objective, False, None, None)
+    if cfg.task == "detect":
+        set_threshold(trained.qat, parts[1], 0.9)
+        trained.program = to_program(copy.deepcopy(trained.qat).double())
+    return trained, series, parts[2].x
 
 
 def check_config(cfg: ModelConfig, seed: int, engine: str = "auto", lanes: int | None = None,
@@ -177,7 +221,6 @@ def check_config(cfg: ModelConfig, seed: int, engine: str = "auto", lanes: int |
     from intformer.accel import cxxsim
     from intformer.accel.simulate import first_mismatch, simulate
     from intformer.model import modelfile
-    from intformer.model.data import make_windows
     from intformer.model.intref import quantize_input, run_program
     from intformer.model.train import predict
 
@@ -188,7 +231,7 @@ def check_config(cfg: ModelConfig, seed: int, engine: str = "auto", lanes: int |
     where = f"fuzz config seed {seed}: {describe(cfg)}, lanes {lanes}, engine {engine}"
     seconds = {}
     t = time.perf_counter()
-    trained, series = train_program(cfg, rng, seed)
+    trained, series, test_x = train_program(cfg, rng, seed)
     seconds["train"] = time.perf_counter() - t
 
     # the export file round trip: the loaded program must be the same program
@@ -203,8 +246,7 @@ def check_config(cfg: ModelConfig, seed: int, engine: str = "auto", lanes: int |
             or any(not np.array_equal(program.tensors[k], v) for k, v in trained.program.tensors.items())):
         raise FuzzMismatch(f"{where}: the export file does not load back as the same program")
 
-    test = make_windows(series, trained.scaler, cfg.window, cfg.horizon, "test")
-    data_x = test.x[:data_windows]
+    data_x = test_x[:data_windows]
     codes = np.concatenate([quantize_input(program, data_x), extreme_codes(program, rng, random_windows)])
     expected = run_program(program, codes)
     seconds["reference"] = time.perf_counter() - t
@@ -213,6 +255,7 @@ def check_config(cfg: ModelConfig, seed: int, engine: str = "auto", lanes: int |
     words_data = expected[:len(data_x)]
     fq = predict(trained.qat, data_x)
     fq_words = np.floor(fq / program.output_scale + 0.5).astype(np.int64)
+    words_data = words_data[:, :fq_words.shape[1]]     # a classifier's class, a detector's score and flag follow
     if not np.array_equal(fq_words, words_data):
         i, j = (int(v[0]) for v in np.nonzero(fq_words != words_data))
         raise FuzzMismatch(f"{where}: fake-quant forecast differs from the integer reference at data window "

@@ -3,20 +3,27 @@ from __future__ import annotations
 
 import click
 
-from intformer.model.config import ACTIVATIONS, NORMS, POOLINGS, SOFTMAXES, TOKENS, ModelConfig, TrainConfig
+from intformer.model.config import (ACTIVATIONS, DETECT_MODES, NORMS, POOLINGS, SOFTMAXES, TOKENS, ModelConfig,
+                                    TrainConfig)
 from intformer.model.data import FORMATS
+from intformer.model.anomaly_data import ANOMALY_FORMATS, SKAB_PROTOCOLS
 from intformer.model.tsdata import CLASS_FORMATS, LABEL_BY, UNEQUAL
 
-TASK_CHOICES = ("forecast", "classify", "detect")   # detect: planned (issue 13); refused with one line for now
+TASK_CHOICES = ("forecast", "classify", "detect")
 
 
 def data_options(f):
     opts = [
-        click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
-                     help="CSV file (default: the embedded TMY3 hourly weather series shipped in pvlib)."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS + CLASS_FORMATS), default=None,
+        click.option("--data", "data_path", type=click.Path(), default=None,
+                     help="CSV file (default: the embedded TMY3 hourly weather series shipped in pvlib; --task "
+                          "classify: aeon's BasicMotions; --task detect: aeon's UCR anomaly series 135), or with "
+                          "--task detect a SKAB folder."),
+        click.option("--format", "fmt", type=click.Choice(tuple(dict.fromkeys(FORMATS + CLASS_FORMATS
+                                                                             + ANOMALY_FORMATS))), default=None,
                      help="File format, where the file name does not tell (ETT*.csv -> ett, *pems* -> pems; "
-                          "ts: a UEA/UCR NAME_TRAIN.ts / NAME_TEST.ts pair, with --task classify)."),
+                          "ts: a UEA/UCR NAME_TRAIN.ts / NAME_TEST.ts pair, with --task classify; skab: a SKAB "
+                          "folder, ucr: a UCR anomaly archive series, csv with --label: labelled anomalies, "
+                          "with --task detect)."),
         click.option("--target", default=None, help="Target column (default: OT for ETT, else the last column)."),
         click.option("--features", default=None, help="Comma-separated input columns (default: the target only)."),
         click.option("--multivariate", is_flag=True, help="Use every numeric column as an input."),
@@ -31,11 +38,13 @@ def data_options(f):
 
 
 CLASSIFY_DATA_KEYS = ("unequal", "length", "label", "stride", "label_by", "group")
+DETECT_DATA_KEYS = ("protocol", "quantile")
 
 
 def classify_data_options(f):
-    """The classification data options, on the commands that train (beside data_options; the sweep searches
-    forecasters only): --unequal for .ts series, --label/--stride/--label-by/--group for a labelled CSV."""
+    """The classification and detection data options, on the commands that train (beside data_options):
+    --unequal and --length for .ts series, --label/--stride/--label-by/--group for a labelled CSV (a
+    detector's --label is its 0/1 anomaly column), --protocol and --quantile for anomaly data."""
     opts = [
         click.option("--unequal", type=click.Choice(UNEQUAL), default=None,
                      help="Classification (.ts): how series of unequal length are made equal: pad (repeat the "
@@ -58,6 +67,13 @@ def classify_data_options(f):
                      help="Labelled CSV: split by whole groups of this column (e.g. a subject id; 70/10/20 of the "
                           "groups, seeded) so no group is in two splits (default: 70/10/20 of the rows in time "
                           "order)."),
+        click.option("--protocol", type=click.Choice(SKAB_PROTOCOLS), default=None,
+                     help="Anomaly detection on SKAB: skab (the default: each experiment's first 400 rows train, "
+                          "one model on all of them, the rest test) or anomaly-free (train on the anomaly-free "
+                          "file alone, test on every experiment's test rows)."),
+        click.option("--quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                     help="Anomaly detection: the threshold is this quantile of the scores on normal validation "
+                          "windows (default 0.99, as SKAB's forecasting baselines)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -65,8 +81,8 @@ def classify_data_options(f):
 
 
 def classify_spec(kw: dict) -> dict:
-    """Take the classification data options out of a command's keywords, for data_spec."""
-    return {k: kw.pop(k, None) for k in CLASSIFY_DATA_KEYS}
+    """Take the classification and detection data options out of a command's keywords, for data_spec."""
+    return {k: kw.pop(k, None) for k in CLASSIFY_DATA_KEYS + DETECT_DATA_KEYS}
 
 
 def data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time, **more) -> dict:
@@ -84,12 +100,14 @@ TASK_DEFAULTS = {
     "forecast": {"epochs": TrainConfig.epochs, "batch_size": TrainConfig.batch_size, "lr": TrainConfig.lr,
                  "patience": TrainConfig.patience, "dropout": ModelConfig.dropout},
     "classify": {"epochs": 80, "batch_size": 8, "lr": 3e-3, "patience": 20, "dropout": 0.1},
+    # a detector forecasts one step of every channel from a few thousand normal windows (SKAB valve1: 5,120)
+    "detect": {"epochs": 30, "batch_size": 64, "lr": 1e-3, "patience": 6, "dropout": 0.1},
 }
 
 
 def _task_default(name: str) -> str:
-    f, c = TASK_DEFAULTS["forecast"][name], TASK_DEFAULTS["classify"][name]
-    return f"[default: {f:g}; --task classify: {c:g}]"
+    f, c, d = (TASK_DEFAULTS[t][name] for t in ("forecast", "classify", "detect"))
+    return f"[default: {f:g}; --task classify: {c:g}; --task detect: {d:g}]"
 
 
 def model_options(f):
@@ -98,7 +116,13 @@ def model_options(f):
     opts = [
         click.option("--task", type=click.Choice(TASK_CHOICES), default=d.task, show_default=True,
                      help="forecast: the next --horizon steps; classify: one class per series (a .ts pair, or a "
-                          "CSV with --label; the head's C scores, then the argmax class). detect is not built yet."),
+                          "CSV with --label; the head's C scores, then the argmax class); detect: anomaly detection "
+                          "(the next row of every series forecast, the errors against the actual row, their "
+                          "score and the flag score > threshold, all on the chip)."),
+        click.option("--detect-mode", type=click.Choice(DETECT_MODES), default=d.detect_mode, show_default=True,
+                     help="--task detect: reconstruct the window's last row from the whole window (the input is "
+                          "the window), or forecast the next row (the input is the window, then that row); the "
+                          "error is the estimate minus the actual row."),
         click.option("--window", type=int, default=d.window, show_default=True,
                      help="Input window n (classification: a .ts series is one window; a labelled CSV is cut "
                           "into windows of n rows)."),
@@ -171,6 +195,8 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
     check_task(task)
     if task == "classify":               # a classifier has no last value to add back, nor a level to remove
         kw["skip"], kw["level"] = False, False
+    if task == "detect":                 # every series is forecast: its level removal is the per-series skip
+        kw["skip"] = False
     for name, value in TASK_DEFAULTS[task].items():
         if kw.get(name) is None:
             kw[name] = value
@@ -178,7 +204,8 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
                        heads=kw.pop("heads"), layers=kw.pop("layers"), ffn=kw.pop("ffn"), bits=kw.pop("bits"),
                        bits_overrides=overrides, norm=kw.pop("norm"), activation=kw.pop("activation"),
                        softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"),
-                       io_bits=kw.pop("io_bits"), skip=kw.pop("skip"), level=kw.pop("level"), dropout=kw.pop("dropout"))
+                       io_bits=kw.pop("io_bits"), skip=kw.pop("skip"), level=kw.pop("level"), dropout=kw.pop("dropout"),
+                       detect_mode=kw.pop("detect_mode", ModelConfig.detect_mode))
     tcfg = TrainConfig(epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
                        patience=kw.pop("patience"), weight_decay=kw.pop("weight_decay"), seed=kw.pop("seed"), shrink=kw.pop("shrink"), float_baseline=kw.pop("float_baseline"),
                        max_train_windows=kw.pop("max_train_windows"),
@@ -189,11 +216,11 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
 
 
 def check_task(task: str | None) -> str | None:
-    """A task this intformer runs (None: the run's own); detect is named as not built yet."""
+    """A task this intformer runs (None: the run's own)."""
     from intformer.model.errors import IntformerError
 
-    if task == "detect":
-        raise IntformerError("--task detect (anomaly detection) is not built yet; use --task forecast or classify")
+    if task is not None and task not in TASK_CHOICES:
+        raise IntformerError(f"--task must be one of {', '.join(TASK_CHOICES)}, got {task!r}")
     return task
 
 
@@ -201,3 +228,16 @@ def task_option(f):
     """--task on a command that reads a run: default the run's own task; another one is refused."""
     return click.option("--task", type=click.Choice(TASK_CHOICES), default=None,
                         help="The task the run must be (default: the run's own); a run of another task is refused.")(f)
+
+
+def baud_option(default: int | None = 115200, help: str = "Serial link baud rate"):
+    """--baud on a command that builds or talks to a board: a standard serial rate up to 3,000,000
+    (`boards.uart.check_baud`; anything else is refused with one line). `default` None: the command finds
+    the rate itself (`infer`: the build's)."""
+    def check(ctx, param, value):
+        from intformer.boards.uart import check_baud
+        return value if value is None else check_baud(value)
+
+    return click.option("--baud", type=int, default=default, show_default=default is not None, callback=check,
+                        help=f"{help}: a standard rate up to 3,000,000 (the iCEBreaker's FT2232H carries 1 to "
+                             f"3 Mbaud); the board clock must make it within 2 %.")

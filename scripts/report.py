@@ -144,6 +144,9 @@ def render_markdown(r: dict, figures: dict[str, str]) -> str:
     if ev.get("task") == "classify":        # its own accuracy sections, then the same hardware sections
         from .report_classify import markdown_head
         return "\n".join(markdown_head(r, figures, summary_lines(r), _table) + hardware_sections(r, figures)) + "\n"
+    if ev.get("task") == "detect":
+        from .report_detect import markdown_head as detect_head
+        return "\n".join(detect_head(r, figures, summary_lines(r), _table) + hardware_sections(r, figures)) + "\n"
     out = [f"# intformer run: {train['data']}", "",
            f"Run folder `{train['run']}`, {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['finished']))}. "
            f"Inputs {', '.join(train['inputs'])}; target {train['target']}.", "",
@@ -236,12 +239,15 @@ def summary_lines(r: dict) -> list[str]:
     if ev.get("task") == "classify":
         from .report_classify import summary_head
         lines = summary_head(ev)
+    elif ev.get("task") == "detect":
+        from .report_detect import summary_head as detect_summary
+        lines = detect_summary(ev)
     else:
         integer = ev["test"]["integer"]["mse"]
         persistence = ev["baselines"]["persistence"]["mse"]
         lines = [f"integer model test MSE {integer:.5f} against persistence {persistence:.5f} "
                  f"({'better' if integer < persistence else 'NOT better'} than repeating the last value)"]
-    if "float" in ev["test"] and ev.get("task") != "classify":
+    if "float" in ev["test"] and ev.get("task") not in ("classify", "detect"):
         fl = ev["test"]["float"]["mse"]
         lines.append(f"float baseline {fl:.5f}; integer / float = {integer / fl:.3f}")
     lines.append(sim_verdict(sim).replace("**", ""))
@@ -270,6 +276,8 @@ def write_report(folder: Path, r: dict, history: dict, forecast_png: str | None)
         from .report_classify import plot_confusion
         plot_confusion(folder / "confusion.png", r["eval"])
         figures["confusion"] = "confusion.png"
+    elif r["eval"].get("task") == "detect":
+        pass                                  # the timeline (eval's figure) is its picture
     else:
         plot_errors(folder / "errors.png", r["eval"]["test"], r["eval"]["baselines"])
         figures["errors"] = "errors.png"

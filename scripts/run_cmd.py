@@ -13,7 +13,7 @@ import click
 from intformer.model.errors import IntformerError
 
 from .output import emit
-from .options import classify_data_options, classify_spec, data_options, data_spec, model_options
+from .options import baud_option, classify_data_options, classify_spec, data_options, data_spec, model_options
 from .report import summary_lines, write_report
 
 STAGES = 5
@@ -44,6 +44,7 @@ def print_run(r: dict) -> None:
                    "the board).")
 @click.option("--clock", type=click.FloatRange(min=1.0), default=None, metavar="MHZ",
               help="Clock for the build (default: the board's oscillator).")
+@baud_option(help="The build's serial link baud rate")
 @click.option("--build/--no-build", "do_build", default=True, show_default=True,
               help="Build the bitstream (yosys, nextpnr: a few minutes).")
 @click.option("--sim-windows", default=None,
@@ -57,7 +58,7 @@ def print_run(r: dict) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time, board_name, lanes, clock,
-        do_build, sim_windows, do_netlist, out, force, as_json, **kw):
+        baud, do_build, sim_windows, do_netlist, out, force, as_json, **kw):
     """Train, export, evaluate, simulate bit-exactly and build a model end to end, and write a report
     (on the embedded default data unless --data)."""
     from intformer.accel import cxxsim
@@ -72,6 +73,11 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
     started = time.perf_counter()
     quiet = as_json
     board(board_name)                        # an unknown board fails before training
+    if do_build:                             # so does a baud rate its clock cannot make
+        from intformer.boards.top import default_link
+        from intformer.boards.uart import divisor_for
+        if default_link(board(board_name).top_name) == "uart":
+            divisor_for(clock * 1e6 if clock else board(board_name).osc_hz, baud)
     if do_netlist:                           # so do an unsupported family and a missing Verilator
         from intformer.boards import netlist
         netlist.family_of(board_name)
@@ -88,7 +94,8 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
     _stage(quiet, 2, "evaluating the float, fake-quant and integer models on the test split")
     report_dir = run_dir / "report"
     report_dir.mkdir(exist_ok=True)
-    evaluated = evaluate_run(run_dir, None, report_dir / "forecast.png")
+    figure = {"detect": "timeline.png", "classify": "forecast.png"}.get(trained.get("task"), "forecast.png")
+    evaluated = evaluate_run(run_dir, None, report_dir / figure)
 
     engine = "cxxrtl" if cxxsim.available() else "amaranth"
     windows = sim_windows or ("all" if engine == "cxxrtl" else "8")
@@ -103,7 +110,7 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
     if do_build:
         _stage(quiet, 4, f"building for {board_name} (P = {lanes})")
         try:
-            built = build_run(run_dir, board_name, lanes, clock, None, True,
+            built = build_run(run_dir, board_name, lanes, clock, None, True, baud=baud,
                               progress=None if quiet else (lambda m: click.echo(f"      {m}", err=True)))
         except IntformerError as exc:            # the report still gets written, and says why
             built = {"board": board_name, "lanes": lanes, "error": str(exc)}

@@ -1,5 +1,6 @@
 """Design-space exploration: Optuna's multi-objective search over the model's shape, bit width, lanes, norm,
-softmax and board, minimising test error, latency, resource use and the energy estimate together.
+softmax and board, minimising test error, latency, resource use and the energy estimate together, for a
+forecaster, a classifier or an anomaly detector (`--task`; what depends on it: scripts/sweep_tasks.py).
 
 One trial:
   1. the configuration is checked (a head count that does not divide d_model is pruned);
@@ -8,9 +9,11 @@ One trial:
      pruned before any training (the estimate depends on the shapes and bit widths, not on trained values);
   3. the model is trained (QAT, optionally from a float baseline) and written as a run folder under
      SWEEP/trials/NNNN, so that `intformer build SWEEP/trials/NNNN --board B` builds any design found;
-  4. objectives: the integer model's test MSE (scaled), the latency in microseconds (cycles from a simulated
-     inference at the sweep's clock), the resource fraction (the largest of LUT, DSP and block RAM used over
-     available, by the estimate) and the energy per inference (`boards.power`: an ESTIMATE).
+  4. objectives: the integer model's test error (forecast: the MSE, scaled, "test_mse"; classify: 1 - accuracy,
+     detect: 1 - F1 of its flags as SKAB's leaderboard computes it, both "test_error"), the latency in
+     microseconds (cycles from a simulated inference at the sweep's clock), the resource fraction (the largest
+     of LUT, DSP and block RAM used over available, by the estimate) and the energy per inference
+     (`boards.power`: an ESTIMATE).
 
 Workers share one Optuna storage: a journal file (the default, `SWEEP/optuna.journal`; fine for processes on
 one machine or on a shared file system) or an RDB URL (`postgresql://...`, opened with psycopg 3 from the
@@ -35,9 +38,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from intformer.model.errors import IntformerError
+
+from .sweep_tasks import ERROR_COLUMN, ERROR_LABEL, ERROR_NAME, check_task, trial_data, window_searched
 
 # the default search space: each dimension a list of choices (`--space NAME=A,B,...` replaces one)
 SPACE: dict[str, list] = {
@@ -53,15 +56,30 @@ SPACE: dict[str, list] = {
     "board": ["icebreaker"],
 }
 MODEL_KEYS = ("window", "d_model", "heads", "layers", "ffn", "bits", "norm", "softmax")
-OBJECTIVES = ("test_mse", "latency_us", "resource_fraction", "energy_uj")
+OBJECTIVES = ("test_mse", "latency_us", "resource_fraction", "energy_uj")     # a forecasting sweep's
 
 
-def parse_space(items: tuple[str, ...] | list[str]) -> dict[str, list]:
-    """The default space with `NAME=A,B,...` overrides; values take the type of the default choices."""
+def objective_names(task: str = "forecast") -> tuple[str, ...]:
+    """The four objectives' names (the study's metric names, the trial rows' keys): the first is the task's
+    test error."""
+    return (ERROR_NAME[check_task(task)],) + OBJECTIVES[1:]
+
+
+def parse_space(items: tuple[str, ...] | list[str], task: str = "forecast",
+                data: dict | None = None) -> dict[str, list]:
+    """The default space with `NAME=A,B,...` overrides; values take the type of the default choices. Without
+    a window to search (a classifier of .ts series: the series is the window) the space has no `window`, and
+    an override of it is refused."""
     space = {k: list(v) for k, v in SPACE.items()}
+    windowed = window_searched(task, data or {})
+    if not windowed:
+        del space["window"]
     for item in items:
         name, _, values = item.partition("=")
         name = name.strip().replace("-", "_")
+        if name == "window" and not windowed:
+            raise IntformerError(f"--space {item!r}: --task classify on .ts series has no window to search: each "
+                                 f"series is one window, its length set by --length N; drop --space window")
         if name not in space:
             raise IntformerError(f"--space {item!r}: unknown dimension {name!r}; choose from {', '.join(space)}")
         kind = type(SPACE[name][0])
@@ -96,6 +114,7 @@ class Settings:
     trials: int
     space: dict
     data: dict
+    task: str = "forecast"                            # forecast, classify or detect (scripts/sweep_tasks.py)
     epochs: int = 10
     max_train_windows: int | None = None
     float_baseline: bool = False
@@ -222,10 +241,19 @@ def schema_lock(url: str):
 
 
 def study_settings(settings: Settings) -> dict:
-    """What every worker of one study must share (so that the sampler sees one space and the trials compare)."""
-    return json.loads(json.dumps({"space": settings.space, "epochs": settings.epochs,
+    """What every worker of one study must share (so that the sampler sees one space and the trials compare).
+    The task is recorded for a classifier or detector; a study without it is a forecasting one (as every
+    study was before --task), so a forecasting study's settings are what they always were."""
+    task = {} if settings.task == "forecast" else {"task": settings.task}
+    return json.loads(json.dumps({**task, "space": settings.space, "epochs": settings.epochs,
                                   "max_train_windows": settings.max_train_windows,
                                   "float_baseline": settings.float_baseline, "clock_mhz": settings.clock_mhz}))
+
+
+def settings_differ(theirs: dict, mine: dict) -> str:
+    """'' when a study's recorded settings are these, else what differs, e.g. "task 'forecast' (yours: ...)"."""
+    theirs, mine = {"task": "forecast", **theirs}, {"task": "forecast", **mine}
+    return ", ".join(f"{k} {theirs.get(k)!r} (yours: {mine[k]!r})" for k in mine if theirs.get(k) != mine[k])
 
 
 def open_study(settings: Settings, create: bool, worker: int = 0, storage=None):
@@ -253,12 +281,11 @@ def open_study(settings: Settings, create: bool, worker: int = 0, storage=None):
     mine, theirs = study_settings(settings), study.user_attrs.get("intformer")
     if theirs is None:
         study.set_user_attr("intformer", mine)
-        study.set_metric_names(list(OBJECTIVES))          # the names optuna-dashboard shows
-    elif theirs != mine:
-        diff = ", ".join(f"{k} {theirs.get(k)!r} (yours: {mine[k]!r})" for k in mine if theirs.get(k) != mine[k])
+        study.set_metric_names(list(objective_names(settings.task)))   # the names optuna-dashboard shows
+    elif settings_differ(theirs, mine):
         raise IntformerError(f"study {settings.study!r} in {shown_url(settings.storage)} was started with other "
-                             f"settings: {diff}; give the same --space/--epochs/--max-train-windows/--float/"
-                             f"--clock, or another --study")
+                             f"settings: {settings_differ(theirs, mine)}; give the same --task/--space/--epochs/"
+                             f"--max-train-windows/--float/--clock, or another --study")
     return study
 
 
@@ -312,27 +339,25 @@ def budget_lock(settings: Settings, storage):
 
 
 class Objective:
+    """One trial (the module docstring's steps); the task's data, loaded once per worker, decides what the
+    model is fitted to and how its integer program is scored (scripts/sweep_tasks.py)."""
+
     def __init__(self, settings: Settings, log=None):
-        from intformer.model.data import load_series
         self.s = settings
-        self.series = load_series(**settings.data)
+        self.data = trial_data(settings.task, settings.data)
         self.log = log or (lambda msg: None)
 
     def __call__(self, trial):
         import optuna
         import torch
 
-        from intformer.accel.resources import DEVICES, check_fit
-        from intformer.boards.build import cycles_per_inference
+        from intformer.accel.resources import check_fit
         from intformer.boards.catalogue import board
-        from intformer.boards.power import energy_uj
         from intformer.model import runfolder
-        from intformer.model.config import ModelConfig, TrainConfig
-        from intformer.model.data import Scaler, make_windows
-        from intformer.model.evaluate import integer_forecast
         from intformer.model.export import to_program
         from intformer.model.qat import QATForecaster
-        from intformer.model.train import bind_data, train_models
+
+        from .sweep_tasks import train_config
 
         torch.set_num_threads(1)
         p = {k: trial.suggest_categorical(k, v) for k, v in self.s.space.items()}
@@ -348,22 +373,18 @@ class Objective:
 
         if p["d_model"] % p["heads"]:
             prune(f"heads {p['heads']} do not divide d_model {p['d_model']}")
-        mcfg = ModelConfig(**{k: p[k] for k in MODEL_KEYS})
         try:
-            bind_data(mcfg, self.series)
+            mcfg = self.data.config(p, MODEL_KEYS)
         except IntformerError as exc:
             prune(str(exc))
-        if mcfg.window + mcfg.horizon > len(self.series.target_values) // 4:
-            prune(f"window {mcfg.window} too long for the data")
+        if "window" not in p:                         # the data set it (a classifier's series length)
+            trial.set_user_attr("window", mcfg.window)
         device = board(p["board"]).estimate_device
-        dev = DEVICES[device]
         # the fit, before any training: an untrained model of this shape, calibrated on one batch
         torch.manual_seed(self.s.seed)
-        scaler = Scaler.fit(self.series)
-        train_w = make_windows(self.series, scaler, mcfg.window, mcfg.horizon, "train")
         probe = QATForecaster(mcfg).train()
         with torch.no_grad():
-            probe(torch.as_tensor(train_w.x[:256]))
+            probe(torch.as_tensor(self.data.calibration_inputs(mcfg)[:256]))
         try:
             check_fit(to_program(copy.deepcopy(probe).double()), p["lanes"], device)
         except IntformerError as exc:
@@ -371,32 +392,39 @@ class Objective:
 
         trial.set_user_attr("stage", "training")      # what a dashboard shows of a running trial
         start = time.perf_counter()
-        tcfg = TrainConfig(epochs=self.s.epochs, seed=self.s.seed, float_baseline=self.s.float_baseline,
-                           max_train_windows=self.s.max_train_windows)
-        trained = train_models(self.series, mcfg, tcfg, progress=False)
+        tcfg = train_config(self.s.task, self.s.epochs, self.s.seed, self.s.float_baseline,
+                            self.s.max_train_windows)
+        trained = self.data.train(mcfg, tcfg)
         train_seconds = time.perf_counter() - start
         folder = runfolder.prepare(Path(self.s.out) / "trials" / f"{trial.number:04d}", force=True)
-        runfolder.save(folder, trained, self.s.data, mcfg, tcfg.to_dict())
+        self.data.save(folder, trained, mcfg, tcfg)
+        error, figures = self.data.score(trained, mcfg)
+        latency, fraction, energy, attrs = self.hardware(trained.program, p)
+        attrs.update({"run": str(folder), "train_seconds": train_seconds, "stage": "done", **figures})
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        self.log(f"trial {trial.number}: {ERROR_COLUMN[self.s.task]} {error:.5f}, {latency:,.1f} us, "
+                 f"{fraction * 100:.0f} % of the {attrs['device']}, {energy:.3g} uJ  [{label}]")
+        return error, latency, fraction, energy
 
-        program = trained.program
-        test = make_windows(self.series, trained.scaler, mcfg.window, mcfg.horizon, "test")
-        _, pred = integer_forecast(program, test.x)
-        mse = float(np.mean((pred - test.y) ** 2))
-        est = check_fit(program, p["lanes"], device)
+    def hardware(self, program, p: dict) -> tuple[float, float, float, dict]:
+        """(latency in us, resource fraction, energy in uJ, attributes) of the trained program at p's lanes
+        on p's board, at the sweep's clock."""
+        from intformer.accel.resources import DEVICES, check_fit
+        from intformer.boards.build import cycles_per_inference
+        from intformer.boards.catalogue import board
+        from intformer.boards.power import energy_uj
+        b = board(p["board"])
+        dev = DEVICES[b.estimate_device]
+        est = check_fit(program, p["lanes"], b.estimate_device)
         needs = est.needs(dev)
         fraction = max(needs["LUT"] / dev.luts, needs["DSP"] / max(dev.dsps, 1), needs["RAM"] / dev.ram_blocks)
         cycles, _ = cycles_per_inference(program, p["lanes"])
-        clock = float(self.s.clock_mhz.get(p["board"]) or board(p["board"]).osc_hz / 1e6)
-        latency = cycles / clock
-        energy = energy_uj(board(p["board"]).device, power_resources(device, needs), clock, cycles)["energy_uj"]
-        attrs = {"run": str(folder), "cycles": int(cycles), "macs": program.macs(), "clock_mhz": clock,
-                 "device": device, "needs": {k: float(v) for k, v in needs.items()},
-                 "train_seconds": train_seconds, "stage": "done"}
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
-        self.log(f"trial {trial.number}: MSE {mse:.5f}, {latency:,.1f} us, {fraction * 100:.0f} % of the "
-                 f"{device}, {energy:.3g} uJ  [{label}]")
-        return mse, latency, fraction, energy
+        clock = float(self.s.clock_mhz.get(p["board"]) or b.osc_hz / 1e6)
+        energy = energy_uj(b.device, power_resources(b.estimate_device, needs), clock, cycles)["energy_uj"]
+        attrs = {"cycles": int(cycles), "macs": program.macs(), "clock_mhz": clock, "device": b.estimate_device,
+                 "needs": {k: float(v) for k, v in needs.items()}}
+        return cycles / clock, fraction, energy, attrs
 
 
 @contextlib.contextmanager
@@ -499,9 +527,9 @@ def run_worker(settings: Settings, quiet: bool = False, worker: int = 0) -> None
         run_trial(study, storage, trial, objective, settings, log)
 
 
-def trial_rows(study) -> list[dict]:
-    """Every trial as a flat row (parameters, state, objectives, attributes), and whether it is on the Pareto
-    front of the completed ones."""
+def trial_rows(study, task: str = "forecast") -> list[dict]:
+    """Every trial as a flat row (parameters, state, objectives by `objective_names(task)`, attributes), and
+    whether it is on the Pareto front of the completed ones."""
     from optuna.trial import TrialState
     front = {t.number for t in study.best_trials}
     trials = study.get_trials(deepcopy=False)
@@ -514,7 +542,7 @@ def trial_rows(study) -> list[dict]:
             row["retry_of"] = t.system_attrs["retry_history"][-1]
         row["retried"] = t.number in again
         if t.state == TrialState.COMPLETE:
-            row.update(dict(zip(OBJECTIVES, t.values)))
+            row.update(dict(zip(objective_names(task), t.values)))
         rows.append(row)
     return rows
 
@@ -528,42 +556,69 @@ def summary(rows: list[dict]) -> dict:
             "pareto": [r for r in rows if r["pareto"]]}
 
 
-def write_sweep_report(folder: Path, rows: list[dict], settings: Settings) -> dict:
-    """SWEEP/report: report.md, report.html and pareto.png (test MSE against latency, colour = resources)."""
-    import markdown
+WINDOW_NOTE = ("The window is no dimension here: each series is one window, its length (column n) set by the data "
+               "and --length.")
+# a classifier's and a detector's trials also record the figure their test error is made of
+TASK_FIGURE = {"classify": ("accuracy", "test accuracy"), "detect": ("f1", "test F1")}
 
-    from .report import HTML_PAGE, _plt, _table
 
-    folder.mkdir(parents=True, exist_ok=True)
+def plot_pareto(path: Path, rows: list[dict], settings: Settings) -> None:
+    """The task's test error against latency (log scale), colour = resources, the Pareto front circled."""
+    from .report import _plt
+
+    error = ERROR_NAME[settings.task]
     done = [r for r in rows if r["state"] == "complete"]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     if done:
-        sc = ax.scatter([r["latency_us"] for r in done], [r["test_mse"] for r in done],
+        sc = ax.scatter([r["latency_us"] for r in done], [r[error] for r in done],
                         c=[100 * r["resource_fraction"] for r in done], cmap="viridis", s=28,
                         vmin=0, vmax=100)
         front = sorted((r for r in done if r["pareto"]), key=lambda r: r["latency_us"])
-        ax.scatter([r["latency_us"] for r in front], [r["test_mse"] for r in front], s=90, facecolors="none",
+        ax.scatter([r["latency_us"] for r in front], [r[error] for r in front], s=90, facecolors="none",
                    edgecolors="red", label="Pareto front (all four objectives)")
         fig.colorbar(sc, ax=ax, label="resources, % of the device (estimate)")
         ax.set_xscale("log")
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("latency per inference (us)")
-    ax.set_ylabel("integer test MSE (scaled)")
-    ax.set_title(f"sweep {settings.study}: {len(done)} complete trials of {len(rows)}")
+    ax.set_ylabel(ERROR_LABEL[settings.task])
+    ax.set_title(f"sweep {settings.study} ({settings.task}): {len(done)} complete trials of {len(rows)}")
     fig.tight_layout()
-    fig.savefig(folder / "pareto.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
+
+def pareto_table(front: list[dict], task: str) -> str:
+    """The Pareto front as a markdown table: the design, its four objectives (and for a classifier or
+    detector the accuracy or F1 behind its test error), its run folder and host."""
+    from .report import _table
+
+    error, figure = ERROR_NAME[task], TASK_FIGURE.get(task)
+    head = (["trial", "board", "P", "n", "d", "h", "L", "FFN", "bits", "norm", "softmax", ERROR_COLUMN[task]]
+            + ([figure[1]] if figure else []) + ["latency us", "resources %", "energy uJ (est.)", "run folder", "host"])
+    rows = []
+    for r in front:
+        q = r["params"]
+        rows.append([r["number"], q["board"], q["lanes"], q.get("window", r.get("window", "")), q["d_model"],
+                     q["heads"], q["layers"], q["ffn"], q["bits"], q["norm"], q["softmax"], f"{r[error]:.5f}"]
+                    + ([f"{r[figure[0]]:.4f}"] if figure else [])
+                    + [f"{r['latency_us']:,.1f}", f"{100 * r['resource_fraction']:.0f}", f"{r['energy_uj']:.3g}",
+                       f"`{r['run']}`", r.get("host", "")])
+    return _table(head, rows)
+
+
+def write_sweep_report(folder: Path, rows: list[dict], settings: Settings) -> dict:
+    """SWEEP/report: report.md, report.html and pareto.png (the task's test error against latency, colour =
+    resources)."""
+    import markdown
+
+    from .report import HTML_PAGE, _table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_pareto(folder / "pareto.png", rows, settings)
     s = summary(rows)
     front = sorted(s["pareto"], key=lambda r: r["latency_us"])
-    table = _table(["trial", "board", "P", "n", "d", "h", "L", "FFN", "bits", "norm", "softmax", "test MSE",
-                    "latency us", "resources %", "energy uJ (est.)", "run folder", "host"],
-                   [[r["number"], r["params"]["board"], r["params"]["lanes"], r["params"]["window"],
-                     r["params"]["d_model"], r["params"]["heads"], r["params"]["layers"], r["params"]["ffn"],
-                     r["params"]["bits"], r["params"]["norm"], r["params"]["softmax"], f"{r['test_mse']:.5f}",
-                     f"{r['latency_us']:,.1f}", f"{100 * r['resource_fraction']:.0f}", f"{r['energy_uj']:.3g}",
-                     f"`{r['run']}`", r.get("host", "")] for r in front])
+    table = pareto_table(front, settings.task)
     pruned = [r for r in rows if r["state"] == "pruned"]
     failed = [r for r in rows if r["state"] == "fail"]
     retry = {r["retry_of"]: r["number"] for r in rows if "retry_of" in r}
@@ -571,9 +626,11 @@ def write_sweep_report(folder: Path, rows: list[dict], settings: Settings) -> di
         f"# intformer sweep: {settings.study}", "",
         f"{len(rows)} trials ({', '.join(f'{v} {k}' for k, v in sorted(s['states'].items()))}) by "
         f"{s['workers']} worker process(es), storage `{shown_url(settings.storage)}`.", "",
-        "Objectives, all minimised: integer test MSE (scaled), latency at the board's clock, the largest "
+        f"Task: {settings.task}. Objectives, all minimised: {ERROR_LABEL[settings.task]} "
+        f"(`{ERROR_NAME[settings.task]}`), latency at the board's clock, the largest "
         "fraction of LUT, DSP or block RAM used (pre-synthesis estimate) and the energy per inference "
         "(an ESTIMATE from `boards/power.py`).", "",
+        *([WINDOW_NOTE, ""] if "window" not in settings.space else []),
         "## Pareto front", "", table if front else "No complete trial yet.", "",
         "![Pareto front](pareto.png)", "",
         "## Pruned before training", "",

@@ -10,7 +10,8 @@ import click
 from intformer.model import runfolder
 from intformer.model.data import _window_targets as window_targets, load_series
 from intformer.model.errors import IntformerError
-from intformer.model.train import bind_classes, bind_data, train_classifier, train_models
+from intformer.model.train import (bind_classes, bind_data, bind_detector, detector_windows, train_classifier,
+                                   train_detector, train_models)
 from intformer.model.tsdata import load_classification
 
 from .output import emit
@@ -29,6 +30,8 @@ def train_run(spec: dict, kw: dict, out: Path | None, force: bool, progress: boo
     mcfg, tcfg = configs(kw)
     if mcfg.task == "classify":
         return _train_classifier(spec, mcfg, tcfg, options, out, force, progress, resume)
+    if mcfg.task == "detect":
+        return _train_detector(spec, mcfg, tcfg, options, out, force, progress, resume)
     series = load_series(**spec)
     bind_data(mcfg, series)
     if mcfg.n_tokens > MAX_TOKENS:
@@ -74,6 +77,30 @@ def _train_classifier(spec, mcfg, tcfg, options, out, force, progress, resume) -
             "best_val_loss": {k: min(e["val_loss"] for e in v) for k, v in trained.history.items()}}
 
 
+def _train_detector(spec, mcfg, tcfg, options, out, force, progress, resume) -> dict:
+    from intformer.model.anomaly_data import load_anomaly_spec
+    aset = load_anomaly_spec(spec)
+    bind_detector(mcfg, aset)
+    if mcfg.n_tokens > MAX_TOKENS:
+        raise IntformerError(f"--window {mcfg.window}: {mcfg.n_tokens} tokens is more than the {MAX_TOKENS} this "
+                             f"intformer trains (attention needs tokens^2 memory); shorten --window")
+    for part in ("train", "val", "test"):       # before the run folder exists: a window too long for the data
+        detector_windows(aset, mcfg.window, part, mcfg.detect_mode)
+    out = runfolder.prepare(out or default_out(), force, options, resume=resume)
+    try:
+        trained = train_detector(aset, mcfg, tcfg, progress=progress, checkpoints=out, quantile=spec.get("quantile"))
+    except IntformerError:
+        if not resume:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    runfolder.save(out, trained, spec, mcfg, tcfg.to_dict())
+    return {"run": str(out), "task": "detect", "data": aset.name, "inputs": aset.channels,
+            "protocol": aset.describe(), "threshold": int(trained.program.steps[-1].threshold),
+            "macs_per_inference": trained.program.macs(), "train_seconds": trained.seconds,
+            "epochs": {k: len(v) for k, v in trained.history.items()},
+            "best_val_mse": {k: min(e["val_mse"] for e in v) for k, v in trained.history.items()}}
+
+
 def resumed_options(out: Path | None, force: bool, kw: dict) -> tuple[dict, dict]:
     """The data spec and options that the interrupted run in `out` recorded (for --resume), over `kw`."""
     if out is None:
@@ -93,6 +120,10 @@ def print_train(r: dict) -> None:
         click.echo(f"data            {r['data']}  {len(r['inputs'])} channels x {r['length']} steps -> "
                    f"{len(r['classes'])} classes ({', '.join(r['classes'])}); series "
                    + ", ".join(f"{k} {n}" for k, n in r["series"].items()))
+    elif r.get("task") == "detect":
+        click.echo(f"data            {r['data']}  {len(r['inputs'])} channels, every one forecast one step")
+        click.echo(f"protocol        {r['protocol']}")
+        click.echo(f"threshold       score > {r['threshold']:,} (integer, from the normal validation windows)")
     else:
         click.echo(f"data            {r['data']}  inputs {', '.join(r['inputs'])} -> {r['target']}")
     click.echo(f"MACs/inference  {r['macs_per_inference']:,}")
@@ -115,7 +146,8 @@ def print_train(r: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(data_path, fmt, target, features, multivariate, fill, sensor, split_time, out, force, resume,
           as_json, **kw):
-    """Train a QAT Transformer forecaster or classifier (and its float baseline) and export its integer model."""
+    """Train a QAT Transformer forecaster, classifier or anomaly detector (and its float baseline) and export
+    its integer model."""
     spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time, **classify_spec(kw))
     if resume:
         spec, kw = resumed_options(out, force, kw)

@@ -85,7 +85,8 @@ def print_results(results: list[dict]) -> None:
               help="Simulate the synthesized netlist (Verilator, yosys' cell models) on test windows, every "
                    "output word against the integer reference (README, Netlist simulation).")
 @click.option("--board", "board_name", default="icebreaker", show_default=True,
-              help="With --netlist: the board whose FPGA family (iCE40, ECP5) the netlist is mapped for.")
+              help="With --netlist: the board whose FPGA family (iCE40, ECP5, Xilinx 7-series: yosys' "
+                   "mapping, not Vivado's) the netlist is mapped for.")
 @click.option("--windows", default="all", show_default=True, help="With --netlist: test windows, N or all.")
 @click.option("--build-dir", type=click.Path(), default=None,
               help="With --netlist: the build folder whose kept netlist to simulate (else one is synthesized).")

@@ -218,7 +218,7 @@ def test_eval_classify_json(classifier):
 def test_commands_refuse_a_run_of_another_task(classifier):
     out, _ = classifier
     user_error(invoke("eval", out, "--task", "forecast"), "this is a classify run, not forecast", "--task classify")
-    user_error(invoke("eval", out, "--task", "detect"), "not built yet")
+    user_error(invoke("eval", out, "--task", "detect"), "this is a classify run, not detect", "--task classify")
     for command in ("sim", "infer", "build"):          # each refuses before any work (no port, no toolchain)
         extra = {"infer": ["--port", "/dev/null"], "build": ["--board", "icebreaker"]}.get(command, [])
         user_error(invoke(command, out, "--task", "forecast", *extra), "this is a classify run, not forecast")

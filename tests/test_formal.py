@@ -36,7 +36,7 @@ def test_datapath_proofs_pass(program, tmp_path):
     assert {p.name for p in proofs} >= {"mac_array.accumulators", "mac_array.products", "requant.range", "stream.accel_input",
                                         "stream.accel_output", "residual.range", "affine.range", "softmax.row_sum",
                                         "softmax.out_range", "softmax.reciprocal", "stream.requant",
-                                        "softmax.walkers", "softmax.max_diff"}
+                                        "softmax.walkers", "softmax.max_diff", "walk.address"}
     for p in proofs:
         r = run(p, tmp_path)
         assert r.status == "pass", r
@@ -203,11 +203,15 @@ def test_reciprocal_proof_fails_below_its_divisor_bound(tmp_path):
 
 
 def test_layernorm_model_proofs_pass(tmp_path):
-    """A LayerNorm model with the polynomial softmax: its quick proofs, the LayerNorm output range and the
-    radix-4 reciprocal among them."""
+    """A LayerNorm model with the polynomial softmax: its quick proofs, the LayerNorm output range, the
+    radix-4 reciprocal, the NORM pass's product t2 = t1 x inv and n, and the statistics of its 9-bit codes
+    (D Q - S^2 >= 0 as a lemma) among them."""
     program = random_program(np.random.default_rng(0), bits=8, norm="layer", softmax="poly")
     proofs = formal.model_proofs(program, LANES, full=False)
-    assert {"layernorm.out_range", "layernorm.reciprocal", "layernorm.walkers"} <= {p.name for p in proofs}
+    assert {"layernorm.out_range", "layernorm.reciprocal", "layernorm.walkers", "layernorm.norm_product",
+            "layernorm.stats"} <= {p.name for p in proofs}
+    [stats] = [p for p in proofs if p.name == "layernorm.stats"]
+    assert "lemma" in stats.bound
     for p in proofs:
         r = run(p, tmp_path)
         assert r.status == "pass", r
@@ -350,9 +354,11 @@ def test_verify_command_on_a_trained_run(tmp_path):
 def test_layernorm_statistics_proof_passes(tmp_path):
     """A 4-bit LayerNorm model (5-bit codes): its quick proofs include the statistics path's (S and Q equal
     their sums, D Q - S^2 >= 0 and every register of the path holds its value, own and fused sums), which
-    passes; 8-bit models (9-bit codes) are beyond the solver's reach (`formal.LN_STATS_BITS`)."""
+    passes, D Q - S^2 >= 0 proven bit by bit (no lemma); 8-bit models (9-bit codes) take it as a lemma
+    (`formal.LN_STATS_BITS`; `test_layernorm_model_proofs_pass` runs theirs)."""
     program = random_program(np.random.default_rng(0), bits=4, norm="layer")
     [proof] = [p for p in formal.model_proofs(program, LANES, full=False) if p.name == "layernorm.stats"]
+    assert "lemma" not in proof.bound
     r = run(proof, tmp_path)
     assert r.status == "pass", r
 
@@ -364,20 +370,31 @@ def _row_unit_fault(which: str):
     if which == "max_skip":              # the MAX pass leaves out the row's last element
         plan = make_plan(random_program(np.random.default_rng(0), bits=4), LANES)
         return sby.Proof("softmax_max_skip", lambda: formal.softmax_max_harness(plan, 4, fault=which), "bmc", 18)
-    if which == "q_narrow":              # Q one bit narrower than a row of 2 codes of -2^(E-1) needs
+    if which in ("q_narrow", "q_narrow_lemma"):   # Q one bit narrower than a row of 2 codes of -2^(E-1) needs
+        bits = 8 if which == "q_narrow_lemma" else 4     # 9-bit codes: D Q - S^2 >= 0 a lemma
+        plan = make_plan(random_program(np.random.default_rng(0), bits=bits, norm="layer"), LANES)
+        return sby.Proof(f"layernorm_{which}", lambda: formal.layernorm_stats_harness(plan, 2, 2, fault="q_narrow"),
+                         "bmc", formal.layernorm_stats_depth(2))
+    if which == "t2_narrow":             # t2 one bit narrower: R = 1 (inv = 2^34) and t1 near its bound wrap it
         plan = make_plan(random_program(np.random.default_rng(0), bits=4, norm="layer"), LANES)
-        return sby.Proof("layernorm_q_narrow", lambda: formal.layernorm_stats_harness(plan, 2, 2, fault=which), "bmc",
-                         formal.layernorm_stats_depth(2))
+        # a unit for rows of 2: the first row's NORM pass reaches t2 35 cycles from reset
+        return sby.Proof("layernorm_t2_narrow", lambda: formal.layernorm_norm_harness(plan, 2, fault=which), "bmc", 38)
+    if which == "no_chunk_step":         # a chunk that ends mid-word does not move on to the next word
+        return sby.Proof("walk_no_chunk_step", lambda: formal.walk_harness([4], 6, 6, fault=which), "prove", 3)
     return sby.Proof("walker_word_narrow", lambda: formal.rowio_walkers_harness(4, 8, 4, 8, fault=which), "prove", 3)
 
 
 @pytest.mark.parametrize("which, where", [("max_skip", "formal.py"), ("q_narrow", "layernorm.py"),
-                                          ("word_narrow", "formal.py")])
+                                          ("q_narrow_lemma", "layernorm.py"), ("t2_narrow", "layernorm.py"),
+                                          ("word_narrow", "formal.py"), ("no_chunk_step", "formal.py")])
 def test_row_unit_proofs_fail_on_a_faulty_design(which, where, tmp_path):
-    """The proofs of softmax's max - z >= 0, of the LayerNorm statistics and of the walkers' addresses can
-    fail, each with a counterexample from reset: a MAX pass that misses the row's last element (max - z < 0
-    in the EXP pass), a sum of squares one bit narrower (its value lost, D Q - S^2 < 0), a read walker's
-    word counter one bit narrower (an address wraps out of its row)."""
+    """The proofs of softmax's max - z >= 0, of the LayerNorm statistics and NORM product, of the walkers'
+    addresses and of the address generators' walk can fail, each with a counterexample from reset: a MAX
+    pass that misses the row's last element (max - z < 0 in the EXP pass), a sum of squares one bit
+    narrower (its value lost; with 5-bit codes D Q - S^2 < 0, with 9-bit codes, where D Q - S^2 >= 0 is a
+    lemma, the lemma does not hide it), the NORM pass's t2 one bit narrower (t1 x 2^34 wraps it), a read
+    walker's word counter one bit narrower (an address wraps out of its row), a walk whose chunk ends
+    mid-word without moving to the next word (the next chunk's first column lands in the previous word)."""
     r = run(_row_unit_fault(which), tmp_path)
     assert r.status == "fail", r
     assert r.from_reset and r.step in ("bmc", "basecase"), r
@@ -396,3 +413,28 @@ def test_row_unit_faults_are_off_by_default():
     with pytest.raises(ValueError):
         LayerNormUnit(lanes=4, elem_width=8, addr_width=8, max_rows=4, max_cols=8, eps_max=1, g_width=8,
                       b_width=8, fault="nonsense")
+    ln = LayerNormUnit(lanes=4, elem_width=8, addr_width=8, max_rows=4, max_cols=8, eps_max=1, g_width=8, b_width=8)
+    ln._MustUse__silence = True                 # only its widths are read
+    assert len(ln.t2) == ln.w["t2"] and len(ln.q_row) == ln.w["q"]
+    from amaranth.hdl import Signal
+    from intformer.accel.walk import walk
+    with pytest.raises(ValueError):
+        walk(Signal(4), Signal(2), Signal(3), 3, 4, fault="nonsense")
+
+
+def test_every_address_generator_steps_with_the_proven_walk():
+    """walk.address proves `accel.walk.walk`; the accelerator's address generators (input loader, issue
+    sequencer, drain, output port) must step their (word, lane, within) positions with it, with no fault,
+    and with the register widths that proof gives them."""
+    import ast
+    import inspect
+    from intformer.accel import drain, loader, output_port, sequencer
+    calls = {}
+    for module in (loader, sequencer, drain, output_port):
+        tree = ast.parse(inspect.getsource(module))
+        imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "walk"]
+        assert any(a.name == "walk" for n in imports for a in n.names), module.__name__
+        found = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "walk"]
+        assert found and all(len(c.args) == 5 and not c.keywords for c in found), module.__name__
+        calls[module.__name__.rsplit(".", 1)[-1]] = len(found)
+    assert calls == {"loader": 1, "sequencer": 1, "drain": 3, "output_port": 1}

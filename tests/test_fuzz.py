@@ -26,7 +26,7 @@ from program_factory import random_program
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 # (seed, lanes): random configurations from intformer.fuzz.random_config, drawn once and pinned here by their seed
-CHAIN_SEEDS = [(0, 2), (5, 3), (8, 1)]
+CHAIN_SEEDS = [(0, 2), (5, 3), (8, 1), (15, 2)]      # 0: a forecasting detector, 15: a classifier
 
 
 def small_config(seed: int) -> ModelConfig:
@@ -39,7 +39,8 @@ def test_chain_random_config(seed, lanes, tmp_path):
     cfg = small_config(seed)
     result = fuzz.check_config(cfg, seed, engine="amaranth", lanes=lanes, data_windows=2, random_windows=1,
                                tmp_dir=tmp_path)
-    assert result.windows == 2 + 5 + 1 and result.words == result.windows * cfg.horizon
+    outputs = {"forecast": cfg.horizon, "classify": cfg.classes + 1, "detect": cfg.inputs + 2}[cfg.task]
+    assert result.windows == 2 + 5 + 1 and result.words == result.windows * outputs
     assert result.fakequant_windows == 2
     if seed == CHAIN_SEEDS[0][0]:           # one configuration's hardware through the quick formal proofs too
         proven, failed = fuzz.prove_config(result, tmp_path / "formal", timeout=300)
@@ -52,6 +53,7 @@ def test_the_share_covers_the_options():
     seen = {k: {getattr(c, k) for c in cfgs} for k in ("norm", "activation", "softmax", "pooling", "skip")}
     assert all(len(v) == 2 for v in seen.values()), seen
     assert len({c.bits for c in cfgs}) >= 2 and any(c.heads > 1 for c in cfgs) and any(c.inputs > 1 for c in cfgs)
+    assert {c.task for c in cfgs} == {"forecast", "classify", "detect"}
 
 
 def test_random_configs_are_valid_and_within_limits():

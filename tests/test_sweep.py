@@ -1,5 +1,7 @@
 """`intformer sweep`: two worker processes on one Optuna journal storage, pruning before training, resuming,
-the Pareto front and the report (the same on a PostgreSQL server, with a killed worker: test_sweep_postgres)."""
+the Pareto front and the report (the same on a PostgreSQL server, with a killed worker: test_sweep_postgres);
+`--task classify` and `--task detect` sweeps (their objective the integer path's test error, as `intformer
+eval` reports it; the task recorded with the study)."""
 from __future__ import annotations
 
 import json
@@ -86,3 +88,116 @@ def test_bad_space_and_resume_without_sweep(tmp_path):
     user_error(invoke("sweep", "--space", "board=nosuch", "--out", tmp_path / "a"), "unknown board")
     user_error(invoke("sweep", "--resume", "--out", tmp_path / "b"), "no sweep to resume")
     assert not (tmp_path / "a").exists()
+
+
+# --task classify / detect: the same search, the first objective the integer path's test error. Two trials of
+# tiny models on the embedded data sets (BasicMotions; UCR anomaly series 135), with the journal storage.
+TINY_SPACE = ["--space", "d_model=8", "--space", "ffn=16", "--space", "heads=1", "--space", "layers=1",
+              "--space", "norm=batch", "--space", "softmax=lut", "--space", "lanes=2", "--space", "bits=4,8"]
+TASK_ARGS = {"classify": ["--task", "classify", *TINY_SPACE, "--epochs", "3"],
+             "detect": ["--task", "detect", *TINY_SPACE, "--space", "window=8", "--epochs", "1",
+                        "--max-train-windows", "200"]}
+FIGURE = {"classify": "accuracy", "detect": "f1"}
+
+
+@pytest.fixture(scope="module", params=["classify", "detect"])
+def task_swept(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"sweep-{request.param}") / "sw"
+    r = ok(invoke("sweep", *TASK_ARGS[request.param], "--trials", "2", "--out", out, "--json"))
+    return request.param, out, json.loads(r.stdout)
+
+
+def test_task_sweep_scores_the_integer_path(task_swept):
+    task, out, r = task_swept
+    assert r["task"] == task and r["storage"] == str(out / "optuna.journal")
+    rows = r["trials"]
+    assert [t["state"] for t in rows] == ["complete", "complete"]
+    for t in rows:
+        assert 0 <= t["test_error"] <= 1 and "test_mse" not in t
+        assert t["test_error"] == pytest.approx(1 - t[FIGURE[task]], abs=1e-12)
+        assert t["latency_us"] == pytest.approx(t["cycles"] / t["clock_mhz"]) and t["latency_us"] > 0
+        assert 0 < t["resource_fraction"] <= 1 and t["energy_uj"] > 0
+    # the objective is what `intformer eval` reports for the integer path of the trial's run folder
+    first = rows[0]
+    e = json.loads(ok(invoke("eval", out / "trials" / "0000", "--json")).stdout)
+    assert e["task"] == task
+    assert e["test"]["integer"][FIGURE[task]] == pytest.approx(first[FIGURE[task]], abs=1e-12)
+
+
+def test_task_sweep_window(task_swept):
+    task, out, r = task_swept
+    for t in r["trials"]:
+        run = json.loads((out / "trials" / f"{t['number']:04d}" / "run.json").read_text())
+        assert run["task"] == task and run["status"] == "complete"
+        if task == "classify":        # a .ts series is one window: no dimension, the data's length recorded
+            assert "window" not in t["params"] and t["window"] == run["model"]["window"] == 25
+        else:
+            assert t["params"]["window"] == run["model"]["window"] == 8
+
+
+def test_task_sweep_report_names_the_objective(task_swept):
+    task, out, r = task_swept
+    md = (out / "report" / "report.md").read_text()
+    assert f"Task: {task}." in md and "`test_error`" in md
+    assert "| test error |" in md and ("| test accuracy |" if task == "classify" else "| test F1 |") in md
+    assert ("1 - accuracy" if task == "classify" else "1 - F1") in md
+    assert "test MSE" not in md
+    assert ("The window is no dimension here" in md) == (task == "classify")
+    for t in r["summary"]["pareto"]:
+        assert f"| {t['number']} | icebreaker |" in md
+    assert (out / "report" / "pareto.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_study_of_another_task_is_refused(task_swept, tmp_path):
+    task, out, _ = task_swept
+    other = "detect" if task == "classify" else "classify"
+    journal = out / "optuna.journal"
+    for args, yours in ((TASK_ARGS[other], other), (SMALL_SPACE, "forecast")):
+        user_error(invoke("sweep", *args, "--storage", journal, "--trials", "3", "--out", tmp_path / yours),
+                   "was started with other settings", f"task {task!r} (yours: {yours!r})", "--task")
+        assert not (tmp_path / yours).exists()          # refused before anything is written
+    import optuna
+
+    from intformer.sweep import Settings, storage_for
+    settings = Settings(**json.loads((out / "sweep.json").read_text()))
+    study = optuna.load_study(study_name="intformer", storage=storage_for(settings))   # untouched: task, trials
+    assert study.user_attrs["intformer"]["task"] == task and len(study.trials) == 2
+    assert study.metric_names == ["test_error", "latency_us", "resource_fraction", "energy_uj"]
+
+
+def test_labelled_csv_windows_are_searched(tmp_path):
+    # a labelled CSV is cut into windows of the trial's `window` rows: the run folder records that window
+    from test_classify import labelled_csv
+    data = labelled_csv(tmp_path / "acc.csv")
+    out = tmp_path / "sw"
+    r = json.loads(ok(invoke("sweep", "--task", "classify", "--data", data, "--label", "activity", "--group",
+                             "subject", *TINY_SPACE, "--space", "window=20", "--space", "bits=8", "--epochs", "3",
+                             "--trials", "1", "--out", out, "--json")).stdout)
+    (t,) = r["trials"]
+    assert t["state"] == "complete" and t["params"]["window"] == 20 and 0 <= t["test_error"] <= 1
+    run = json.loads((out / "trials" / "0000" / "run.json").read_text())
+    assert run["data"]["window"] == run["model"]["window"] == 20 and run["data"]["label"] == "activity"
+
+
+def test_bad_task_options_fail_before_any_folder(tmp_path):
+    # .ts series are one window each: `window` is no dimension to search
+    user_error(invoke("sweep", "--task", "classify", "--space", "window=8", "--out", tmp_path / "a"),
+               "no window to search", "--length")
+    user_error(invoke("sweep", "--task", "classify", "--protocol", "skab", "--out", tmp_path / "a"))
+    user_error(invoke("sweep", "--label", "y", "--out", tmp_path / "a"), "add --task classify")
+    user_error(invoke("sweep", "--task", "detect", "--data", tmp_path / "nosuch", "--out", tmp_path / "a"))
+    assert not (tmp_path / "a").exists()
+
+
+def test_forecast_study_settings_are_what_they_were():
+    # studies started before --task recorded these keys only: a forecasting sweep still records (and so
+    # resumes) exactly them, and a study without a task is a forecasting one to every other task
+    from intformer.sweep import SPACE, Settings, objective_names, settings_differ, study_settings
+    s = Settings(out="o", storage="o/j", study="s", trials=1, space=dict(SPACE), data={})
+    old = study_settings(s)
+    assert sorted(old) == ["clock_mhz", "epochs", "float_baseline", "max_train_windows", "space"]
+    assert objective_names() == ("test_mse", "latency_us", "resource_fraction", "energy_uj")
+    assert settings_differ(old, study_settings(s)) == ""
+    s.task = "detect"
+    assert settings_differ(old, study_settings(s)) == "task 'forecast' (yours: 'detect')"
+    assert objective_names("detect")[0] == "test_error"

@@ -208,9 +208,43 @@ def _(ctx):
     return Case(invoke("eval", ctx.run, "--task", "classify"), kept=[ctx.run])
 
 
-@case("task-detect")
+@case("build-baud")
 def _(ctx):
-    return train_into_new(ctx.tmp, "--task", "detect")
+    out = ctx.tmp / "build"
+    return Case(invoke("build", ctx.run, "--board", "icebreaker", "--baud", "2500000", "--out", out),
+                kept=[ctx.run], absent=[out])
+
+
+@case("detect-series-tokens")
+def _(ctx):
+    return train_into_new(ctx.tmp, "--task", "detect", "--tokens", "series")
+
+
+def anomaly_csv(path: Path, anomalous_test: bool) -> Path:
+    """A labelled anomaly CSV of 400 rows, 2 channels; its test part (the last 20 %) anomalous or not."""
+    rng = np.random.default_rng(0)
+    label = np.zeros(400, np.int64)
+    if anomalous_test:
+        label[350:360] = 1
+    pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400), "anomaly": label}).to_csv(path, index=False)
+    return path
+
+
+@case("detect-no-anomaly")
+def _(ctx):
+    path = anomaly_csv(ctx.tmp / "normal.csv", anomalous_test=False)
+    return train_into_new(ctx.tmp, "--task", "detect", "--data", path, "--label", "anomaly", "--window", "8")
+
+
+@case("detect-data-forecast")
+def _(ctx):
+    return train_into_new(ctx.tmp, "--format", "skab", "--data", ctx.tmp)
+
+
+@case("detect-no-label")
+def _(ctx):
+    path = anomaly_csv(ctx.tmp / "labels.csv", anomalous_test=True)
+    return train_into_new(ctx.tmp, "--task", "detect", "--data", path, "--window", "8")
 
 
 @case("ts-no-pair")
