@@ -173,27 +173,13 @@ class Session:
         codes = np.asarray(codes, dtype=np.int64)
         batch = len(codes)
         t = self.tally
-        t.windows = batch
         payloads = [P.infer_payload(c, info) for c in codes]
-        got = np.zeros((batch, info.n_outputs), dtype=np.int64)
-        state = ["waiting"] * batch               # waiting, sent, matched, mismatched, failed
-        attempts = [0] * batch
-        failures: dict[int, str] = {}
-        round_trips = []
+        book = _Book(t, np.asarray(expected, dtype=np.int64), batch, info.n_outputs, progress)
+        attempts, settle = book.attempts, book.settle
         queue = collections.deque(range(batch))
         outstanding: dict[int, tuple[int, float]] = {}   # seq -> (window, sent at)
         quiet_until = 0.0
-        done = 0
         start = self.clock()
-
-        def settle(w: int, outcome: str, reason: str | None = None) -> None:
-            nonlocal done
-            state[w] = outcome
-            done += 1
-            if reason:
-                failures[w] = reason
-            if progress:
-                progress(done, batch)
 
         def retry_or_fail(w: int, reason: str) -> None:
             nonlocal quiet_until
@@ -226,19 +212,9 @@ class Session:
                     continue
                 w, sent_at = outstanding.pop(frame.seq)
                 if frame.cmd == P.RESULT and len(frame.payload) == info.n_outputs * P.WORD_BYTES:
-                    got[w] = P.result_words(frame.payload)
-                    round_trips.append(self.clock() - sent_at)
-                    t.answered += 1
-                    if np.array_equal(got[w], expected[w]):
-                        t.matched += 1
-                        settle(w, "matched")
-                    else:
-                        t.mismatched += 1
-                        settle(w, "mismatched")
+                    book.result(w, frame.payload, self.clock() - sent_at)
                 elif frame.cmd == P.ERROR:
-                    code = frame.payload[0] if frame.payload else 0
-                    name = P.ERROR_NAMES.get(code, f"error {code}")
-                    t.device_errors[name] = t.device_errors.get(name, 0) + 1
+                    code, name = book.device_error(frame)
                     if code in RETRYABLE:
                         retry_or_fail(w, f"device error {code} ({name})")
                     else:
@@ -252,9 +228,8 @@ class Session:
                     del outstanding[seq]
                     t.timeouts += 1
                     retry_or_fail(w, f"no reply within {self.reply_timeout:g} s")
-        seconds = self.clock() - start
-        self.words = got
-        return _summary(t, seconds, round_trips, failures, got, expected, state, classes)
+        self.words = book.got
+        return book.summary(self.clock() - start, classes)
 
     # -------------------------------------------------------------------------------------- STREAM
     def stream(self, samples, expected: np.ndarray, info: P.DeviceInfo, rows: int, progress=None,
@@ -268,24 +243,11 @@ class Session:
         if expected.shape != (batch, info.n_outputs):
             raise IntformerError(f"expected words of shape {expected.shape}, not {(batch, info.n_outputs)}")
         t = self.tally
-        t.windows = batch
-        got = np.zeros((batch, info.n_outputs), dtype=np.int64)
-        state = ["waiting"] * batch
-        attempts = [0] * batch
-        failures: dict[int, str] = {}
-        round_trips = []
+        book = _Book(t, expected, batch, info.n_outputs, progress)
+        attempts, settle = book.attempts, book.settle
         outstanding: dict[int, tuple[int, float]] = {}   # seq -> (window, sent at), in sending order
-        nxt, resync, quiet_until, done = 0, True, 0.0, 0
+        nxt, resync, quiet_until = 0, True, 0.0
         start = self.clock()
-
-        def settle(w: int, outcome: str, reason: str | None = None) -> None:
-            nonlocal done
-            state[w] = outcome
-            done += 1
-            if reason:
-                failures[w] = reason
-            if progress:
-                progress(done, batch)
 
         def fail(w: int, reason: str, retryable: bool = True) -> None:
             """Window w's request failed: drop what follows it in flight, and resynchronize at w (or, after
@@ -326,17 +288,9 @@ class Session:
                     continue
                 w, sent_at = outstanding.pop(frame.seq)
                 if frame.cmd == P.RESULT and len(frame.payload) == info.n_outputs * P.WORD_BYTES:
-                    got[w] = P.result_words(frame.payload)
-                    round_trips.append(self.clock() - sent_at)
-                    t.answered += 1
-                    ok = np.array_equal(got[w], expected[w])
-                    t.matched += ok
-                    t.mismatched += not ok
-                    settle(w, "matched" if ok else "mismatched")
+                    book.result(w, frame.payload, self.clock() - sent_at)
                 elif frame.cmd == P.ERROR:
-                    code = frame.payload[0] if frame.payload else 0
-                    name = P.ERROR_NAMES.get(code, f"error {code}")
-                    t.device_errors[name] = t.device_errors.get(name, 0) + 1
+                    code, name = book.device_error(frame)
                     retryable = code in RETRYABLE
                     fail(w, f"device error {code} ({name})" + ("" if retryable else
                                                                 ": the request itself is wrong"), retryable)
@@ -348,30 +302,70 @@ class Session:
                 t.timeouts += 1
                 w, _ = outstanding.pop(late[0])
                 fail(w, f"no reply within {self.reply_timeout:g} s")
-        seconds = self.clock() - start
-        self.words = got
-        return _summary(t, seconds, round_trips, failures, got, expected, state, classes)
+        self.words = book.got
+        return book.summary(self.clock() - start, classes)
 
 
-def _summary(t: Tally, seconds: float, round_trips: list, failures: dict, got, expected, state,
-             classes: int) -> dict:
-    """The result of `Session.run` or `Session.stream`: the tally, the rate, the first mismatch, the classes."""
-    batch = len(state)
-    result = {"tally": t.to_dict(), "seconds": seconds,
-              "windows_per_second": t.answered / seconds if seconds > 0 else 0.0,
-              "mean_round_trip_ms": 1000 * float(np.mean(round_trips)) if round_trips else None,
-              "failures": {int(w): r for w, r in sorted(failures.items())}}
-    bad = [w for w in range(batch) if state[w] == "mismatched"]
-    if bad:
-        w = bad[0]
-        h = int(np.flatnonzero(got[w] != expected[w])[0])
-        result["first_mismatch"] = {"window": w, "word": h, "expected": int(expected[w, h]), "got": int(got[w, h])}
+class _Book:
+    """What `Session.run` and `Session.stream` keep of each window: its state (waiting, matched, mismatched,
+    failed), its tries, its words, the reason it failed, the round trips; the tally's counts; and the result
+    they return (`summary`)."""
+
+    def __init__(self, tally: Tally, expected: np.ndarray, batch: int, n_outputs: int, progress=None):
+        self.t, self.expected, self.progress = tally, expected, progress
+        tally.windows = batch
+        self.got = np.zeros((batch, n_outputs), dtype=np.int64)
+        self.state = ["waiting"] * batch
+        self.attempts = [0] * batch
+        self.failures: dict[int, str] = {}
+        self.round_trips: list[float] = []
+        self.done = 0
+
+    def settle(self, w: int, outcome: str, reason: str | None = None) -> None:
+        self.state[w] = outcome
+        self.done += 1
+        if reason:
+            self.failures[w] = reason
+        if self.progress:
+            self.progress(self.done, len(self.state))
+
+    def result(self, w: int, payload: bytes, round_trip: float) -> None:
+        """Window w's RESULT: its words, checked against the expected ones."""
+        self.got[w] = P.result_words(payload)
+        self.round_trips.append(round_trip)
+        self.t.answered += 1
+        ok = bool(np.array_equal(self.got[w], self.expected[w]))
+        self.t.matched += ok
+        self.t.mismatched += not ok
+        self.settle(w, "matched" if ok else "mismatched")
+
+    def device_error(self, frame) -> tuple[int, str]:
+        """An ERROR frame's code and name, counted."""
+        code = frame.payload[0] if frame.payload else 0
+        name = P.ERROR_NAMES.get(code, f"error {code}")
+        self.t.device_errors[name] = self.t.device_errors.get(name, 0) + 1
+        return code, name
+
+    def summary(self, seconds: float, classes: int) -> dict:
+        """The tally, the rate, the first mismatch, the classes."""
+        t, got, expected, state = self.t, self.got, self.expected, self.state
+        batch = len(state)
+        result = {"tally": t.to_dict(), "seconds": seconds,
+                  "windows_per_second": t.answered / seconds if seconds > 0 else 0.0,
+                  "mean_round_trip_ms": 1000 * float(np.mean(self.round_trips)) if self.round_trips else None,
+                  "failures": {int(w): r for w, r in sorted(self.failures.items())}}
+        bad = [w for w in range(batch) if state[w] == "mismatched"]
+        if bad:
+            w = bad[0]
+            h = int(np.flatnonzero(got[w] != expected[w])[0])
+            result["first_mismatch"] = {"window": w, "word": h, "expected": int(expected[w, h]),
+                                        "got": int(got[w, h])}
+            if classes:
+                result["first_mismatch"]["field"] = "class" if h == classes else f"score {h}"
         if classes:
-            result["first_mismatch"]["field"] = "class" if h == classes else f"score {h}"
-    if classes:
-        answered = [state[w] in ("matched", "mismatched") for w in range(batch)]
-        result["classes"] = [int(got[w, classes]) if answered[w] else None for w in range(batch)]
-    return result
+            answered = [state[w] in ("matched", "mismatched") for w in range(batch)]
+            result["classes"] = [int(got[w, classes]) if answered[w] else None for w in range(batch)]
+        return result
 
 
 def stream_requests(samples, info: P.DeviceInfo, rows: int) -> tuple[list[bytes], list[bytes]]:
