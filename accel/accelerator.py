@@ -33,7 +33,9 @@ then their score and its flag, which the output port's anomaly scorer computes l
 takes rows x cols codes on `input`, runs the steps, offers the output words on `output`, and then pulses
 `done` for one cycle (`busy` is high from the cycle after `start` until `done`). `error` is a sticky flag
 for a drain overrun (a scheduling bug; never set by a correct build). `step` is the current step index and
-`cycles` counts the cycles of the current (or last) inference, from `start` to `done`.
+`cycles` counts the cycles of the current (or last) inference, from `start` to `done`. `clear` (a pulse,
+any time; a detector's only state from one window to the next is its smoothed score) makes the next window
+start a new stream, as after reset (`accel.anomaly.AnomalyScorer`); other programs ignore it.
 """
 from __future__ import annotations
 
@@ -101,6 +103,7 @@ class Accelerator(wiring.Component):
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "step": Out(range(len(plan.steps) + 1)),
             "cycles": Out(32),
+            "clear": In(1),      # a detector: the next window starts a new stream of smoothed scores
         })
         self._make_blocks()
         self.state = self.control.state                  # the top FSM's state (`Accelerator.State`)
@@ -175,7 +178,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [op.start.eq(ctl.out_start), op.latch.eq(ctl.out_latch), op.send.eq(ctl.out_send),
                      xb.out_active.eq(ctl.out), xb.out_addr.eq(op.addr), op.data.eq(xb.out_data),
                      self.output.valid.eq(op.output.valid), self.output.payload.eq(op.output.payload),
-                     op.output.ready.eq(self.output.ready)]
+                     op.output.ready.eq(self.output.ready), op.clear.eq(self.clear)]
         stats = self._row_statistics(m, dr)
         if self.softmax is not None:
             self._softmax(m, f, roms, ctl, dr, xb, stats)

@@ -360,14 +360,16 @@ def simulate_cxxrtl(program: IntProgram, x_codes: np.ndarray, lanes: int, logic_
     """Like `accel.simulate.simulate`: (words (B, H) int64, cycles per inference of the last window).
 
     `workers` processes (default: `default_workers`) each run a contiguous share of the windows, from the
-    initial state, one window after another; the words come back in window order. Every window's word count
-    is checked (`_run`)."""
+    initial state, one window after another; the words come back in window order (a stateful program, whose
+    windows are one stream, runs in one process). Every window's word count is checked (`_run`)."""
     exe = build(program, lanes, logic_lanes, design)
     x_codes = np.asarray(x_codes, dtype=np.int64)
     batch = x_codes.shape[0]
     flat = x_codes.reshape(batch, -1)
     horizon = program.buffers[program.output].cols
     workers = max(1, min(batch, workers or default_workers(batch)))
+    if program.stateful:                 # a smoothed score: one stream, from reset, in one process
+        workers = 1
     shares = np.array_split(flat, workers)
     starts = np.cumsum([0] + [len(share) for share in shares[:-1]])
     if workers == 1:

@@ -30,15 +30,15 @@ class OutputPort(Block):
     `latch` state, `CLASS_SLACK` (2) cycles after the edge that took score C-1 (its `read` and `latch`),
     so the tracker's `LATENCY` (1) adds no cycle: word C costs the 3 cycles of any word.
 
-    A detector (`detect` = (C, T): the program ends in a `DetectStep`, `Plan.detect`): words 0..C-1 are
-    the forecast errors from the bank, each one taken also goes to `scorer` (an `AnomalyScorer`); word C is
-    the scorer's score and word C+1 its flag, latched `CLASS_SLACK` cycles after the last error was taken,
-    as the class is.
+    A detector (`detect` = (C, T, decay): the program ends in a `DetectStep`, `Plan.detect`): words 0..C-1
+    are the forecast errors from the bank, each one taken also goes to `scorer` (an `AnomalyScorer`); word C
+    is the scorer's score (smoothed over the windows since reset or the last `clear` when decay > 0) and
+    word C+1 its flag, latched `CLASS_SLACK` cycles after the last error was taken, as the class is.
     """
     CLASS_SLACK = 2             # cycles from the last score taken to the class word's latch
 
     def __init__(self, layout: BufferLayout, lanes: int, addr_width: int, lane_bits: int, bank_width: int,
-                 classes: int = 0, detect: tuple[int, int] | None = None):
+                 classes: int = 0, detect: tuple[int, int, int] | None = None):
         self.layout, self.lanes, self.lane_bits, self.classes = layout, lanes, lane_bits, classes
         self.detect = detect
         self.argmax = self.scorer = None
@@ -49,13 +49,15 @@ class OutputPort(Block):
         if detect:
             assert detect[0] == layout.cols - 2, "the score and the flag are the output buffer's last words"
             assert AnomalyScorer.LATENCY <= self.CLASS_SLACK, "the score would be latched before it is ready"
-            self.scorer = AnomalyScorer(detect[0], layout.bits, detect[1])
+            self.scorer = AnomalyScorer(detect[0], layout.bits, detect[1], detect[2],
+                                        error_bits=layout.stored_bits or layout.bits)
         lane_width = max(1, lanes - 1).bit_length()
         super().__init__({
             "output": Out(stream.Signature(signed(layout.bits))),
             "start": In(1), "latch": In(1), "send": In(1),
             "addr": Out(unsigned(addr_width)), "data": In(unsigned(bank_width)),
             "index": Out(range(layout.cols + 1)), "last": Out(1),
+            "clear": In(1),              # a detector: the next window starts a new stream (its score from 0)
         })
         self.lane = Signal(lane_width)
 
@@ -88,7 +90,7 @@ class OutputPort(Block):
             # every word taken is offered to the scorer; it ignores those after the C-th (score and flag)
             self.scorer.build(m)
             m.d.comb += [self.scorer.start.eq(self.start), self.scorer.valid.eq(self.send & self.output.ready),
-                         self.scorer.error.eq(payload)]
+                         self.scorer.error.eq(payload), self.scorer.clear.eq(self.clear)]
         with m.If(self.send & self.output.ready):
             nw, nl, ni = walk(self.addr, self.lane, within, lay.chunk, self.lanes)
             m.d.sync += [self.index.eq(self.index + 1), self.addr.eq(nw), self.lane.eq(nl), within.eq(ni)]

@@ -29,7 +29,7 @@ A classifier's last step, an `ArgmaxStep`, is no macro step: the output buffer's
 is computed by the output port as the scores leave (`accel.argmax.ArgmaxTracker`); the plan records its
 class count (`Plan.classes`) and nothing else of it. A detector's last step, a `DetectStep`, likewise: the
 output port's anomaly scorer (`accel.anomaly.AnomalyScorer`) computes the score and the flag, the output
-buffer's last two words; the plan records (C, threshold) (`Plan.detect`).
+buffer's last two words; the plan records (C, threshold, score decay) (`Plan.detect`).
 """
 from __future__ import annotations
 
@@ -78,6 +78,9 @@ class BufferLayout:
     bank: int = 0                 # the memory (bank) that holds the buffer, from word `base` on
     base: int = 0
     lane_bits: int = 0            # bits of one lane in the bank's words (>= bits: codes stored sign- or zero-extended)
+    stored_bits: int = 0          # bits the bank holds of each code, when fewer than `bits` (0: bits): a
+                                  # detector's output buffer stores only its errors; the score and flag
+                                  # words, as wide as `bits`, come from the output port
 
     @property
     def wpc(self) -> int:
@@ -108,14 +111,15 @@ class BufferLayout:
     def unpack(self, words) -> np.ndarray:
         """Words of its bank (ints) -> the buffer as a (rows, cols) int64 matrix."""
         out = np.zeros((self.rows, self.cols), dtype=np.int64)
-        mask = (1 << self.bits) - 1
         lb = self.lane_bits or self.bits
+        bits = min(self.bits, lb)
+        mask = (1 << bits) - 1
         for r in range(self.rows):
             for c in range(self.cols):
                 w, lane = self.word_lane(r, c)
                 v = (int(words[self.base + w]) >> (lane * lb)) & mask
-                if self.signed and v >> (self.bits - 1):
-                    v -= 1 << self.bits
+                if self.signed and v >> (bits - 1):
+                    v -= 1 << bits
                 out[r, c] = v
         return out
 
@@ -281,7 +285,8 @@ class Plan:
     max_cols: int
     stat_rows: int                      # depth of the row statistics memories
     classes: int = 0                    # a classifier's C: the output port sends the class as word C; 0: none
-    detect: tuple[int, int] | None = None   # a detector's (C, threshold): words C, C+1 are its score and flag
+    detect: tuple[int, int, int] | None = None   # a detector's (C, threshold, decay): words C, C+1 are its score
+                                                 # and flag
 
     @property
     def addr_width(self) -> int:
@@ -355,8 +360,8 @@ def _classes(program: IntProgram) -> int:
     return last.cols
 
 
-def _detect(program: IntProgram) -> tuple[int, int] | None:
-    """A detector's (C, threshold) (its program ends in a `DetectStep`), else None. The output port computes
+def _detect(program: IntProgram) -> tuple[int, int, int] | None:
+    """A detector's (C, threshold, score decay) (its program ends in a `DetectStep`), else None. The output port computes
     the score and the flag as the output buffer's last two words, after the C errors."""
     last = program.steps[-1] if program.steps else None
     if any(isinstance(s, DetectStep) for s in program.steps[:-1]):
@@ -370,7 +375,9 @@ def _detect(program: IntProgram) -> tuple[int, int] | None:
     if not (out.signed and 0 <= last.threshold < 1 << (out.bits - 1)):
         raise IntformerError(f"step {last.name}: threshold {last.threshold} does not fit the output buffer's "
                              f"{out.bits}-bit words")
-    return last.cols, last.threshold
+    if not 0 <= last.decay < out.bits:
+        raise IntformerError(f"step {last.name}: score decay {last.decay} outside 0..{out.bits - 1}")
+    return last.cols, last.threshold, last.decay
 
 
 def _macro_program(program: IntProgram) -> IntProgram:
@@ -418,6 +425,12 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
     P = lanes
     macro = _macro_program(program)
     layouts = _buffer_layouts(macro, P)
+    if detect:
+        # the bank holds the errors only (the clamp of the step that writes them): the score is the port's
+        from intformer.model.program import _error_range
+        lay, last = layouts[program.output], program.steps[-1]
+        lay.stored_bits = min(lay.bits, intops.bits_signed(*_error_range(program, last,
+                                                                         program.buffers[program.output])))
     widths = _datapath_widths(macro, layouts)
     steps, names, roms = _step_records(macro, layouts, P, widths.weight_width)
     reads, writes = _step_roles(steps, names, layouts)
@@ -651,7 +664,7 @@ def _place_banks(layouts, step_reads, step_writes, P: int) -> list[Bank]:
     groups = assign_banks(layouts, [set(r) for r in step_reads], [set(w) for w in step_writes], P)
     banks = []
     for j, members in enumerate(groups):
-        lane_bits = max(layouts[n].bits for n in members)
+        lane_bits = max(layouts[n].stored_bits or layouts[n].bits for n in members)
         base = 0
         for n in members:
             lay = layouts[n]

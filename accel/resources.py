@@ -227,9 +227,10 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
         parts["argmax"] = 3 * ob + 4 * cb
     if plan.detect:
         # the output port's anomaly scorer: the error's magnitude, the score's adder and load enable, the
-        # comparator with the threshold, the two extra words' multiplexers (the output buffer's bits each)
+        # comparator with the threshold, the two extra words' multiplexers (the output buffer's bits each);
+        # a smoothed score, the subtractor and the start multiplexer of s - (s >> decay)
         ob = plan.output.bits
-        parts["scorer"] = 6 * ob + 2 * plan.detect[0].bit_length()
+        parts["scorer"] = 6 * ob + 2 * plan.detect[0].bit_length() + (2 * ob if plan.detect[2] else 0)
     parts["lanes"] *= LANE_SCALE
     for k in ("drain", "control", "softmax", "layernorm", "argmax", "scorer"):
         if k in parts:

@@ -47,7 +47,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -84,7 +84,8 @@ class BuildRequest:
     program: IntProgram
     board_name: str                                  # a `boards.catalogue` board
     lanes: int                                       # MAC lanes P
-    clock_mhz: float | None = None                   # None: the board's oscillator; else a PLL (iCE40, ECP5)
+    clock_mhz: float | str | None = None             # None: the board's oscillator; MHz: a PLL (iCE40, ECP5);
+                                                     # AUTO_CLOCK: the fastest that meets timing (`build_fastest`)
     out_dir: str | Path = "build"                    # should be empty (see `prepare_out`)
     progress: Callable[[str], None] | None = None    # told of each stage as it starts and ends
     top: str = "link"                                # "link" (behind the serial link) or "bare" (`BareTop`)
@@ -120,54 +121,71 @@ def _echo(progress, message: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- PLLs
 
-def ice40_pll(f_in: float, f_out: float) -> dict:
-    """SB_PLL40 settings (SIMPLE feedback) for the output nearest `f_out`, as icepll computes them:
-    F_PFD = F_IN / (DIVR + 1) in 10..133 MHz, F_VCO = F_PFD x (DIVF + 1) in 533..1066 MHz,
-    F_OUT = F_VCO / 2^DIVQ (DIVQ 1..6), 16..275 MHz."""
-    if not 16e6 <= f_out <= 275e6:
-        raise ClockUnavailable(f"the iCE40 PLL makes 16 to 275 MHz, not {f_out / 1e6:g} MHz")
-    best = None
+def _ice40_settings(f_in: float):
+    """Every SB_PLL40 setting (SIMPLE feedback) from `f_in`, as icepll searches them: F_PFD = F_IN / (DIVR + 1)
+    in 10..133 MHz, F_VCO = F_PFD x (DIVF + 1) in 533..1066 MHz, F_OUT = F_VCO / 2^DIVQ (DIVQ 1..6)."""
     for divr in range(16):
         pfd = f_in / (divr + 1)
         if not 10e6 <= pfd <= 133e6:
             continue
+        filt = next(i + 1 for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, math.inf)) if pfd < lim)
         for divq in range(1, 7):
             for divf in range(128):
                 vco = pfd * (divf + 1)
-                if not 533e6 <= vco <= 1066e6:
-                    continue
-                out = vco / (1 << divq)
-                if best is None or abs(out - f_out) < abs(best["f_out"] - f_out):
-                    filt = next(i + 1 for i, lim in enumerate((17e6, 26e6, 44e6, 66e6, 101e6, math.inf))
-                                if pfd < lim)
-                    best = {"DIVR": divr, "DIVF": divf, "DIVQ": divq, "FILTER_RANGE": filt, "f_out": out}
-    if best is None:
-        raise ClockUnavailable(f"no iCE40 PLL setting makes {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
-    return best
+                if 533e6 <= vco <= 1066e6:
+                    yield {"DIVR": divr, "DIVF": divf, "DIVQ": divq, "FILTER_RANGE": filt, "f_out": vco / (1 << divq)}
 
 
-def ecp5_pll(f_in: float, f_out: float) -> dict:
-    """EHXPLLL settings (feedback from CLKOP) for the output nearest `f_out`, as ecppll computes them:
-    F_PFD = F_IN / CLKI_DIV >= 3.125 MHz, F_OUT = F_PFD x CLKFB_DIV, F_VCO = F_OUT x CLKOP_DIV in
-    400..800 MHz."""
-    if not 3.125e6 <= f_out <= 400e6:
-        raise ClockUnavailable(f"the ECP5 PLL makes 3.125 to 400 MHz, not {f_out / 1e6:g} MHz")
-    best = None
+def _ecp5_settings(f_in: float):
+    """Every EHXPLLL output (feedback from CLKOP) from `f_in`, as ecppll searches them, with the first
+    CLKOP_DIV that puts the VCO in 400..800 MHz: F_PFD = F_IN / CLKI_DIV >= 3.125 MHz, F_OUT = F_PFD x
+    CLKFB_DIV, F_VCO = F_OUT x CLKOP_DIV."""
     for clki in range(1, 129):
         pfd = f_in / clki
         if pfd < 3.125e6:
             break
         for clkfb in range(1, 81):
             out = pfd * clkfb
-            for clkop in range(1, 129):
-                vco = out * clkop
-                if 400e6 <= vco <= 800e6:
-                    if best is None or abs(out - f_out) < abs(best["f_out"] - f_out):
-                        best = {"CLKI_DIV": clki, "CLKFB_DIV": clkfb, "CLKOP_DIV": clkop, "f_out": out}
-                    break
+            clkop = next((op for op in range(1, 129) if 400e6 <= out * op <= 800e6), None)
+            if clkop is not None:
+                yield {"CLKI_DIV": clki, "CLKFB_DIV": clkfb, "CLKOP_DIV": clkop, "f_out": out}
+
+
+def _nearest(settings, f_out: float) -> dict | None:
+    """The first setting whose output is nearest `f_out`."""
+    return min(settings, key=lambda s: abs(s["f_out"] - f_out), default=None)
+
+
+def ice40_pll_outputs(f_in: float) -> set[float]:
+    """Every output frequency the SB_PLL40 makes from `f_in` within its 16..275 MHz (`_ice40_settings`)."""
+    return {s["f_out"] for s in _ice40_settings(f_in) if 16e6 <= s["f_out"] <= 275e6}
+
+
+def ecp5_pll_outputs(f_in: float) -> set[float]:
+    """Every output frequency the EHXPLLL makes from `f_in` within its 3.125..400 MHz (`_ecp5_settings`)."""
+    return {s["f_out"] for s in _ecp5_settings(f_in) if 3.125e6 <= s["f_out"] <= 400e6}
+
+
+def _pll(chip: str, settings, f_in: float, f_out: float, lo: float, hi: float) -> dict:
+    """The setting among `settings(f_in)` nearest `f_out`, which must lie in the PLL's lo..hi."""
+    if not lo <= f_out <= hi:
+        raise ClockUnavailable(f"the {chip} PLL makes {lo / 1e6:g} to {hi / 1e6:g} MHz, not {f_out / 1e6:g} MHz")
+    best = _nearest(settings(f_in), f_out)
     if best is None:
-        raise ClockUnavailable(f"no ECP5 PLL setting makes {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
+        raise ClockUnavailable(f"no {chip} PLL setting makes {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
     return best
+
+
+def ice40_pll(f_in: float, f_out: float) -> dict:
+    """SB_PLL40 settings (SIMPLE feedback) for the output nearest `f_out`, as icepll computes them
+    (`_ice40_settings`); the output range is 16..275 MHz."""
+    return _pll("iCE40", _ice40_settings, f_in, f_out, 16e6, 275e6)
+
+
+def ecp5_pll(f_in: float, f_out: float) -> dict:
+    """EHXPLLL settings (feedback from CLKOP) for the output nearest `f_out`, as ecppll computes them
+    (`_ecp5_settings`); the output range is 3.125..400 MHz."""
+    return _pll("ECP5", _ecp5_settings, f_in, f_out, 3.125e6, 400e6)
 
 
 def _platform(b: Board, pll: dict | None):
@@ -524,7 +542,10 @@ def build(request: BuildRequest) -> dict:
     (which should be empty, see `prepare_out`); return the report dict (see the module docstring). Raises
     `DoesNotFit` when the design does not fit (the estimate, unless `fit_check` is off, then nextpnr),
     `TimingNotMet` (with `check_timing`) when it misses timing, naming what would work; the build files stay
-    in `out_dir` for a look. Fmax varies with nextpnr's `seed` by a MHz or two."""
+    in `out_dir` for a look. Fmax varies with nextpnr's `seed` by a MHz or two. `clock_mhz` AUTO_CLOCK:
+    `build_fastest`."""
+    if request.clock_mhz == AUTO_CLOCK:
+        return build_fastest(request)
     b = board(request.board_name)
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -552,6 +573,110 @@ def build(request: BuildRequest) -> dict:
         if synthesized.is_file():        # undefined multiplier inputs, undriven net bits (boards.netlist)
             job.notes += netlist.bitstream_checks(synthesized, b.family, job.netlist)
     return _finish(job, clocks, resources, bitstream, tools)
+
+
+AUTO_CLOCK = "auto"
+CLOCK_MARGIN = 0.9     # the PLL clock at most this share of the Fmax measured: nextpnr's Fmax moves by a few %
+                       # from one constraint (and so one placement) to the next
+MIN_CLOCK_GAIN = 1.1   # a PLL only for at least 10 % more than the oscillator (it costs a PLL and a lock wait)
+
+
+def fastest_clock(b: Board, fmax_hz: float, baud: int | None) -> float | None:
+    """The fastest clock the board's PLL makes from its oscillator that is at most CLOCK_MARGIN x `fmax_hz`,
+    at least MIN_CLOCK_GAIN x the oscillator, and (with `baud`, a UART link) makes that baud rate within the
+    UART's tolerance (`uart.divisor_for`); None where there is none, or the board's flow has no PLL."""
+    from .uart import divisor_for
+
+    if b.family not in ("ice40", "ecp5") or not b.clock_pin:
+        return None
+    outputs = (ice40_pll_outputs if b.family == "ice40" else ecp5_pll_outputs)(b.osc_hz)
+    for f in sorted(outputs, reverse=True):
+        if f > CLOCK_MARGIN * fmax_hz:
+            continue
+        if f < MIN_CLOCK_GAIN * b.osc_hz:
+            return None
+        if baud:
+            try:
+                divisor_for(f, baud)
+            except IntformerError:
+                continue
+        return f
+    return None
+
+
+def build_fastest(request: BuildRequest) -> dict:
+    """`build` at the fastest clock that meets timing (`--clock auto`, the commands' default). A first
+    build at the oscillator (in out_dir/clock-probe, without the netlist) measures Fmax; then the design is
+    built again behind the PLL at `fastest_clock` of it, and once more, lower, if nextpnr misses that. The
+    result is the fastest build that met timing (the oscillator's when no PLL clock did), in out_dir; it
+    records each try in `clock_search`. Boards without a PLL here build once, at the oscillator."""
+    b = board(request.board_name)
+    out = Path(request.out_dir)
+    baud = request.baud if request.top == "link" else None      # an SPI link's top ignores it: no harm
+    if b.family not in ("ice40", "ecp5") or not b.clock_pin:
+        result = build(replace(request, clock_mhz=None))
+        return _note_clock(result, [], f"--clock auto: the {b.name} flow runs at its {b.osc_hz / 1e6:g} MHz "
+                                       f"oscillator (no PLL generated)")
+    probe_dir = out / "clock-probe"
+    _echo(request.progress, f"--clock auto: a first build at the {b.osc_hz / 1e6:g} MHz oscillator measures Fmax")
+    probe = build(replace(request, clock_mhz=None, out_dir=probe_dir, check_timing=False, keep_netlist=False))
+    tries = [_clock_try(probe)]
+    best, fmax = None, probe["fmax_mhz"] * 1e6
+    if probe["timing_met"]:
+        for _ in range(2):
+            f = fastest_clock(b, fmax, baud)
+            if f is None or (best is not None and f >= best["clock_mhz"] * 1e6):
+                break
+            _echo(request.progress, f"--clock auto: Fmax {fmax / 1e6:.1f} MHz, so the PLL at {f / 1e6:g} MHz")
+            attempt = build(replace(request, clock_mhz=f / 1e6, check_timing=False))
+            tries.append(_clock_try(attempt))
+            if attempt["timing_met"]:
+                best = attempt
+                break
+            fmax = attempt["fmax_mhz"] * 1e6
+    if best is None:                                    # the oscillator's build is the result
+        best = _adopt(probe, probe_dir, out)
+        if out.joinpath("netlist").is_dir() and probe["netlist"] is None:
+            shutil.rmtree(out / "netlist")
+        note = (f"--clock auto: no PLL clock met timing where the oscillator's Fmax "
+                f"({probe['fmax_mhz']:.1f} MHz) allows one; built at the {b.osc_hz / 1e6:g} MHz oscillator")
+    else:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+        note = (f"--clock auto: Fmax {probe['fmax_mhz']:.1f} MHz at the {b.osc_hz / 1e6:g} MHz oscillator, so the "
+                f"PLL makes {best['clock_mhz']:g} MHz (at most {CLOCK_MARGIN:.0%} of the Fmax measured"
+                + (f", and {baud:,} baud within 2 %" if baud else "") + f"); Fmax there {best['fmax_mhz']:.1f} MHz")
+    result = _note_clock(best, tries, note)
+    if request.check_timing and not result["timing_met"]:
+        raise TimingNotMet(f"timing not met on the {b.name}: Fmax {result['fmax_mhz']:.1f} MHz < "
+                           f"{result['clock_mhz']:g} MHz at the oscillator; rebuild with fewer lanes than "
+                           f"{request.lanes}; the build is in {out}")
+    return result
+
+
+def _clock_try(result: dict) -> dict:
+    return {k: result[k] for k in ("clock_mhz", "clock_source", "fmax_mhz", "timing_met")}
+
+
+def _note_clock(result: dict, tries: list[dict], note: str) -> dict:
+    """The result with the clock search recorded, build.json written again."""
+    result = {**result, "clock_search": tries, "notes": result["notes"] + [note]}
+    Path(result["out_dir"], "build.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result
+
+
+def _adopt(result: dict, src: Path, dst: Path) -> dict:
+    """Move a build's files from `src` up into `dst` (replacing files of the same names) and point its
+    result there."""
+    for item in src.iterdir():
+        target = dst / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        shutil.move(str(item), str(target))
+    src.rmdir()
+    text = json.dumps(result).replace(json.dumps(str(src))[1:-1], json.dumps(str(dst))[1:-1])
+    return json.loads(text)
 
 
 def _check_fit(job: _Build) -> None:
@@ -829,6 +954,6 @@ def load_result(out_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-__all__ = ["BOARDS", "Board", "BuildRequest", "BareTop", "LinkTopFactory", "board", "build", "bare_top",
-           "cycles_per_inference", "default_out", "ecp5_pll", "ice40_pll", "load_result", "make_board_top",
+__all__ = ["AUTO_CLOCK", "BOARDS", "Board", "BuildRequest", "BareTop", "LinkTopFactory", "board", "build",
+           "bare_top", "build_fastest", "cycles_per_inference", "fastest_clock", "default_out", "ecp5_pll", "ice40_pll", "load_result", "make_board_top",
            "parse_log_fmax", "parse_report", "prepare_out", "with_bare_hint"]

@@ -146,7 +146,8 @@ class Link(wiring.Component):
 
     Ports: `rx` (bytes in), `tx` (bytes out), `acc_input` (codes to the accelerator's `input`, the raw
     byte or 16-bit pair: the top truncates it to the code width, which the parser has range-checked), `acc_output`
-    (the accelerator's output words, signed 32), `acc_start`, `acc_busy`; status: `parsing` (a frame is
+    (the accelerator's output words, signed 32), `acc_start`, `acc_busy`, `acc_clear` (an INFO was accepted:
+    a detector's next window starts its smoothed score from 0); status: `parsing` (a frame is
     being received), `error` (pulse: an ERROR reply was queued), `dropped` (pulse: a reply found the queue
     full and was dropped; for an INFER that means it was not accepted either).
 
@@ -183,6 +184,8 @@ class Link(wiring.Component):
             "acc_output": In(stream.Signature(signed(32))),
             "acc_start": Out(1),
             "acc_busy": In(1),
+            "acc_clear": Out(1),       # pulse: an accepted INFO (a host's session begins) restarts a detector's score
+
             "parsing": Out(1),
             "error": Out(1),
             "dropped": Out(1),
@@ -396,6 +399,7 @@ class Link(wiring.Component):
                     self._reply(m, K_ERROR, P.ERR_LENGTH)
                 with m.Else():
                     self._reply(m, K_INFO)
+                    m.d.comb += self.acc_clear.eq(1)
             with m.Else():
                 self._reply(m, K_ERROR, P.ERR_COMMAND)
         with m.Elif(self.timeout):

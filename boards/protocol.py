@@ -26,7 +26,9 @@ Commands, host -> device
                 (sign-extended; unsigned codes zero-extended), least significant byte first. The host derives
                 bytes_per_code from INFO_REPLY's input code bits (`DeviceInfo.bytes_per_code`); LEN must
                 equal n_inputs x bytes_per_code (n_inputs = rows x cols). Reply: RESULT.
-``INFO  0x02``  empty payload. Reply: INFO_REPLY.
+``INFO  0x02``  empty payload. Reply: INFO_REPLY. It also begins a session: a detector whose score is
+                smoothed over consecutive windows (`DetectStep.decay` > 0) starts the next window's score
+                from 0, as after power-up (a window already computing keeps its own).
 ``STEP  0x03``  streaming: payload: ONE new sample, the input buffer's next row (cols codes, bytes_per_code
                 bytes each, coded as INFER's; LEN must equal cols x bytes_per_code, `DeviceInfo.step_len`).
                 The device keeps the window as a ring of its rows rows: the row replaces the oldest one,
@@ -45,7 +47,11 @@ Replies, device -> host
                     complement (the words `model.intref.run_program` returns). A classifier's (a program
                     ending in an `ArgmaxStep` of C classes, `program_classes`): n_outputs = C + 1, the C
                     integer scores (raw accumulators) in class order, then the class the chip computed,
-                    0..C-1 (the first of equal largest scores); `classifier_reply` splits them.
+                    0..C-1 (the first of equal largest scores); `classifier_reply` splits them. A
+                    detector's (`DetectStep`): n_outputs = C + 2, the C errors, the score (smoothed over
+                    the windows since power-up or the last INFO when the program's decay > 0: each
+                    RESULT depends on the windows before it, so a window computed twice counts twice)
+                    and the flag.
 ``INFO_REPLY 0x82`` payload, 10 bytes: n_inputs (2 bytes LE), n_outputs (2 bytes LE), input code bits
                     (1 byte: the width in bits 0..6, bit 7 set when the input codes are unsigned), lanes
                     (1 byte: the accelerator's P), model checksum (4 bytes LE: `program_checksum`).

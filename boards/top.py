@@ -138,6 +138,7 @@ def _connect(m: Module, link: Link, acc: Accelerator) -> None:
         link.acc_output.payload.eq(acc.output.payload),         # sign-extended to 32 bits
         acc.output.ready.eq(link.acc_output.ready),
         acc.start.eq(link.acc_start),
+        acc.clear.eq(link.acc_clear),
         link.acc_busy.eq(acc.busy),
     ]
 

@@ -188,23 +188,52 @@ def pca_t2q_statistics(aset: AnomalySet) -> dict[str, tuple[np.ndarray, np.ndarr
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-def baseline_metrics(aset: AnomalySet, q: float = THRESHOLD_QUANTILE, seed: int = BASELINE_SEED) -> dict:
+def ewma(scores, decay: int, starts=None) -> np.ndarray:
+    """The floating-point twin of `intops.score_ewma`: s = s - s / 2^decay + r, restarting at 0 where `starts`
+    is set (and at the first score); decay 0 returns the scores. For the float detector and the baselines."""
+    r = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if decay == 0:
+        return r.copy()
+    starts = np.zeros(len(r), bool) if starts is None else np.asarray(starts, bool).reshape(-1)
+    out, s, keep = np.empty_like(r), 0.0, 1.0 - 2.0 ** -decay
+    for t, (value, start) in enumerate(zip(r.tolist(), starts.tolist())):
+        s = value if (start or t == 0) else s * keep + value
+        out[t] = s
+    return out
+
+
+def _part_starts(aset: AnomalySet, part: str) -> np.ndarray:
+    """The first row of each experiment in a part's rows laid end to end (where a smoothed score restarts)."""
+    lengths = [len(v) for v in aset.rows(part)]
+    starts = np.zeros(sum(lengths), bool)
+    starts[np.cumsum([0] + lengths[:-1])[np.array(lengths) > 0]] = True
+    return starts
+
+
+def baseline_metrics(aset: AnomalySet, q: float = THRESHOLD_QUANTILE, seed: int = BASELINE_SEED,
+                     decay: int = 0) -> dict:
     """name -> DetectionMetrics on the test rows, for the null detector, the isolation forest and PCA T2+Q.
 
     Every baseline follows the detector's own protocol: fitted on the fit rows (the training parts less their
     validation tails), its threshold the q quantile of its scores on the validation rows, flags score > it.
-    T2+Q flags a row when either statistic passes its own threshold (SKAB's rule).
+    T2+Q flags a row when either statistic passes its own threshold (SKAB's rule). With `decay` > 0 (the
+    detector's score smoothing), the same EWMA of each baseline's statistics is added as "..._ewma", so that
+    the smoothing is not credited to the model.
     """
     labels = aset.labels("test")
     out = {"null": null_detector(aset)}
-    val, test = isolation_forest_scores(aset, seed)
-    thr = quantile_threshold(val, q)
-    out["isolation_forest"] = detection_metrics(labels, _split_like(flag(test, thr), labels), thr)
+    val_starts, test_starts = _part_starts(aset, "val"), _part_starts(aset, "test")
+    forest = isolation_forest_scores(aset, seed)
     stats = pca_t2q_statistics(aset)
-    flags = np.zeros(sum(v.size for v in labels), np.int8)
-    for val, test in stats.values():
-        flags |= flag(test, quantile_threshold(val, q))
-    out["pca_t2q"] = detection_metrics(labels, _split_like(flags, labels))
+    for suffix, k in [("", 0)] + ([("_ewma", decay)] if decay else []):
+        val, test = (ewma(s, k, st) for s, st in zip(forest, (val_starts, test_starts)))
+        thr = quantile_threshold(val, q)
+        out["isolation_forest" + suffix] = detection_metrics(labels, _split_like(flag(test, thr), labels), thr)
+        flags = np.zeros(sum(v.size for v in labels), np.int8)
+        for val, test in stats.values():
+            val, test = ewma(val, k, val_starts), ewma(test, k, test_starts)
+            flags |= flag(test, quantile_threshold(val, q))
+        out["pca_t2q" + suffix] = detection_metrics(labels, _split_like(flags, labels))
     return out
 
 

@@ -230,9 +230,11 @@ def _detector_head(bld: _Builder, model: QATForecaster, head_in: tuple, acc: flo
     c, q = cfg.outputs, model.q_err
     res = error_constants(s_src, model.q_head.scale, q, src)
     res = Residual(**{**res.__dict__, "row": cfg.actual_row})
-    score_max = c * max(-q.lo, q.hi)
+    # the score word holds the smoothed score: at most score_bound(C x the largest error, decay) (intops)
+    score_max = intops.score_bound(c * max(-q.lo, q.hi), cfg.score_decay)
     bld.buffers["out"] = Buffer("out", 1, c + 2, intops.bits_signed(q.lo, score_max), True)
     bld.steps.append(LinearStep("head", head_x, "head.w", "out", 1, k, c, x_flat=flat, bias="head.b",
                                 requant=_requant(acc, model.q_head), residual=res))
-    bld.steps.append(DetectStep("detect", "out", "out", 1, c, out_col=c, threshold=int(model.score_threshold)))
+    bld.steps.append(DetectStep("detect", "out", "out", 1, c, out_col=c, threshold=int(model.score_threshold),
+                                 decay=cfg.score_decay))
     return IntProgram(bld.buffers, bld.tensors, bld.steps, "out", q.scale, model.q_in.scale, False)

@@ -269,6 +269,33 @@ def anomaly_score(errors):
     return np.abs(np.asarray(errors, dtype=np.int64)).sum(axis=-1)
 
 
+def score_ewma(row_scores, decay: int, starts=None):
+    """A detector's smoothed score over consecutive windows, the integer EWMA control chart (Roberts 1959):
+    s_t = s_(t-1) - floor(s_(t-1) / 2^decay) + r_t, with s = 0 before the first window and before every window
+    that `starts` marks (a new stream: the chip clears its score on reset and after an INFO). decay = 0
+    gives s_t = r_t (each window alone); decay = k weighs window t - j by about (1 - 2^-k)^j, a time
+    constant of about 2^k windows. The floor is an arithmetic right shift, exactly what the chip does.
+    Inputs: the row scores (N,) int64 >= 0 in stream order, starts (N,) bool or None (only window 0);
+    output (N,) int64, at most `score_bound(max r, decay)`."""
+    r = np.asarray(row_scores, dtype=np.int64).reshape(-1)
+    if decay == 0:
+        return r.copy()
+    starts = np.zeros(len(r), dtype=bool) if starts is None else np.asarray(starts, dtype=bool).reshape(-1)
+    out = np.empty_like(r)
+    s = 0
+    for t, (value, start) in enumerate(zip(r.tolist(), starts.tolist())):
+        s = value if (start or t == 0) else s - (s >> decay) + value
+        out[t] = s
+    return out
+
+
+def score_bound(row_max: int, decay: int) -> int:
+    """The largest smoothed score (`score_ewma`) when every row score is at most row_max: B = (row_max + 1)
+    * 2^decay - 1. By induction: s <= B gives s - floor(s / 2^decay) <= B - floor(B / 2^decay) (the map
+    is nondecreasing in s) = B - row_max, so s' <= B. decay = 0 gives row_max."""
+    return ((int(row_max) + 1) << decay) - 1
+
+
 def anomaly_flag(score, threshold: int):
     """1 where the score is STRICTLY greater than the integer threshold (SKAB: residual > UCL), else 0."""
     return (np.asarray(score, dtype=np.int64) > int(threshold)).astype(np.int64)

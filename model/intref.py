@@ -57,8 +57,10 @@ def _linear(step: LinearStep, bufs: dict, tensors: dict, batch: int) -> np.ndarr
     return v
 
 
-def run_step(step, bufs: dict, tensors: dict, batch: int) -> None:
-    """Execute one step in place on the batch of buffers `bufs` (name -> (B, rows, cols) int64)."""
+def run_step(step, bufs: dict, tensors: dict, batch: int, starts=None) -> None:
+    """Execute one step in place on the batch of buffers `bufs` (name -> (B, rows, cols) int64). `starts`
+    ((B,) bool or None: only window 0) marks the windows that begin a stream, for a detector's smoothed
+    score (`DetectStep.decay`), the one step that carries state from window to window."""
     if isinstance(step, LinearStep):
         v = _linear(step, bufs, tensors, batch)
         out = bufs[step.out]
@@ -77,30 +79,50 @@ def run_step(step, bufs: dict, tensors: dict, batch: int) -> None:
     elif isinstance(step, ArgmaxStep):
         bufs[step.out][:, 0, step.out_col] = intops.argmax_first(bufs[step.src][:, 0, :step.cols])
     elif isinstance(step, DetectStep):
-        score = intops.anomaly_score(bufs[step.src][:, 0, :step.cols])
+        score = intops.score_ewma(intops.anomaly_score(bufs[step.src][:, 0, :step.cols]), step.decay, starts)
         bufs[step.out][:, 0, step.out_col] = score
         bufs[step.out][:, 0, step.out_col + 1] = intops.anomaly_flag(score, step.threshold)
     else:
         raise TypeError(f"unknown step {step!r}")
 
 
-def run_program(program: IntProgram, x_codes: np.ndarray, trace: bool = False):
+def run_program(program: IntProgram, x_codes: np.ndarray, trace: bool = False, segments=None):
     """Run the program on input codes (B, n, m); returns the output words (B, horizon) int64.
 
     With trace=True also returns a list of (step name, buffer name, copy of that buffer) after each step,
     so that a comparison can name the first step where two computations part.
+
+    The windows are independent except for a detector whose score is smoothed (`DetectStep.decay` > 0):
+    its batch is a stream in window order, as the chip sees it from reset (or a board after INFO).
+    `segments` ((B,) labels, for example each window's experiment) restarts the stream wherever the label
+    changes; None: one stream.
     """
     x_codes = np.asarray(x_codes, dtype=np.int64)
     batch = x_codes.shape[0]
+    starts = stream_starts(segments, batch)
     bufs = {name: np.zeros((batch, b.rows, b.cols), dtype=np.int64) for name, b in program.buffers.items()}
     bufs["x"][:] = x_codes
     steps = []
     for step in program.steps:
-        run_step(step, bufs, program.tensors, batch)
+        run_step(step, bufs, program.tensors, batch, starts)
         if trace:
             steps.append((step.name, step.out, bufs[step.out].copy()))
     out = bufs[program.output][:, 0, :].copy()
     return (out, steps) if trace else out
+
+
+def stream_starts(segments, batch: int) -> np.ndarray:
+    """(B,) bool: the windows that begin a stream, window 0 and every one whose segment label differs from
+    the window before it."""
+    starts = np.zeros(batch, dtype=bool)
+    if batch:
+        starts[0] = True
+    if segments is not None:
+        seg = np.asarray(segments).reshape(-1)
+        if len(seg) != batch:
+            raise ValueError(f"{len(seg)} segment labels for {batch} windows")
+        starts[1:] |= seg[1:] != seg[:-1]
+    return starts
 
 
 def dequantize_output(program: IntProgram, words: np.ndarray) -> np.ndarray:

@@ -159,7 +159,13 @@ class DetectStep:
     """An anomaly detector's last step, over its output buffer's first `cols` words (the C forecast errors):
     out[0, out_col] = intops.anomaly_score(errors) = sum_j |error_j|, and out[0, out_col + 1] =
     intops.anomaly_flag(score, threshold) = 1 if score > threshold else 0. `threshold` is the integer
-    constant chosen on normal validation windows (`model.anomaly_metrics.quantile_threshold`)."""
+    constant chosen on normal validation windows (`model.anomaly_metrics.quantile_threshold`).
+
+    `decay` > 0 smooths the score over consecutive windows: the score word is then the integer EWMA
+    `intops.score_ewma` of the windows' row scores (s_t = s_(t-1) - floor(s_(t-1) / 2^decay) + sum_j |error_j|),
+    and the flag is s_t > threshold. That is state across windows: the reference runs a batch as one
+    stream (`model.intref.run_program`'s `segments` mark where streams restart), the chip keeps s in its
+    scorer, cleared on reset and, on a board, by INFO. decay = 0: each window alone (files without it)."""
     name: str
     src: str
     out: str
@@ -168,8 +174,10 @@ class DetectStep:
     out_col: int                 # the score's column (= cols); the flag is the next one
     threshold: int
     kind: str = field(default="detect")
+    decay: int = 0               # the score's EWMA shift (0: no smoothing)
 
 
+MAX_SCORE_DECAY = 12     # a detector's EWMA shift: a time constant of up to 4,096 windows
 FINAL_STEPS = (ArgmaxStep, DetectStep)   # a program's last step that the output port computes, not the datapath
 Step = LinearStep | SoftmaxStep | LayerNormStep | ArgmaxStep | DetectStep
 STEP_TYPES = {"linear": LinearStep, "softmax": SoftmaxStep, "layernorm": LayerNormStep, "argmax": ArgmaxStep,
@@ -227,6 +235,13 @@ class IntProgram:
     @property
     def input(self) -> Buffer:
         return self.buffers["x"]
+
+    @property
+    def stateful(self) -> bool:
+        """Whether a window's words depend on the windows before it: a detector whose score is smoothed
+        (`DetectStep.decay` > 0). Such a batch is one stream: it cannot be cut into shares that start from
+        reset in parallel."""
+        return bool(self.steps) and isinstance(self.steps[-1], DetectStep) and self.steps[-1].decay > 0
 
     def macs(self) -> int:
         """Multiply-accumulates of one inference: the linear steps' rows x k x cols (mean pooling, a sum of
@@ -311,8 +326,11 @@ def _check_program(p: IntProgram) -> None:
                   f"{st.out_col + 1!r} outside {st.out!r}")
             _need(st.out != st.src or st.out_col >= st.cols, f"{where}: the score overwrites an error")
             _need(_is_int(st.threshold, 0, (1 << 62)), f"{where}: threshold {st.threshold!r} is not an integer >= 0")
+            _need(_is_int(st.decay, 0, MAX_SCORE_DECAY), f"{where}: score decay {st.decay!r} outside "
+                  f"0..{MAX_SCORE_DECAY}")
             lo, hi = _error_range(p, st, src)
-            _need(out.signed and intops.bits_signed(0, st.cols * max(-lo, hi)) <= out.bits,
+            score_max = intops.score_bound(st.cols * max(-lo, hi), st.decay)
+            _need(out.signed and intops.bits_signed(0, score_max) <= out.bits,
                   f"{where}: buffer {st.out!r} of {out.bits} bits cannot hold the score")
             _need(st is p.steps[-1], f"{where}: the detector's score must be the program's last step")
             continue

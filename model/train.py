@@ -254,23 +254,36 @@ def detector_windows(aset: AnomalySet, window: int, part: str, mode: str = "reco
     return Labelled(np.concatenate([x, w.y[:, None, :]], axis=1), np.zeros_like(w.y))
 
 
-def detector_scores(model: QATForecaster, x: np.ndarray, program: IntProgram | None = None) -> np.ndarray:
-    """Anomaly scores of windows x (N, window + 1, C): for the fake-quant model (with `program`: its error
-    scale) the chip's integer score, sum |error code|; for the float model the sum of |error| in scaled
-    units."""
-    err = predict(model, x)
-    if program is None:
-        return np.abs(err).sum(axis=1)
+def detector_segments(aset: AnomalySet, window: int, part: str) -> np.ndarray:
+    """The experiment of each of `detector_windows`' windows (time order within each): where a detector's
+    smoothed score restarts (`model.intref.run_program`'s `segments`)."""
+    return make_anomaly_windows(aset, window, part).experiment
+
+
+def detector_scores(model: QATForecaster, x: np.ndarray, program: IntProgram | None = None,
+                    segments=None) -> np.ndarray:
+    """Anomaly scores of windows x (N, window + 1, C), a stream in window order (restarting where `segments`
+    changes): for the fake-quant model (with `program`: its error scale and score decay) the chip's integer
+    score, sum |error code| smoothed by `intops.score_ewma`; for the float model the sum of |error| in scaled
+    units, smoothed by the same EWMA in floating point (s = s - s / 2^k + r) with the model's decay."""
     from . import intops
-    return intops.anomaly_score(np.floor(err / program.output_scale + 0.5).astype(np.int64))
+    from .intref import stream_starts
+    err = predict(model, x)
+    starts = stream_starts(segments, len(x))
+    if program is not None:
+        rows = intops.anomaly_score(np.floor(err / program.output_scale + 0.5).astype(np.int64))
+        return intops.score_ewma(rows, program.steps[-1].decay, starts)
+    from .anomaly_metrics import ewma
+    return ewma(np.abs(err).sum(axis=1), model.cfg.score_decay, starts)
 
 
-def set_threshold(model: QATForecaster, val: Labelled, quantile: float) -> int:
+def set_threshold(model: QATForecaster, val: Labelled, quantile: float, segments=None) -> int:
     """The integer threshold T of a fake-quant detector: the `quantile` of its integer scores on the normal
-    validation windows (an observed score, `anomaly_metrics.quantile_threshold`), kept in the model."""
+    validation windows (an observed score, `anomaly_metrics.quantile_threshold`; smoothed per experiment,
+    `segments`), kept in the model."""
     from .anomaly_metrics import quantile_threshold
     program = to_program(copy.deepcopy(model).double())
-    t = int(quantile_threshold(detector_scores(model, val.x, program), quantile))
+    t = int(quantile_threshold(detector_scores(model, val.x, program, segments), quantile))
     model.score_threshold.fill_(t)
     return t
 
@@ -318,7 +331,7 @@ def train_detector(aset: AnomalySet, mcfg: ModelConfig, tcfg: TrainConfig, progr
                        tcfg.seed)
     val = detector_windows(aset, mcfg.window, "val", mcfg.detect_mode)
     trained = _train_phases(mcfg, tcfg, aset.scaler, train, val, Objective(), progress, float_model, checkpoints)
-    set_threshold(trained.qat, val, quantile or THRESHOLD_QUANTILE)
+    set_threshold(trained.qat, val, quantile or THRESHOLD_QUANTILE, detector_segments(aset, mcfg.window, "val"))
     trained.program = to_program(copy.deepcopy(trained.qat).double())
     return trained
 

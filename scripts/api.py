@@ -214,11 +214,12 @@ class Run:
 
         return Accelerator(self.program, lanes, logic_lanes)
 
-    def build(self, board: str, lanes: int | None = None, clock: float | None = None,
+    def build(self, board: str, lanes: int | None = None, clock: float | str | None = None,
               out: str | os.PathLike | None = None, force: bool = False, **options) -> dict:
         """The bitstream for `board` (yosys, nextpnr) with its resources, Fmax, cycles, latency and energy
         estimate, as `intformer build` does; `options` are the rest of `build_cmd.build_run`'s (bare, baud,
-        link, fit_check, progress)."""
+        link, fit_check, progress). `clock`: MHz, "auto" (the command's default: the fastest clock that meets
+        timing, two builds or three) or None (one build at the board's oscillator)."""
         from .build_cmd import build_run
 
         return build_run(self.source, board, lanes, clock, Path(out) if out is not None else None, force,

@@ -11,7 +11,7 @@ from intformer.boards.catalogue import BOARDS
 from intformer.model import runfolder
 from intformer.model.errors import IntformerError
 
-from .options import baud_option, check_task, task_option
+from .options import baud_option, check_task, clock_hz, clock_option, task_option
 from .output import emit
 
 AUTO_LANES = (16, 8, 4, 2, 1)
@@ -30,7 +30,7 @@ def auto_lanes(program, board_name: str) -> int:
     return lanes or 1
 
 
-def build_run(run_path, board_name: str, lanes: int | None, clock: float | None, out: Path | None, force: bool,
+def build_run(run_path, board_name: str, lanes: int | None, clock: float | str | None, out: Path | None, force: bool,
               bare: bool = False, baud: int = 115200, progress=None, fit_check: bool = True,
               link: str | None = None, task: str | None = None) -> dict:
     """`link`: the host link, "uart" or "spi" (None: the UART where the board has one, SPI otherwise);
@@ -53,7 +53,7 @@ def build_run(run_path, board_name: str, lanes: int | None, clock: float | None,
             raise with_bare_hint(exc) from None
     if used_link == "uart":                      # the clock makes the baud rate (before any work)
         from intformer.boards.uart import check_baud, divisor_for
-        divisor_for(clock * 1e6 if clock else b.osc_hz, check_baud(baud))
+        divisor_for(clock_hz(clock, b.osc_hz), check_baud(baud))
     run = runfolder.open_run(run_path)
     run.require_task(check_task(task), "build")
     if lanes is None:
@@ -106,9 +106,7 @@ def print_build(r: dict) -> None:
               help="One of the board catalogue's boards: " + ", ".join(BOARDS) + ".")
 @click.option("--lanes", type=click.IntRange(min=1), default=None,
               help="MAC lanes P (default: the largest of 16, 8, 4, 2, 1 the resource estimate says fits).")
-@click.option("--clock", type=click.FloatRange(min=1.0), default=None, metavar="MHZ",
-              help="Clock in MHz (default: the board oscillator; another value puts a PLL in front, iCE40 and "
-                   "ECP5 boards).")
+@clock_option()
 @baud_option()
 @click.option("--link", type=click.Choice(["uart", "spi"]), default=None,
               help="The host link: uart (the board's USB-serial bridge) or spi (SPI peripheral pins, see "

@@ -89,7 +89,7 @@ def evaluate_detector(run, run_path, plot: Path | None = None, data_override: di
     from intformer.model import anomaly_metrics as am
     from intformer.model.anomaly_data import make_anomaly_windows
     from intformer.model.intref import quantize_input, run_program
-    from intformer.model.train import detector_scores, detector_windows
+    from intformer.model.train import detector_scores, detector_segments, detector_windows
     aset = run.anomaly(**(data_override or {}))
     cfg, program = run.config, run.program
     if len(aset.channels) != cfg.inputs:
@@ -97,27 +97,29 @@ def evaluate_detector(run, run_path, plot: Path | None = None, data_override: di
                              "evaluate on data of the same layout")
     test, val = (detector_windows(aset, cfg.window, part, cfg.detect_mode) for part in ("test", "val"))
     meta = make_anomaly_windows(aset, cfg.window, "test")
+    val_seg = detector_segments(aset, cfg.window, "val")
     threshold = int(program.steps[-1].threshold)
     q = float(run.info.get("data", {}).get("quantile") or am.THRESHOLD_QUANTILE)
-    words = run_program(program, quantize_input(program, test.x))
+    # each experiment is one stream (a smoothed score restarts with it, as after an INFO on a board)
+    words = run_program(program, quantize_input(program, test.x), segments=meta.experiment)
     C = cfg.inputs
     result = {"run": str(run_path), "task": "detect", "windows": len(test.x), "protocol": aset.describe(),
-              "threshold": threshold, "quantile": q, "test": {}}
+              "threshold": threshold, "quantile": q, "score_decay": int(program.steps[-1].decay), "test": {}}
     scores = {}
     fq_model, fl_model = run.load_model("qat"), run.load_model("float")
     if fl_model is not None:
-        scores["float"] = detector_scores(fl_model, test.x)
-        thr = am.quantile_threshold(detector_scores(fl_model, val.x), q)
+        scores["float"] = detector_scores(fl_model, test.x, segments=meta.experiment)
+        thr = am.quantile_threshold(detector_scores(fl_model, val.x, segments=val_seg), q)
         result["test"]["float"] = am.detection_metrics(meta.labels, am.flag(scores["float"], thr), thr).to_dict()
     if fq_model is not None:
-        scores["fakequant"] = detector_scores(fq_model, test.x, program)
+        scores["fakequant"] = detector_scores(fq_model, test.x, program, meta.experiment)
         result["test"]["fakequant"] = am.detection_metrics(meta.labels, am.flag(scores["fakequant"], threshold),
                                                            threshold).to_dict()
         result["agreement"] = agreement(predict(fq_model, test.x), words[:, :C], program)
         result["agreement"]["flag_fraction"] = float(np.mean(am.flag(scores["fakequant"], threshold)
                                                              == words[:, C + 1]))
     result["test"]["integer"] = am.detection_metrics(meta.labels, words[:, C + 1], threshold).to_dict()
-    result["baselines"] = {k: v.to_dict() for k, v in am.baseline_metrics(aset, q).items()}
+    result["baselines"] = {k: v.to_dict() for k, v in am.baseline_metrics(aset, q, decay=cfg.score_decay).items()}
     plot = plot if plot is not None else (run.path / "timeline.png" if (run.path / "run.json").exists() else None)
     if plot is not None:
         from intformer.model.evaluate import plot_timeline
@@ -132,7 +134,7 @@ def print_detect(r: dict) -> None:
     click.echo(f"  threshold: integer score > {r['threshold']:,} (the {r['quantile']:g} quantile on normal "
                "validation windows)")
     for name, e in list(r["test"].items()) + list(r["baselines"].items()):
-        click.echo(f"  {name:<17} F1 {e['f1']:.2f}   FAR {e['far'] * 100:6.2f} %   MAR {e['mar'] * 100:6.2f} %")
+        click.echo(f"  {name:<22} F1 {e['f1']:.2f}   FAR {e['far'] * 100:6.2f} %   MAR {e['mar'] * 100:6.2f} %")
     if "agreement" in r:
         a = r["agreement"]
         click.echo(f"  fake-quant vs integer: {a['exact_fraction'] * 100:.2f} % of errors equal, largest difference "

@@ -112,6 +112,7 @@ def random_config(rng: np.random.Generator, limits: dict | None = None) -> Model
         mode = str(rng.choice(["reconstruct", "forecast"]))
         cfg.task, cfg.detect_mode, cfg.tokens, cfg.skip, cfg.target_index = "detect", mode, "time", False, None
         cfg.level = bool(mode == "forecast" and rng.random() < 0.5)
+        cfg.score_decay = int(rng.choice([0, 2, 4]))     # a smoothed score carries state from window to window
     return cfg.validate()
 
 

@@ -123,6 +123,11 @@ def model_options(f):
                      help="--task detect: reconstruct the window's last row from the whole window (the input is "
                           "the window), or forecast the next row (the input is the window, then that row); the "
                           "error is the estimate minus the actual row."),
+        click.option("--score-decay", type=int, default=d.score_decay, show_default=True,
+                     help="--task detect: smooth the score over consecutive windows, the integer EWMA "
+                          "s = s - floor(s / 2^K) + (this window's sum of |errors|), a time constant of about 2^K "
+                          "windows (0: each window alone). The chip keeps s from window to window: it restarts "
+                          "on reset and when the host sends INFO."),
         click.option("--window", type=int, default=d.window, show_default=True,
                      help="Input window n (classification: a .ts series is one window; a labelled CSV is cut "
                           "into windows of n rows)."),
@@ -205,7 +210,8 @@ def configs(kw: dict) -> tuple[ModelConfig, TrainConfig]:
                        bits_overrides=overrides, norm=kw.pop("norm"), activation=kw.pop("activation"),
                        softmax=kw.pop("softmax"), pooling=kw.pop("pooling"), tokens=kw.pop("tokens"),
                        io_bits=kw.pop("io_bits"), skip=kw.pop("skip"), level=kw.pop("level"), dropout=kw.pop("dropout"),
-                       detect_mode=kw.pop("detect_mode", ModelConfig.detect_mode))
+                       detect_mode=kw.pop("detect_mode", ModelConfig.detect_mode),
+                       score_decay=kw.pop("score_decay", ModelConfig.score_decay))
     tcfg = TrainConfig(epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
                        patience=kw.pop("patience"), weight_decay=kw.pop("weight_decay"), seed=kw.pop("seed"), shrink=kw.pop("shrink"), float_baseline=kw.pop("float_baseline"),
                        max_train_windows=kw.pop("max_train_windows"),
@@ -228,6 +234,38 @@ def task_option(f):
     """--task on a command that reads a run: default the run's own task; another one is refused."""
     return click.option("--task", type=click.Choice(TASK_CHOICES), default=None,
                         help="The task the run must be (default: the run's own); a run of another task is refused.")(f)
+
+
+class ClockMHz(click.ParamType):
+    """--clock: a frequency in MHz (at least 1), or "auto"."""
+    name = "MHZ|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "auto" or isinstance(value, float):
+            return value
+        try:
+            mhz = float(value)
+        except ValueError:
+            mhz = 0.0
+        if not mhz >= 1.0:
+            self.fail(f"{value!r} is neither a clock in MHz (at least 1) nor 'auto'", param, ctx)
+        return mhz
+
+
+def clock_option():
+    """--clock on the commands that build: "auto" (the default) builds at the fastest clock that meets
+    timing (`boards.build.build_fastest`), a number in MHz at that clock."""
+    return click.option("--clock", type=ClockMHz(), default="auto", show_default=True,
+                        help="Clock in MHz, or auto: a first build at the board's oscillator measures Fmax, then "
+                             "the PLL (iCE40, ECP5 boards with a clock pin) runs the design at the fastest "
+                             "frequency it makes up to 90 % of that Fmax that also makes the baud rate, and the "
+                             "oscillator's build stays where no PLL clock meets timing. A number puts a PLL in "
+                             "front at that frequency (the board's oscillator frequency: no PLL).")
+
+
+def clock_hz(clock, osc_hz: float) -> float:
+    """The clock a --clock value starts from: auto and None start at the oscillator (its baud rate check)."""
+    return osc_hz if clock in (None, "auto") else clock * 1e6
 
 
 def baud_option(default: int | None = 115200, help: str = "Serial link baud rate"):

@@ -26,7 +26,7 @@ def markdown_head(r: dict, figures: dict[str, str], summary: list[str], table) -
     out = [f"# intformer run: {train['data']} (anomaly detection)", "",
            f"Run folder `{train['run']}`, {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['finished']))}. "
            f"{len(train['inputs'])} channels ({', '.join(train['inputs'])}), each forecast one step ahead; the "
-           "chip scores the forecast against the actual row and flags the row.", "", "## Summary", ""]
+           "chip scores the estimate against the actual row and flags the row.", "", "## Summary", ""]
     out += [f"- {line}" for line in summary]
     out += ["", "## Model", "",
             table(["window", "channels", "d_model", "heads", "layers", "FFN", "bits", "norm", "level removal",
@@ -38,7 +38,10 @@ def markdown_head(r: dict, figures: dict[str, str], summary: list[str], table) -
             f"{ev['windows']:,} test rows; {ev['protocol']}. Point-wise metrics over all test rows (SKAB's "
             f"leaderboard rule). Threshold: integer score > {ev['threshold']:,}, the {ev['quantile']:g} "
             "quantile of the scores on normal validation windows. The integer path's flags are the program's "
-            "own flag words, the ones the chip sends; the baselines are fitted on the same rows in the same run.",
+            "own flag words, the ones the chip sends; the baselines are fitted on the same rows in the same run."
+            + (f" The score is smoothed over consecutive rows (integer EWMA, decay {ev['score_decay']}: a time "
+               f"constant of about {1 << ev['score_decay']} rows, one stream per experiment); the \"ewma\" "
+               "baselines get the same smoothing." if ev.get("score_decay") else ""),
             ""]
     rows = [[name.replace("_", " "), f"{e['f1']:.2f}", f"{e['far'] * 100:.2f}", f"{e['mar'] * 100:.2f}"]
             for name, e in list(ev["test"].items()) + list(ev["baselines"].items())]

@@ -13,7 +13,7 @@ import click
 from intformer.model.errors import IntformerError
 
 from .output import emit
-from .options import baud_option, classify_data_options, classify_spec, data_options, data_spec, model_options
+from .options import baud_option, clock_hz, clock_option, classify_data_options, classify_spec, data_options, data_spec, model_options
 from .report import summary_lines, write_report
 
 STAGES = 5
@@ -42,8 +42,7 @@ def print_run(r: dict) -> None:
 @click.option("--lanes", type=click.IntRange(min=1), default=None,
               help="MAC lanes P (default: the largest of 16, 8, 4, 2, 1 that the resource estimate says fits "
                    "the board).")
-@click.option("--clock", type=click.FloatRange(min=1.0), default=None, metavar="MHZ",
-              help="Clock for the build (default: the board's oscillator).")
+@clock_option()
 @baud_option(help="The build's serial link baud rate")
 @click.option("--build/--no-build", "do_build", default=True, show_default=True,
               help="Build the bitstream (yosys, nextpnr: a few minutes).")
@@ -77,7 +76,7 @@ def run(data_path, fmt, target, features, multivariate, fill, sensor, split_time
         from intformer.boards.top import default_link
         from intformer.boards.uart import divisor_for
         if default_link(board(board_name).top_name) == "uart":
-            divisor_for(clock * 1e6 if clock else board(board_name).osc_hz, baud)
+            divisor_for(clock_hz(clock, board(board_name).osc_hz), baud)
     if do_netlist:                           # so do an unsupported family and a missing Verilator
         from intformer.boards import netlist
         netlist.family_of(board_name)

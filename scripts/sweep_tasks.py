@@ -219,8 +219,9 @@ class DetectData:
         from intformer.model.train import detector_windows
         program = trained.program
         test = detector_windows(self.aset, mcfg.window, "test", mcfg.detect_mode)
-        words = run_program(program, quantize_input(program, test.x))
-        labels = make_anomaly_windows(self.aset, mcfg.window, "test").labels
+        meta = make_anomaly_windows(self.aset, mcfg.window, "test")
+        words = run_program(program, quantize_input(program, test.x), segments=meta.experiment)
+        labels = meta.labels
         # the flag is the program's last output word, the one the chip sends (after the C errors and the score)
         m = am.detection_metrics(labels, words[:, mcfg.inputs + 1], int(program.steps[-1].threshold))
         return 1.0 - m.f1, {"f1": m.f1, "far": m.far, "mar": m.mar, "threshold": int(m.threshold)}

@@ -41,8 +41,9 @@ def run_dir(tmp_path_factory, torch_one_thread):
 
 @pytest.fixture(scope="module")
 def built(run_dir):
-    """The real build: P = 1 at 18 MHz from the 12 MHz oscillator through the iCE40 PLL."""
-    result = ok(invoke("build", run_dir, "--board", "icebreaker", "--lanes", "1", "--clock", "18", "--json"))
+    """The real build at the default clock (--clock auto): P = 1, a first build at the 12 MHz oscillator for
+    its Fmax, then the build behind the iCE40 PLL at the fastest clock it makes up to 90 % of that Fmax."""
+    result = ok(invoke("build", run_dir, "--board", "icebreaker", "--lanes", "1", "--json"))
     return json.loads(result.stdout), result.stderr
 
 
@@ -52,8 +53,15 @@ def test_build_report(run_dir, built):
                 "latency_us", "energy_uj_estimate", "bitstream", "power_mw_estimate", "lanes", "top"):
         assert key in r, key
     assert (r["board"], r["device"], r["lanes"], r["top"]) == ("icebreaker", "ice40-up5k", 1, "link")
-    assert r["clock_mhz"] == 18.0 and r["clock_source"] == "PLL" and r["pll"]["DIVQ"] >= 1
-    assert r["timing_met"] is True and r["fmax_mhz"] >= 18.0 and r["status"] == "complete"
+    clock = r["clock_mhz"]
+    probe, final = r["clock_search"][0], r["clock_search"][-1]
+    assert (probe["clock_mhz"], probe["clock_source"], probe["timing_met"]) == (12.0, "oscillator", True)
+    assert final == {k: r[k] for k in final} and clock == pytest.approx(final["clock_mhz"])
+    assert B.MIN_CLOCK_GAIN * 12 <= clock <= B.CLOCK_MARGIN * max(t["fmax_mhz"] for t in r["clock_search"])
+    assert r["clock_source"] == "PLL" and r["pll"]["DIVQ"] >= 1 and clock * 1e6 in B.ice40_pll_outputs(12e6)
+    assert r["timing_met"] is True and r["fmax_mhz"] >= clock and r["status"] == "complete"
+    assert any("--clock auto" in n for n in r["notes"])
+    assert not (run_dir / "build-icebreaker-P1" / "clock-probe").exists()   # the probe build is not left behind
     res = r["resources"]
     assert {"LC", "LUT", "FF", "DSP", "BRAM", "PLL"} <= set(res)
     assert res["LC"]["available"] == 5280 and res["DSP"]["available"] == 8 and res["BRAM"]["available"] == 30
@@ -69,12 +77,12 @@ def test_build_report(run_dir, built):
     x = np.zeros((1, program.input.rows, program.input.cols), dtype=np.int64)
     _, cycles = simulate(program, x, 1, read_buffers=False, engine="amaranth")
     assert r["cycles_per_inference"] == cycles >= program.macs()
-    assert r["latency_us"] == pytest.approx(cycles / 18.0)
+    assert r["latency_us"] == pytest.approx(cycles / clock)
     used = {k: v["used"] for k, v in res.items()}
-    mw = power.estimate_power_mw("ice40-up5k", used, 18.0)["total_mw"]
+    mw = power.estimate_power_mw("ice40-up5k", used, clock)["total_mw"]
     assert r["power_mw_estimate"] == pytest.approx(mw, rel=1e-3)
     assert r["energy_uj_estimate"] == pytest.approx(mw * r["latency_us"] / 1000)
-    assert 0.5 < r["power_mw_estimate"] < 100            # an UP5K core at 18 MHz: milliwatts
+    assert 0.5 < r["power_mw_estimate"] < 100            # an UP5K core at 20 to 50 MHz: milliwatts
 
     bitstream = Path(r["bitstream"])
     assert bitstream == run_dir / "build-icebreaker-P1" / "top.bin" and bitstream.stat().st_size == UP5K_BIN_BYTES
@@ -87,7 +95,7 @@ def test_build_table_and_rebuild_refused(run_dir, built, capsys):
     from intformer.build_cmd import print_build
     print_build(built[0])
     text = capsys.readouterr().out
-    for words in ("icebreaker", "18 MHz (PLL from 12 MHz)", "timing met", "LC", "BRAM", "cycles", "uJ per inference",
+    for words in ("icebreaker", f"{built[0]['clock_mhz']:g} MHz (PLL from 12 MHz)", "timing met", "LC", "BRAM", "cycles", "uJ per inference",
                   "ESTIMATE", "top.bin"):
         assert words in text, (words, text)
     user_error_build(invoke("build", run_dir, "--board", "icebreaker", "--lanes", "1"), "already exists", "--force")
@@ -206,3 +214,27 @@ def test_spartan7_without_vivado_gives_the_yosys_estimate(run_dir, tmp_path):
     assert r["cycles_per_inference"] >= runfolder.open_run(run_dir).program.macs()
     assert r["energy_uj_estimate"] > 0 and r["status"] == "estimate only"
     assert "UnusedElaboratable" not in result.stderr
+
+
+def test_fastest_clock_rules():
+    """`fastest_clock`: the fastest PLL output up to 90 % of Fmax that makes the baud rate within 2 %; none
+    when that is less than 10 % over the oscillator, or on a board without a PLL here."""
+    from intformer.boards.catalogue import board
+    from intformer.boards.uart import divisor_for
+    ice = board("icebreaker")
+    f = B.fastest_clock(ice, 28.4e6, 115200)
+    assert f in B.ice40_pll_outputs(12e6) and 13.2e6 <= f <= 0.9 * 28.4e6
+    assert not [g for g in B.ice40_pll_outputs(12e6) if f < g <= 0.9 * 28.4e6]    # none faster fits
+    fast = B.fastest_clock(ice, 28.4e6, 3_000_000)
+    assert fast <= f and divisor_for(fast, 3_000_000)                 # 3 Mbaud rules out some outputs
+    assert B.fastest_clock(ice, 14e6, 115200) is None                 # 90 % of 14 MHz: under 10 % more
+    assert B.fastest_clock(board("upduino_v3"), 100e6, 115200) is None    # the internal oscillator: no PLL
+    ecp = B.fastest_clock(board("orangecrab"), 70e6, None)
+    assert 48e6 * 1.1 <= ecp <= 63e6 and ecp in B.ecp5_pll_outputs(48e6)
+
+
+def test_clock_option_refuses_a_word():
+    """A usage error (click's, exit 2) naming both forms, before any work."""
+    result = invoke("build", "nowhere", "--board", "icebreaker", "--clock", "fast")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'fast' is neither a clock in MHz (at least 1) nor 'auto'" in result.stderr

@@ -141,7 +141,8 @@ class FakeDevice:
     mode: "ok"; "corrupt" (the first RESULT has a flipped payload bit and so a bad CRC: the host must
     resend); "drop" (the first INFER gets no reply); "error" (the first INFER gets ERROR 1, bad CRC);
     "wrong" (window 1's RESULT is well-formed but one word is off: a mismatch); "mute" (INFER is never
-    answered); "garbage" (noise before every reply)."""
+    answered); "garbage" (noise before every reply). A stateful program (a detector's smoothed score) is
+    answered as the chip does: each window computed after those since the last INFO, one stream."""
 
     def __init__(self, program, lanes: int = 1, mode: str = "ok"):
         self.program, self.mode = program, mode
@@ -151,6 +152,7 @@ class FakeDevice:
         self.path = os.ttyname(self.slave)
         self.decoder = P.FrameDecoder()
         self.infers = 0
+        self.stream = []                                      # windows computed since the last INFO
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -161,6 +163,7 @@ class FakeDevice:
 
     def _reply(self, frame: P.Frame) -> bytes:
         if frame.cmd == P.INFO:
+            self.stream = []
             return P.encode_frame(P.INFO_REPLY, frame.seq, self.info.payload())
         if frame.cmd != P.INFER:
             return P.encode_frame(P.ERROR, frame.seq, bytes([P.ERR_COMMAND]))
@@ -170,7 +173,10 @@ class FakeDevice:
             return b""
         if self.mode == "error" and first:
             return P.encode_frame(P.ERROR, frame.seq, bytes([P.ERR_CRC]))
-        words = run_program(self.program, self._codes(frame.payload))[0]
+        self.stream.append(self._codes(frame.payload)[0])
+        if not self.program.stateful:
+            self.stream = self.stream[-1:]
+        words = run_program(self.program, np.stack(self.stream))[-1]
         if self.mode == "wrong" and self.infers == 2:
             words = words.copy()
             words[0] += 1

@@ -48,7 +48,8 @@ def test_eval_detect_json(detector_run):
     e = json.loads(ok(invoke("eval", out, "--json")).stdout)
     assert e["task"] == "detect" and e["threshold"] == r["threshold"] and e["quantile"] == 0.99
     assert set(e["test"]) == {"float", "fakequant", "integer"}
-    assert set(e["baselines"]) == {"null", "isolation_forest", "pca_t2q"}
+    assert e["score_decay"] == 4                             # the default: smoothed scores, smoothed baselines too
+    assert set(e["baselines"]) == {"null", "isolation_forest", "pca_t2q", "isolation_forest_ewma", "pca_t2q_ewma"}
     for m in list(e["test"].values()) + list(e["baselines"].values()):
         assert {"f1", "far", "mar", "tp", "fp", "tn", "fn"} <= set(m)
         assert m["tp"] + m["fp"] + m["tn"] + m["fn"] == e["windows"]
