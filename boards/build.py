@@ -646,10 +646,11 @@ def build_fastest(request: BuildRequest) -> dict:
                 f"PLL makes {best['clock_mhz']:g} MHz (at most {CLOCK_MARGIN:.0%} of the Fmax measured"
                 + (f", and {baud:,} baud within 2 %" if baud else "") + f"); Fmax there {best['fmax_mhz']:.1f} MHz")
     result = _note_clock(best, tries, note)
-    if request.check_timing and not result["timing_met"]:
+    if request.check_timing and not result["timing_met"]:       # even the oscillator is too fast
+        suggestion = math.floor(result["fmax_mhz"] * 0.95 * 10) / 10
         raise TimingNotMet(f"timing not met on the {b.name}: Fmax {result['fmax_mhz']:.1f} MHz < "
-                           f"{result['clock_mhz']:g} MHz at the oscillator; rebuild with fewer lanes than "
-                           f"{request.lanes}; the build is in {out}")
+                           f"{result['clock_mhz']:g} MHz at the oscillator; rebuild with --clock {suggestion:g} "
+                           f"(or fewer lanes than {request.lanes}); the build is in {out}")
     return result
 
 
