@@ -77,7 +77,9 @@ class Accelerator(wiring.Component):
     (`OutputPort`; a classifier's `ArgmaxTracker` is its `argmax`, a detector's `AnomalyScorer` its `scorer`). `elaborate` only connects them, and the
     ROMs and row statistics memories they read.
     The blocks of `accel.block` are built into the accelerator's own module (the design keeps the hierarchy
-    it had as one function: the resource counts of a flow that keeps hierarchy depend on it).
+    it had as one function: the resource counts of a flow that keeps hierarchy depend on it); `keep_blocks`
+    makes each a submodule of its own instead, the same logic behind module boundaries, so that a flow that
+    keeps hierarchy counts each block's cells apart (`bench/lc_breakdown.py`).
     What proofs observe: `state` (`Accelerator.State`), `load_en`, `load_count`, `out_index`.
 
     Latency: per linear step rows x groups x max(k, P) cycles (groups = output columns / P, rounded up per
@@ -90,8 +92,9 @@ class Accelerator(wiring.Component):
     """
     State = State
 
-    def __init__(self, program: IntProgram, lanes: int, logic_lanes: int = 0):
+    def __init__(self, program: IntProgram, lanes: int, logic_lanes: int = 0, keep_blocks: bool = False):
         self.plan = plan = make_plan(program, lanes)
+        self.keep_blocks = keep_blocks
         self.logic_lanes = max(0, min(lanes, logic_lanes))
         x, out = plan.layouts["x"], plan.output
         self.memories = {b.name: Memory(shape=unsigned(b.width), depth=b.depth, init=[],
@@ -144,15 +147,15 @@ class Accelerator(wiring.Component):
                                          self.crossbar, self.out_port)
         # the blocks are built into this module, not added as submodules (`accel.block`); the arithmetic
         # units within them (MAC array, requantizer, ...) are submodules
-        ctl.build(m)
+        self._add_block(m, "control", ctl)
         f = StepFields(ctl.record)
-        xb.build(m)
+        self._add_block(m, "crossbar", xb)
         roms = self._roms(m, plan)
-        ld.build(m)
-        seq.build(m)
+        self._add_block(m, "loader", ld)
+        self._add_block(m, "sequencer", seq)
         m.submodules.mac = mac
-        dr.build(m)
-        op.build(m)
+        self._add_block(m, "drain", dr)
+        self._add_block(m, "out_port", op)
         for block in (seq, dr, xb):
             m.d.comb += block.step.eq(ctl.record)
         # the top's ports and the state machine's inputs
@@ -187,6 +190,12 @@ class Accelerator(wiring.Component):
         if plan.share_mul:
             self._shared_multiplier(m, f)
         return m
+
+    def _add_block(self, m: Module, name: str, block) -> None:
+        if self.keep_blocks:
+            m.submodules[name] = block
+        else:
+            block.build(m)
 
     def _roms(self, m, plan: Plan) -> dict:
         """The constant tables: weights P-wide, biases, look-up tables, affine (m, b) pairs; the softmax's

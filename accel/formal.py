@@ -139,6 +139,35 @@ def mac_products_harness(lanes: int, x_bits: int, w_bits: int, logic_lanes: int 
     return m
 
 
+def pair_products_harness(x_range: tuple[int, int], w_range: tuple[int, int], fault: str | None = None,
+                          port_bits: int = 16) -> Module:
+    """Packed products: `PairProduct`'s output is x0 * w0 + x1 * w1 of the previous cycle's operands, for
+    every operand of the ranges (unbounded: k-induction; one register after the inputs).
+
+    The block at the stride `pair_stride(x_range, w_range, port_bits)` chooses. Inputs: x0, x1 any codes of
+    x_range, w0, w1 any codes of w_range, every cycle. The harness keeps the previous cycle's operands
+    (registers starting at 0, as the product register does). Asserted on every cycle: dot == x0 * w0 +
+    x1 * w1 at full precision. `fault`: `PairProduct.FAULTS` (it must fail from reset).
+    """
+    from .packed import PairProduct, operand_bits, pair_stride
+    stride = pair_stride(x_range, w_range, port_bits)
+    if stride is None:
+        raise ValueError(f"no packing of x in {x_range} and w in {w_range} fits {port_bits}-bit ports")
+    xb, wb = operand_bits(x_range), operand_bits(w_range)
+    m = harness()
+    pair = PairProduct(xb, wb, stride, fault=fault)
+    m.submodules.pair = elaborated(pair)
+    ops = {"x0": (xb, x_range), "x1": (xb, x_range), "w0": (wb, w_range), "w1": (wb, w_range)}
+    prev = {}
+    for name, (bits, (lo, hi)) in ops.items():
+        port = getattr(pair, name)
+        prev[name] = Signal(signed(bits), name=f"{name}_prev")
+        m.d.comb += [port.eq(AnySeq(bits)), Assume(in_range(port, lo, hi))]
+        m.d.sync += prev[name].eq(port)
+    m.d.comb += Assert(pair.dot == prev["x0"] * prev["w0"] + prev["x1"] * prev["w1"])
+    return m
+
+
 # ------------------------------------------------------------------------------------------ requantizer
 
 def requantizer_harness(acc_width: int, out_width: int, s_range: tuple[int, int], acc_lo: int, acc_hi: int) -> Module:

@@ -112,10 +112,12 @@ def check_board(board: str, link: str = "uart"):
 STATUS_PORTS = {"busy": Out(1), "error": Out(1), "acc_error": Out(1), "activity": Out(1)}
 
 
-def _linked_accelerator(program: IntProgram, lanes: int, logic_lanes: int) -> tuple[P.DeviceInfo, Accelerator]:
-    """The accelerator behind a link (`logic_lanes` of its MAC lanes multiply in logic), and what the link
-    reports of it; output words must fit the link's."""
-    accelerator = Accelerator(program, lanes, logic_lanes)
+def _linked_accelerator(program: IntProgram, lanes: int, logic_lanes: int,
+                        keep_blocks: bool = False) -> tuple[P.DeviceInfo, Accelerator]:
+    """The accelerator behind a link (`logic_lanes` of its MAC lanes multiply in logic; `keep_blocks`: its
+    blocks as modules of their own, `Accelerator`), and what the link reports of it; output words must fit
+    the link's."""
+    accelerator = Accelerator(program, lanes, logic_lanes, keep_blocks=keep_blocks)
     out_bits = accelerator.plan.output.bits
     if out_bits > 8 * P.WORD_BYTES:
         raise IntformerError(f"output words of {out_bits} bits do not fit the link's {8 * P.WORD_BYTES}-bit words")
@@ -150,13 +152,14 @@ class SimTop(wiring.Component):
     (pulse: ERROR reply queued, reply dropped, UART framing error or overrun), `acc_error` (the
     accelerator's sticky drain overrun flag), `activity` (pulse: a byte was received).
     `timeout_cycles` is the frame timeout (default: 40 bit times, 4 bytes' worth of silence); `logic_lanes`
-    of the accelerator's MAC lanes multiply in logic (`accel.resources.lanes_in_logic`).
+    of the accelerator's MAC lanes multiply in logic (`accel.resources.lanes_in_logic`); `keep_blocks` keeps
+    the accelerator's blocks as modules of their own (for a per-block count, `bench/lc_breakdown.py`).
     """
 
     def __init__(self, program: IntProgram, lanes: int, divisor: int, timeout_cycles: int | None = None,
-                 logic_lanes: int = 0):
+                 logic_lanes: int = 0, keep_blocks: bool = False):
         self.program, self.lanes, self.divisor = program, lanes, divisor
-        self.info, self.accelerator = _linked_accelerator(program, lanes, logic_lanes)
+        self.info, self.accelerator = _linked_accelerator(program, lanes, logic_lanes, keep_blocks)
         self.timeout_cycles = timeout_cycles or 40 * divisor
         super().__init__({
             "rx": In(1, init=1),

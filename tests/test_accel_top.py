@@ -115,3 +115,20 @@ def test_exported_programs(options):
     x = np.random.default_rng(2).normal(size=(2, cfg.window, cfg.inputs))
     x[0] *= 6.0                                          # saturating codes
     check(program, quantize_input(program, x), lanes=3)
+
+
+def test_blocks_kept_as_modules_compute_the_same():
+    """`Accelerator(keep_blocks=True)` (each block a module of its own, for `bench/lc_breakdown.py`) is the same
+    design: every output word and buffer equal to the reference, in the same cycles as the flat one."""
+    import functools
+
+    from intformer.accel.accelerator import Accelerator
+    rng = np.random.default_rng(11)
+    program = random_program(rng, n=4, m=2, d=4, heads=2, ffn=6, horizon=2, bits=6, norm="layer",
+                             softmax="poly", skip=True)
+    x = random_inputs(rng, program, 1)
+    kept = simulate(program, x, 2, design=functools.partial(Accelerator, keep_blocks=True))
+    flat = simulate(program, x, 2)
+    expected = run_program(program, x)
+    assert (kept.words == expected).all(), first_mismatch(program, x, kept, expected)
+    assert kept.cycles == flat.cycles
