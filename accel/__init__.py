@@ -4,7 +4,8 @@
   start/busy/done).
 * `plan`: memory layouts and banks, ROM contents and the step table derived from an `IntProgram` at build time.
 * Blocks, each with its golden model in `model.intops`: `requant` (Requantizer, ScaleShiftClamp),
-  `mac_array` (MacArray), `divsqrt` (Reciprocal, Isqrt), `softmax` (SoftmaxUnit), `layernorm`
+  `mac_array` (MacArray; `packed`: two products per multiplier block, the pair steps' PairProduct),
+  `divsqrt` (Reciprocal, Isqrt), `softmax` (SoftmaxUnit), `layernorm`
   (LayerNormUnit); `rowio` (the row units' element interface, row reader and writer) and `arith` hold
   their shared interfaces and expressions.
 * `simulate`: run windows through the Amaranth simulator (a `Simulation`: words, cycles and the buffers it

@@ -82,7 +82,8 @@ class Accelerator(wiring.Component):
     keeps hierarchy counts each block's cells apart (`bench/lc_breakdown.py`).
     What proofs observe: `state` (`Accelerator.State`), `load_en`, `load_count`, `out_index`.
 
-    Latency: per linear step rows x groups x max(k, P) cycles (groups = output columns / P, rounded up per
+    Latency: per linear step rows x groups x max(k, P) cycles (k / 2 for a pair step, `plan.pairing`: two k per
+    multiplier block; groups = output columns / P, rounded up per
     chunk), plus about P + 17 cycles to drain its last group (issue, operand read, operand register:
     `IssueSequencer.LATENCY`, the MAC array's `MacArray.LATENCY`, then the drain's `Drain.LATENCY`); a fused
     softmax or LayerNorm adds only what it lags behind its linear step; plus the input (rows x cols cycles)
@@ -120,7 +121,7 @@ class Accelerator(wiring.Component):
         self.loader = InputLoader(plan.layouts["x"], P, AW)
         self.sequencer = IssueSequencer(plan)
         self.mac = MacArray(P, plan.x_bits, plan.w_bits, plan.k_max, tag_width=len(self.sequencer.tag),
-                            logic_lanes=self.logic_lanes, acc_bits=plan.acc_width)
+                            logic_lanes=self.logic_lanes, acc_bits=plan.acc_width, pairs=plan.pairs)
         self.drain = Drain(plan, tag_width=len(self.sequencer.tag))
         self.crossbar = BankCrossbar(plan, self.memories, self.loader.data.shape())
         out_bank = plan.banks[plan.output.bank]
@@ -176,6 +177,8 @@ class Accelerator(wiring.Component):
                      seq.x_elem.eq(xb.x_elem), seq.w_word.eq(xb.w_word),
                      mac.valid.eq(seq.valid), mac.first.eq(seq.first), mac.last.eq(seq.last), mac.tag.eq(seq.tag),
                      mac.x.eq(seq.x), mac.w.eq(seq.w)]
+        if plan.pairs:
+            m.d.comb += [seq.x_elem1.eq(xb.x_elem1), mac.x1.eq(seq.x1), mac.pair.eq(seq.pair)]
         self._drain(m, roms, dr, xb, mac, ctl)
         # the output: the port reads the output buffer's bank
         m.d.comb += [op.start.eq(ctl.out_start), op.latch.eq(ctl.out_latch), op.send.eq(ctl.out_send),

@@ -36,7 +36,8 @@ class BankCrossbar(Block):
     read a cycle ago; one lane multiplexer per bank) and extends it to a signed code (sign or zero, as the
     bank's buffers need), then each role selects its bank (`*_elem`). `w_word` is the W operand, all P lanes
     of the W bank's word, or the weight ROM's word (`w_rom_data`, when the step says `w_from_rom`).
-    `out_data` is the output buffer's bank word, whole.
+    `out_data` is the output buffer's bank word, whole. With pair steps (`plan.pairs`), `x_elem1` is the X
+    element in the lane after `x_lane` (lane | 1: a pair starts at an even lane), from the same word.
 
     Writes: a bank is written by the input loader (`load`, the x buffer's bank) or by the role the step
     gives it (`write_role`: the drain, the softmax or the LayerNorm unit), one lane of a word at a time
@@ -70,6 +71,8 @@ class BankCrossbar(Block):
             members.update({f"{name}_lane": In(LW), f"{name}_elem": Out(signed(E))})
             if role in (R_SM, R_LN):
                 members[f"{name}_addr"] = In(AW)
+        if plan.pairs:
+            members["x_elem1"] = Out(signed(E))
         if self.has_sm:
             members["sm"] = In(write_signature(AW, P, E))
         if self.has_ln:
@@ -167,6 +170,22 @@ class BankCrossbar(Block):
                 for j in self.read_roles[role]:
                     with m.Case(j):
                         m.d.comb += elem.eq(bank_elem[j])
+        if self.plan.pairs:
+            self._pair_elements(m, f, rports)
+
+    def _pair_elements(self, m, f, rports):
+        """A pair step's second X element: lane x_lane | 1 of the X bank's word (the X role's lane select again,
+        one lane on)."""
+        lane = Signal(len(self.x_lane), name="x_lane1")
+        m.d.comb += lane.eq(self.x_lane | 1)
+        with m.Switch(f.x_bank):
+            for j in self.read_roles[R_X]:
+                b = self.plan.banks[j]
+                if b.wide:
+                    continue
+                with m.Case(j):
+                    raw = rports[j].data.word_select(lane, b.lane_bits)
+                    m.d.comb += self.x_elem1.eq(self._extend(f, b, raw))
 
     def _w_operand(self, m, f, rports):
         """The W operand's P lanes: the weight ROM's word, or the W bank's word lane by lane."""

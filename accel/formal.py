@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.hdl import Assert, Assume, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal, signed, unsigned
 
 from intformer.model import intops
 from intformer.model.program import IntProgram, LinearStep, SoftmaxStep
@@ -66,7 +66,7 @@ def check_mac_budget(program: IntProgram, lo: int, hi: int) -> None:
 
 
 def mac_array_harness(lanes: int, x_bits: int, w_bits: int, k_max: int, acc_bits: int, x_range: tuple[int, int],
-                      acc_lo: int, acc_hi: int, logic_lanes: int = 0) -> Module:
+                      acc_lo: int, acc_hi: int, logic_lanes: int = 0, pairs=None) -> Module:
     """MAC array: no accumulator ever wraps, and each result is its group's exact sum (unbounded: k-induction).
 
     The `MacArray` as the accelerator builds it (P lanes, the plan's operand and accumulator widths). Inputs:
@@ -74,25 +74,29 @@ def mac_array_harness(lanes: int, x_bits: int, w_bits: int, k_max: int, acc_bits
     Assumed: within a group, every partial sum of a lane's products stays in [acc_lo, acc_hi], the plan's
     accumulator range (`check_mac_budget` verifies this premise on the program: for every step, column and
     prefix, over every code of the X buffer). Asserted on every cycle, for every lane: the accumulator
-    equals the exact sum of its group's products so far (kept in a shadow register 4 bits wider, which
+    equals the exact sum of its group's addends so far (kept in a shadow register 4 bits wider, which
     cannot wrap under the assumption) and lies in [acc_lo, acc_hi]; every result register lies in
-    [acc_lo, acc_hi]. One bit less of accumulator fails this proof.
+    [acc_lo, acc_hi]. One bit less of accumulator fails this proof. With `pairs` (the plan's), the array
+    as built for pair steps, `pair` any pattern: the addends are products or pairs' sums (`mac_pairs_harness`
+    shows them exact), the prefixes at even k, among those `check_mac_budget` checks.
     """
     from .mac_array import MacArray
     m = harness()
-    mac = MacArray(lanes, x_bits, w_bits, k_max, logic_lanes=logic_lanes, acc_bits=acc_bits)
+    mac = MacArray(lanes, x_bits, w_bits, k_max, logic_lanes=logic_lanes, acc_bits=acc_bits, pairs=pairs)
     dut = elaborated(mac)
     m.submodules.mac = dut
-    wide = max(acc_bits, x_bits + w_bits + 2) + 4
-    for port in ("valid", "first", "last", "shift"):
+    wide = max(acc_bits, len(mac.addend[0])) + 4
+    for port in ("valid", "first", "last", "shift") + (("pair",) if pairs else ()):
         m.d.comb += getattr(mac, port).eq(AnySeq(1))
     m.d.comb += [mac.x.eq(AnySeq(x_bits + 1)), Assume(in_range(mac.x, *x_range))]
+    if pairs:
+        m.d.comb += [mac.x1.eq(AnySeq(x_bits + 1)), Assume(in_range(mac.x1, *x_range))]
     # the block's stage-1 valid and first: registers of the same inputs
     valid_d, first_d = Signal(), Signal()
     m.d.sync += [valid_d.eq(mac.valid), first_d.eq(mac.first)]
     for l in range(lanes):
         m.d.comb += mac.w[l].eq(AnySeq(w_bits + 1))
-        prod, acc = mac.prod[l], mac.acc[l]
+        prod, acc = mac.addend[l], mac.acc[l]
         shadow = Signal(signed(wide), name=f"shadow{l}")
         nxt = Signal(signed(wide), name=f"shadow_next{l}")
         m.d.comb += nxt.eq(Mux(first_d, prod, shadow + prod))
@@ -110,7 +114,7 @@ BOOTH_QUICK_BITS = 6            # the widest Booth operands (bits of a code) tha
 
 
 def mac_products_harness(lanes: int, x_bits: int, w_bits: int, logic_lanes: int = 0,
-                         fault: str | None = None) -> Module:
+                         fault: str | None = None, pairs=None) -> Module:
     """MAC products: every lane's product register is x * w of the previous cycle's operands, for every
     operand of the ports' widths (unbounded: k-induction; the products are one register after the inputs).
 
@@ -121,21 +125,71 @@ def mac_products_harness(lanes: int, x_bits: int, w_bits: int, logic_lanes: int 
     as the product registers do). Asserted on every cycle, for every lane: prod == x_prev * w_prev, at full
     precision. This is the premise that `mac_array_harness` takes as given (it reads the product
     registers). `fault` builds the array with a design fault (`MacArray.FAULTS`: it must fail from reset).
+    With `pairs`, the array as built for pair steps, on its single-product cycles (`pair` low; the pair
+    cycles: `mac_pairs_harness`).
     """
     from .mac_array import MacArray
     m = harness()
-    mac = MacArray(lanes, x_bits, w_bits, k_max=1, logic_lanes=logic_lanes, fault=fault)
+    mac = MacArray(lanes, x_bits, w_bits, k_max=1, logic_lanes=logic_lanes, fault=fault, pairs=pairs)
     m.submodules.mac = elaborated(mac)
     for port in ("valid", "first", "last", "shift"):
         m.d.comb += getattr(mac, port).eq(AnySeq(1))
-    x_d = Signal(signed(x_bits + 1))
+    if pairs:
+        m.d.comb += [mac.pair.eq(0), mac.x1.eq(AnySeq(x_bits + 1))]
+    # the previous operands, sign-extended to the multiplier's operand widths: the same value, and with pairs
+    # (whose multiplexed operands are wider) the same multiplication as the block's, which the solver then
+    # matches term for term instead of proving two multipliers of different widths equal
+    a_bits, b_bits = (len(mac.prod[0]) - w_bits - 1, w_bits + 1) if pairs is None else _pair_operand_bits(mac)
+    x_d = Signal(signed(a_bits))
     m.d.comb += mac.x.eq(AnySeq(x_bits + 1))
     m.d.sync += x_d.eq(mac.x)
     for l in range(lanes):
-        w_d = Signal(signed(w_bits + 1), name=f"w_prev{l}")
+        w_d = Signal(signed(b_bits), name=f"w_prev{l}")
         m.d.comb += mac.w[l].eq(AnySeq(w_bits + 1))
         m.d.sync += w_d.eq(mac.w[l])
         m.d.comb += Assert(mac.prod[l] == x_d * w_d)
+    return m
+
+
+def _pair_operand_bits(mac) -> tuple[int, int]:
+    """The widths of a pair MAC array's multiplier operands (`MacArray._operands`)."""
+    p = mac.pairs
+    return max(mac.x_bits + 1, p.x_bits + p.stride + 1), max(mac.w_bits + 1, p.w_bits + p.stride + 1)
+
+
+def mac_pairs_harness(lanes: int, x_bits: int, w_bits: int, pairs, logic_lanes: int = 0,
+                      fault: str | None = None) -> Module:
+    """MAC pairs: on a pair cycle, every lane's addend is x w_k + x1 w_k+1 of the previous cycle's operands,
+    for every code of the pairing's ranges (unbounded: k-induction).
+
+    The `MacArray` as the accelerator builds it for a plan with pair steps (`plan.Pairing`), `logic_lanes`
+    of its lanes in logic (two Booth products). Inputs: `pair` high, x and x1 any codes of
+    `pairs.x_range`, each W lane a pair (w_k in its low `pairs.w_bits` bits, w_k+1 above, each any weight of
+    `pairs.w_range`) with any bits above the pair, the other inputs any pattern. Asserted on every cycle,
+    for every lane: addend == x_prev * w_k_prev + x1_prev * w_k+1_prev. `fault`: `MacArray.FAULTS`.
+    """
+    from .mac_array import MacArray
+    m = harness()
+    mac = MacArray(lanes, x_bits, w_bits, k_max=2, logic_lanes=logic_lanes, fault=fault, pairs=pairs)
+    m.submodules.mac = elaborated(mac)
+    for port in ("valid", "first", "last", "shift"):
+        m.d.comb += getattr(mac, port).eq(AnySeq(1))
+    m.d.comb += mac.pair.eq(1)
+    prev = {}
+    for name in ("x", "x1"):
+        port = getattr(mac, name)
+        prev[name] = Signal(signed(x_bits + 1), name=f"{name}_prev")
+        m.d.comb += [port.eq(AnySeq(x_bits + 1)), Assume(in_range(port, *pairs.x_range))]
+        m.d.sync += prev[name].eq(port)
+    wb, spare = pairs.w_bits, w_bits + 1 - 2 * pairs.w_bits
+    for l in range(lanes):
+        w0, w1 = Signal(signed(wb), name=f"w0_{l}"), Signal(signed(wb), name=f"w1_{l}")
+        w0_d, w1_d = Signal(signed(wb), name=f"w0_prev{l}"), Signal(signed(wb), name=f"w1_prev{l}")
+        m.d.comb += [w0.eq(AnySeq(wb)), w1.eq(AnySeq(wb)), Assume(in_range(w0, *pairs.w_range)),
+                     Assume(in_range(w1, *pairs.w_range))]
+        m.d.comb += mac.w[l].eq(Cat(w0, w1, AnySeq(spare)) if spare else Cat(w0, w1))
+        m.d.sync += [w0_d.eq(w0), w1_d.eq(w1)]
+        m.d.comb += Assert(mac.addend[l] == prev["x"] * w0_d + prev["x1"] * w1_d)
     return m
 
 
@@ -1018,8 +1072,10 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
     x_range = (-(1 << xb), (1 << xb) - 1)
     proofs = [
         Proof("mac_array.accumulators", lambda: mac_array_harness(
-            lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi), "prove", 3),
-        Proof("mac_array.products", lambda: mac_products_harness(lanes, plan.x_bits, plan.w_bits), "prove", 2),
+            lanes, plan.x_bits, plan.w_bits, plan.k_max, plan.acc_width, x_range, acc_lo, acc_hi,
+            pairs=plan.pairs), "prove", 3),
+        Proof("mac_array.products", lambda: mac_products_harness(lanes, plan.x_bits, plan.w_bits,
+                                                                 pairs=plan.pairs), "prove", 2),
         Proof("requant.range", lambda: requantizer_harness(
             plan.drain_width, plan.code_width, plan.shift_range("requant_shift"), d_lo, d_hi), "prove", 4),
         Proof("stream.requant", lambda: requantizer_stream_harness(
@@ -1031,7 +1087,15 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
     # the width (5 bits 5 s, 6 bits 11 s, 8 bits over 5 min on 2 cores): quick mode proves it up to 6 bits
     if full or max(plan.x_bits, plan.w_bits) <= BOOTH_QUICK_BITS:
         proofs.insert(1, Proof("mac_array.booth_products", lambda: mac_products_harness(
-            1, plan.x_bits, plan.w_bits, logic_lanes=1), "prove", 2))
+            1, plan.x_bits, plan.w_bits, logic_lanes=1, pairs=plan.pairs), "prove", 2))
+    if plan.pairs:
+        # a pair cycle: a multiplier-block lane's packed product, and a lane in logic's two Booth products.
+        # One lane of each kind: the lanes are copies of one elaboration (`MacArray._operands`, `_addends`),
+        # as for the Booth products; the solver's time grows faster than the lanes (4 lanes 104 s, 1 lane 14 s)
+        proofs.insert(2, Proof("mac_array.pairs", lambda: mac_pairs_harness(
+            1, plan.x_bits, plan.w_bits, plan.pairs), "prove", 2))
+        proofs.insert(3, Proof("mac_array.booth_pairs", lambda: mac_pairs_harness(
+            1, plan.x_bits, plan.w_bits, plan.pairs, logic_lanes=1), "prove", 2))
     if plan.uses("residual"):
         proofs.append(Proof("residual.range", lambda: scale_shift_harness(
             plan.code_width, plan.res_m_width, 1, plan.code_width, plan.shift_range("res_shift"), True), "prove", 4))

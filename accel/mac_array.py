@@ -44,24 +44,34 @@ class MacArray(wiring.Component):
     `logic_lanes`: the last lanes multiply in logic (`arith.booth_mul`) instead of a multiplier block, for a
     device with fewer blocks than lanes.
 
+    `pairs` (`plan.Pairing`, None: single products only): a cycle with `pair` high takes two k, X elements
+    `x` (k) and `x1` (k + 1), and in each W lane the pair (w_k in the low `pairs.w_bits` bits, w_k+1 above):
+    the lane's multiplier block computes A * B = (x + x1 2^S) (w_k+1 + w_k 2^S) and adds its middle S bits
+    with the borrow, x w_k + x1 w_k+1 (`accel.packed`; exact for the codes the pairing was chosen for, the
+    proof `accel.formal.mac_pairs_harness`). Same latency; the multiplier's operands gain a multiplexer,
+    the addend an S-bit adder and a multiplexer. A lane in logic adds two narrow Booth products instead.
+
     `fault` (deliberate design faults for the must-fail proofs of `accel.formal`; None builds the real
     array): "booth_carry" drops the +1 of the Booth multipliers' negation, "dsp_sign" multiplies x as
-    unsigned in the multiplier-block lanes (a wrong sign mode).
+    unsigned in the multiplier-block lanes (a wrong sign mode), "pair_borrow" drops a pair's borrow p[S-1].
     """
 
-    FAULTS = ("booth_carry", "dsp_sign")
+    FAULTS = ("booth_carry", "dsp_sign", "pair_borrow")
 
     LATENCY = 3
 
     def __init__(self, lanes: int, x_bits: int, w_bits: int, k_max: int, tag_width: int = 8, logic_lanes: int = 0,
-                 acc_bits: int | None = None, fault: str | None = None):
+                 acc_bits: int | None = None, fault: str | None = None, pairs=None):
         if fault is not None and fault not in self.FAULTS:
             raise ValueError(f"unknown MacArray fault {fault!r}: one of {self.FAULTS}")
         self.fault = fault
         self.lanes, self.x_bits, self.w_bits, self.k_max = lanes, x_bits, w_bits, k_max
         self.logic_lanes = max(0, min(lanes, logic_lanes))
+        self.pairs = pairs
         self.acc_width = acc_width(x_bits, w_bits, k_max) if acc_bits is None else acc_bits
+        pair_ports = {"x1": In(signed(x_bits + 1)), "pair": In(1)} if pairs else {}
         super().__init__({
+            **pair_ports,
             "valid": In(1), "first": In(1), "last": In(1), "shift": In(1),
             "x": In(signed(x_bits + 1)),
             "w": In(data.ArrayLayout(signed(w_bits + 1), lanes)),
@@ -74,8 +84,14 @@ class MacArray(wiring.Component):
         # No reset on the product registers: yosys then moves them into the DSP blocks (an iCE40 SB_MAC16's
         # output register has only an asynchronous reset)
         prod_w = x_bits + w_bits + 2
+        if pairs:       # the operands A, B of a pair as wide as the single ones or wider (`packed.PairProduct`)
+            prod_w = (max(x_bits + 1, pairs.x_bits + pairs.stride + 1)
+                      + max(w_bits + 1, pairs.w_bits + pairs.stride + 1))
         self.prod = [Signal(signed(prod_w), name=f"prod{l}", reset_less=True) for l in range(lanes)]
         self.acc = [Signal(signed(self.acc_width), name=f"acc{l}") for l in range(lanes)]
+        # what each lane adds: its product, or a pair's middle bits (the accumulator proof reads these)
+        self.addend = [Signal(signed(max(prod_w, pairs.stride if pairs else 0)), name=f"addend{l}")
+                       for l in range(lanes)]
 
     def elaborate(self, platform):
         m = Module()
@@ -88,15 +104,17 @@ class MacArray(wiring.Component):
         for l in range(self.lanes):
             logic = l >= self.lanes - self.logic_lanes
             if logic:
-                prod = booth_mul(self.x, self.w[l], drop_carry=self.fault == "booth_carry")
+                prod = self._booth(l)
             else:
-                prod = (self.x.as_unsigned() if self.fault == "dsp_sign" else self.x) * self.w[l]
+                x, w = self._operands(l)
+                prod = (x.as_unsigned() if self.fault == "dsp_sign" else x) * w
             m.d.sync += prods[l].eq(prod)
+        self._addends(m)
 
         # stage 2: accumulate (the sum is formed only where it is kept: the overflow audit asserts it there)
         with m.If(valid):
             for l in range(self.lanes):
-                m.d.sync += accs[l].eq(Mux(first, prods[l], accs[l] + prods[l]))
+                m.d.sync += accs[l].eq(Mux(first, self.addend[l], accs[l] + self.addend[l]))
 
         # stage 3: a group's sums are copied from the accumulators the cycle after its last k (the adders
         # then drive only the accumulators: an iCE40 logic cell holds the adder and its register)
@@ -112,3 +130,48 @@ class MacArray(wiring.Component):
             for l in range(self.lanes - 1):
                 m.d.sync += self.result[l].eq(self.result[l + 1])
         return m
+
+    def _booth(self, lane: int):
+        """A lane in logic: x * w, or in a pair cycle x w_k + x1 w_k+1 from two Booth multipliers of the pair
+        steps' narrow codes (its addend is then its product register)."""
+        carry = self.fault == "booth_carry"
+        single = booth_mul(self.x, self.w[lane], drop_carry=carry)
+        if not self.pairs:
+            return single
+        xb, wb, w = self.pairs.x_bits, self.pairs.w_bits, self.w[lane]
+        two = (booth_mul(self.x[:xb].as_signed(), w[:wb].as_signed(), drop_carry=carry)
+               + booth_mul(self.x1[:xb].as_signed(), w[wb:2 * wb].as_signed(), drop_carry=carry))
+        return Mux(self.pair, two, single)
+
+    def _operands(self, lane: int):
+        """The multiplier's operands: x and w, or in a pair cycle A = x + x1 2^S and B = w_k+1 + w_k 2^S (plain
+        slices of the ports: a pair step's codes fit the pairing's widths; `shift_left`, not `<<` of an int,
+        which Amaranth sizes as a variable shift: a 21 x 20 product, three SB_MAC16 per lane). No kept wires
+        between the multiplexers and the multiplier: with them yosys 0.70's ice40_dsp leaves operand bits of
+        the SB_MAC16 undefined (`boards.netlist.undefined_inputs` finds them, tests/test_netlist.py)."""
+        if not self.pairs:
+            return self.x, self.w[lane]
+        s, xb, wb = self.pairs.stride, self.pairs.x_bits, self.pairs.w_bits
+        w = self.w[lane]
+        a = Mux(self.pair, self.x[:xb].as_signed() + self.x1[:xb].as_signed().shift_left(s), self.x)
+        b = Mux(self.pair, w[wb:2 * wb].as_signed() + w[:wb].as_signed().shift_left(s), w)
+        return a, b
+
+    def _addends(self, m: Module) -> None:
+        """Each lane's addend: its product, or in a pair cycle the middle bits p[S:2S] plus the borrow p[S-1]
+        (the sign of the low product x w_k+1), as an S-bit two's complement number."""
+        if not self.pairs:
+            m.d.comb += [self.addend[l].eq(self.prod[l]) for l in range(self.lanes)]
+            return
+        s = self.pairs.stride
+        pair_d = Signal()                              # the pair flag of the products in the registers
+        m.d.sync += pair_d.eq(self.pair)
+        for l in range(self.lanes):
+            p = self.prod[l]
+            if l >= self.lanes - self.logic_lanes:     # a lane in logic formed the pair's sum itself
+                m.d.comb += self.addend[l].eq(p)
+                continue
+            middle = Signal(s + 1, name=f"middle{l}")  # unsigned, wide enough: the cut below is a plain slice
+            borrow = 0 if self.fault == "pair_borrow" else p[s - 1]
+            m.d.comb += [middle.eq(p[s:2 * s] + borrow),
+                         self.addend[l].eq(Mux(pair_d, middle[:s].as_signed(), p))]

@@ -99,8 +99,8 @@ class PairProduct(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = self.stride
-        a = self.x0 + (self.x1 << s)
-        b = self.w1 + (self.w0 << s)
+        a = self.x0 + self.x1.shift_left(s)
+        b = self.w1 + self.w0.shift_left(s)
         m.d.sync += self.product.eq(a * b)
         borrow = 0 if self.fault == "no_borrow" else self.product[s - 1]
         m.d.comb += self.dot.eq((self.product[s:2 * s] + borrow)[:s].as_signed())

@@ -45,7 +45,8 @@ from intformer.model.errors import IntformerError
 from intformer.model.program import (FINAL_STEPS, ONES, ArgmaxStep, DetectStep, IntProgram, LayerNormStep,
                                      LinearStep, SoftmaxStep)
 
-from .arith import ext_width
+from .arith import DSP_BITS, ext_width
+from .packed import operand_bits, pair_stride
 from .steps import StepRecord, fill_unused, rom_fields, step_layout
 
 # read roles of a buffer memory in a step, and write roles
@@ -287,6 +288,7 @@ class Plan:
     classes: int = 0                    # a classifier's C: the output port sends the class as word C; 0: none
     detect: tuple[int, int, int] | None = None   # a detector's (C, threshold, decay): words C, C+1 are its score
                                                  # and flag
+    pairs: "Pairing | None" = None      # the pair steps' packing (`accel.packed`), None where no step pairs
 
     @property
     def addr_width(self) -> int:
@@ -413,8 +415,8 @@ def _check(program: IntProgram) -> None:
 def make_plan(program: IntProgram, lanes: int) -> Plan:
     """Lay out the buffers and ROMs of `program` for P = `lanes` and build the step table.
 
-    The phases, each a function of its own: the buffer layouts (`_buffer_layouts`), the datapath widths
-    (`_datapath_widths`), the step records and the ROM contents they address (`_step_records`), each
+    The phases, each a function of its own: the buffer layouts (`_buffer_layouts`), the steps that issue two
+    k per cycle (`pairing`), the datapath widths (`_datapath_widths`), the step records and the ROM contents they address (`_step_records`), each
     buffer's role in each step (`_step_roles`), the buffers' placement in banks (`_place_banks`), and the
     step table's addresses rebased onto the banks (`_rebase_steps`).
     """
@@ -431,8 +433,9 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         lay, last = layouts[program.output], program.steps[-1]
         lay.stored_bits = min(lay.bits, intops.bits_signed(*_error_range(program, last,
                                                                          program.buffers[program.output])))
-    widths = _datapath_widths(macro, layouts)
-    steps, names, roms = _step_records(macro, layouts, P, widths.weight_width)
+    pairs = pairing(macro, layouts, P)
+    widths = _datapath_widths(macro, layouts, pairs)
+    steps, names, roms = _step_records(macro, layouts, P, widths.weight_width, pairs)
     reads, writes = _step_roles(steps, names, layouts)
     banks = _place_banks(layouts, reads, writes, P)
     steps = fill_unused(_rebase_steps(steps, reads, writes, layouts, banks))
@@ -454,7 +457,7 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         steps=steps, step_names=names,
         max_rows=max(b.rows for b in program.buffers.values()),
         max_cols=max(b.cols for b in program.buffers.values()),
-        stat_rows=roms.stat_rows, classes=classes, detect=detect,
+        stat_rows=roms.stat_rows, classes=classes, detect=detect, pairs=pairs,
     )
 
 
@@ -494,6 +497,53 @@ def _buffer_layouts(program: IntProgram, P: int) -> dict[str, BufferLayout]:
     return layouts
 
 
+# ------------------------------------------------------------------------------------------ pair steps
+
+@dataclass(frozen=True)
+class Pairing:
+    """The packing of the pair steps (`accel.packed`): each MAC lane multiplies A = x_k + x_k+1 2^S by
+    B = w_k+1 + w_k 2^S and accumulates the middle S bits, x_k w_k + x_k+1 w_k+1."""
+    steps: frozenset                     # names of the linear steps that issue two k per cycle
+    stride: int                          # S
+    x_range: tuple[int, int]             # every X code of a pair step (the union of their buffers' ranges)
+    w_range: tuple[int, int]             # every weight of a pair step
+    x_bits: int                          # signed width of x_range
+    w_bits: int                          # signed width of w_range; a ROM lane holds two
+
+
+def pairing(program: IntProgram, layouts: dict[str, BufferLayout], P: int, port_bits: int = DSP_BITS):
+    """The linear steps that can issue two k per cycle, and their common packing; None where none can.
+
+    A step pairs when its weights come from the ROM, its X codes and weights pack into `port_bits`-bit
+    multiplier ports (`packed.pair_stride` over its X buffer's code range and its weights' range: codes of
+    up to 4 bits on the UP5K's 16 x 16 blocks), k is even, and X elements k, k + 1 always share a word (P
+    even, the X layout's chunk even, the step's first column at an even lane). All pair steps share one
+    stride, that of the union of their ranges (no step pairs if the union does not fit)."""
+    if P % 2:
+        return None
+    chosen, x_lo, x_hi, w_lo, w_hi = [], 0, 0, 0, 0
+    for s in program.steps:
+        if not (isinstance(s, LinearStep) and s.w in program.tensors and s.x != ONES and s.k_len % 2 == 0):
+            continue
+        lay = layouts[s.x]
+        _, lane, within = lay.col_pos(s.x_col)
+        if lay.chunk % 2 or lane % 2 or within % 2:
+            continue
+        b = program.buffers[s.x]
+        xr = intops.code_range(b.bits, b.signed)
+        w = program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
+        wr = (min(0, int(w.min())), max(0, int(w.max())))
+        if pair_stride(xr, wr, port_bits) is None:
+            continue
+        chosen.append(s.name)
+        x_lo, x_hi, w_lo, w_hi = min(x_lo, xr[0]), max(x_hi, xr[1]), min(w_lo, wr[0]), max(w_hi, wr[1])
+    stride = pair_stride((x_lo, x_hi), (w_lo, w_hi), port_bits) if chosen else None
+    if stride is None:
+        return None
+    return Pairing(frozenset(chosen), stride, (x_lo, x_hi), (w_lo, w_hi), operand_bits((x_lo, x_hi)),
+                   operand_bits((w_lo, w_hi)))
+
+
 # ----------------------------------------------------------------------------------- datapath widths
 
 @dataclass(frozen=True)
@@ -510,9 +560,10 @@ class DatapathWidths:
     drain_width: int        # accumulator + bias, and raw output words
 
 
-def _datapath_widths(program: IntProgram, layouts: dict[str, BufferLayout]) -> DatapathWidths:
+def _datapath_widths(program: IntProgram, layouts: dict[str, BufferLayout], pairs=None) -> DatapathWidths:
     """MAC operand widths (signed: unsigned codes gain a bit) and the accumulator: the exact worst case of each
-    step over every code its operand buffers can hold and the weights and biases it has; the drain's codes."""
+    step over every code its operand buffers can hold and the weights and biases it has; the drain's codes.
+    With pair steps, a weight ROM lane holds a pair of their weights, and the W operand carries it whole."""
     linear = [s for s in program.steps if isinstance(s, LinearStep)]
     codes = [lay for lay in layouts.values() if not lay.wide]
     elem_width = max([ext_width(lay.bits, lay.signed) for lay in codes] + [2])
@@ -521,6 +572,8 @@ def _datapath_widths(program: IntProgram, layouts: dict[str, BufferLayout]) -> D
     w_vals = [program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
               for s in linear if s.w in program.tensors]
     rom_bits = max([2] + [intops.bits_signed(int(w.min()), int(w.max())) for w in w_vals if w.size])
+    if pairs:
+        rom_bits = max(rom_bits, 2 * pairs.w_bits)
     w_bits = max([rom_bits - 1] + [ext_width(program.buffers[s.w].bits, program.buffers[s.w].signed) - 1
                                    for s in linear if s.w in program.buffers])
     k_max = max([1] + [s.k_len for s in linear])
@@ -593,7 +646,7 @@ def _fuses(s: LinearStep, nxt, program: IntProgram) -> bool:
             and nxt.cols == s.cols and s.requant is not None)
 
 
-def _step_records(program: IntProgram, layouts, P: int, weight_width: int):
+def _step_records(program: IntProgram, layouts, P: int, weight_width: int, pairs=None):
     """One record per macro step (buffer fields hold buffer indices, addresses are within the buffer: see
     `_rebase_steps`), the program steps each runs, and the ROM contents they address."""
     roms = RomContents()
@@ -604,7 +657,8 @@ def _step_records(program: IntProgram, layouts, P: int, weight_width: int):
         rec = {"linear": 0, "softmax": 0, "layernorm": 0, "fused": 0}
         group = [s.name]
         if isinstance(s, LinearStep):
-            rec.update(_linear_fields(s, program, layouts, P, roms, weight_width))
+            rec.update(_linear_fields(s, program, layouts, P, roms, weight_width,
+                                      pairs if pairs and s.name in pairs.steps else None))
             nxt = program.steps[i + 1] if i + 1 < len(program.steps) else None
             if _fuses(s, nxt, program):
                 rec["fused"] = 1
@@ -761,14 +815,17 @@ def _walk_start(lay: BufferLayout, c: int) -> dict:
     return {"word": w, "lane": lane, "within": within, "chunk": lay.chunk, "wpr": lay.wpr}
 
 
-def _linear_fields(s: LinearStep, program, layouts, P, roms: RomContents, weight_width) -> dict:
+def _linear_fields(s: LinearStep, program, layouts, P, roms: RomContents, weight_width, pairs=None) -> dict:
     """The fields of linear step `s` (the `StepRecord` names); appends its weights, biases, table and affine
-    constants to `roms`."""
-    f = {"linear": 1, "rows": s.rows, "k_len": s.k_len, "cols": s.cols, "outputs": s.rows * s.cols}
+    constants to `roms`. `pairs`: the step is a pair step (two k per issue)."""
+    issues = s.k_len // 2 if pairs else s.k_len
+    f = {"linear": 1, "rows": s.rows, "k_len": issues, "cols": s.cols, "outputs": s.rows * s.cols}
+    if pairs:
+        f["pair"] = 1
     f.update(_x_operand_fields(s, layouts))
-    f.update(_w_operand_fields(s, program, layouts, P, roms, weight_width))
+    f.update(_w_operand_fields(s, program, layouts, P, roms, weight_width, pairs))
     width = min(P, s.cols if s.w in program.tensors else layouts[s.w].chunk)
-    f["issue_gap"] = max(0, width - s.k_len)          # the drain needs `width` cycles per group
+    f["issue_gap"] = max(0, width - issues)           # the drain needs `width` cycles per group
     f.update(_output_fields(s, layouts))
     if s.bias:
         b = np.asarray(program.tensors[s.bias], dtype=np.int64)
@@ -803,16 +860,21 @@ def _x_operand_fields(s: LinearStep, layouts) -> dict:
             "x_chunk": st["chunk"], "x_words_per_row": st["wpr"]}
 
 
-def _w_operand_fields(s: LinearStep, program, layouts, P, roms: RomContents, weight_width) -> dict:
+def _w_operand_fields(s: LinearStep, program, layouts, P, roms: RomContents, weight_width, pairs=None) -> dict:
     """W operand: groups of P output columns; word address = base + g * group stride + k * k stride. Weights
-    from the program's tensors are appended to the weight ROM, P to a word."""
+    from the program's tensors are appended to the weight ROM, P to a word; a pair step's word holds rows
+    k, k + 1 (each lane: w[k] in its low `pairs.w_bits` bits, w[k + 1] above them)."""
     if s.w in program.tensors:
-        w = program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
+        w = np.asarray(program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols], dtype=np.int64)
         groups = ceil_div(s.cols, P)
-        f = {"w_from_rom": 1, "w_base": len(roms.weight_words), "w_k_stride": 1, "w_group_stride": s.k_len,
+        if pairs:
+            mask = (1 << pairs.w_bits) - 1
+            w = (w[0::2] & mask) | ((w[1::2] & mask) << pairs.w_bits)
+        issues = w.shape[0]
+        f = {"w_from_rom": 1, "w_base": len(roms.weight_words), "w_k_stride": 1, "w_group_stride": issues,
              "groups": groups, "groups_per_chunk": groups, "lanes_in_last_group": s.cols - (groups - 1) * P}
         for g in range(groups):
-            for k in range(s.k_len):
+            for k in range(issues):
                 row = [w[k, g * P + l] if g * P + l < s.cols else 0 for l in range(P)]
                 roms.weight_words.append(pack_word(row, weight_width))
         return f

@@ -144,7 +144,11 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
     est = Estimate(P, L)
     mul = est.multipliers
     XB, WB = plan.x_bits + 1, plan.w_bits + 1
-    mul["mac lanes"] = (XB, WB, P - L)
+    pairs = plan.pairs
+    if pairs:      # a pair's packed operands (`accel.packed`) may be wider than the single ones
+        mul["mac lanes"] = (max(XB, pairs.x_bits + pairs.stride + 1), max(WB, pairs.w_bits + pairs.stride + 1), P - L)
+    else:
+        mul["mac lanes"] = (XB, WB, P - L)
     mul["requantizer"] = (min(DW, DSP_BITS), 15, 1)
     steps = plan.steps
     res = plan.uses("residual")
@@ -207,6 +211,13 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
     parts["lanes"] = (2 * P * A                                        # accumulators, the drain's shift register
                       + len(banks) * E * max(1, P - 1) // 2 + P * WB * len(w_banks))   # lane and W multiplexers
     parts["logic lanes"] = L * BOOTH_LUTS * XB * WB                    # MAC lanes multiplied in logic
+    if pairs:
+        # pair steps: per block lane the operands' multiplexers and pre-adders and the borrow's adder (yosys:
+        # 88 LUT4 more in the default model's four lanes at 4 bits), per logic lane two narrow Booth
+        # products; the second X element's lane multiplexer and register
+        ma, mb, _ = mul["mac lanes"]
+        parts["pairs"] = ((P - L) * (ma + mb) // 2 + L * 2 * BOOTH_LUTS * pairs.x_bits * pairs.w_bits
+                          + E * max(1, P // 2))
     low = max(0, DW - DSP_BITS)
     parts["drain"] = low * 17 + (DW + 16) * (2 + _shift_stages(plan, "requant_shift")) + 2 * CW     # requantizer
     if res:

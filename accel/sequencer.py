@@ -27,6 +27,11 @@ class IssueSequencer(Block):
     (k = 0), `last` (the group's last k), `tag` (the group's output columns), `x`, `w`.
     Widths: `x` signed x_bits + 1 (the ones operand is 1), `w` P lanes of signed w_bits + 1, addresses
     `plan.addr_width` (W: wide enough for the weight ROM too).
+
+    A pair step (`plan.pairs`, the record's `pair`) issues two k at a time: the X walk moves two columns per
+    issue, `x_elem1` (the element after `x_elem`, the next lane of the same word) comes out as `x1`, the W
+    word holds both k's weights, `pair` marks the issue, and the group's last issue is its k_len-th (the
+    record's k_len counts issues).
     """
 
     OPERAND_READ = 1         # the memories' read
@@ -45,6 +50,8 @@ class IssueSequencer(Block):
             "x_elem": In(signed(plan.elem_width)), "w_word": In(data.ArrayLayout(signed(WB), P)),
             "valid": Out(1), "first": Out(1), "last": Out(1), "tag": Out(range(P + 1)),
             "x": Out(signed(plan.x_bits + 1)), "w": Out(data.ArrayLayout(signed(WB), P)),
+            **({"x_elem1": In(signed(plan.elem_width)), "x1": Out(signed(plan.x_bits + 1)), "pair": Out(1)}
+               if plan.pairs else {}),
         })
 
     def _build(self, m: Module) -> None:
@@ -90,7 +97,7 @@ class IssueSequencer(Block):
                                          w_grp.eq(w_grp + f.w_group_stride), w_addr.eq(w_grp + f.w_group_stride),
                                          x_word.eq(x_row)]
                     with m.Else():
-                        nw, nl, ni = walk(x_word, x_lane, x_within, f.x_chunk, P)
+                        nw, nl, ni = self._next_x(f, x_word, x_lane, x_within)
                         m.d.sync += [i_k.eq(i_k + 1), x_word.eq(nw), x_lane.eq(nl), x_within.eq(ni),
                                      w_addr.eq(w_addr + f.w_k_stride)]
         m.d.comb += [self.busy.eq(fsm.ongoing("ISSUE")), self.x_addr.eq(x_word), self.w_addr.eq(w_addr)]
@@ -103,3 +110,18 @@ class IssueSequencer(Block):
                      self.first.eq(delay(m, first, self.LATENCY, "first")),
                      self.last.eq(delay(m, last, self.LATENCY, "last")),
                      self.tag.eq(delay(m, tag, self.LATENCY, "tag")), self.x.eq(x_q), self.w.eq(w_q)]
+        if plan.pairs:
+            x1_q = Signal(signed(plan.x_bits + 1), reset_less=True)
+            m.d.sync += x1_q.eq(self.x_elem1)
+            m.d.comb += [self.x1.eq(x1_q), self.pair.eq(delay(m, f.pair, self.LATENCY, "pair"))]
+
+    def _next_x(self, f, word, lane, within):
+        """The X walk's next position: one column on, or two in a pair step (the pair's columns share a word:
+        `plan.pairing`)."""
+        P = self.plan.lanes
+        one = walk(word, lane, within, f.x_chunk, P)
+        if not self.plan.pairs:
+            return one
+        word1, lane1, within1 = one
+        two = walk(word1, lane1, within1, f.x_chunk, P)
+        return tuple(Mux(f.pair, b, a) for a, b in zip(one, two))

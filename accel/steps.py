@@ -48,7 +48,7 @@ class StepRecord:
     issue_gap: int | None = None            # idle cycles after a group's last k (a group drains in `width` cycles)
     groups: int | None = None               # groups of up to P output columns per output row
     groups_per_chunk: int | None = None     # groups per chunk of the W layout (the last one may be narrower)
-    k_len: int | None = None                # reduction length (k) of the linear step
+    k_len: int | None = None                # issues per group: the reduction length (k), half of it in a pair step
     lut_offset: int | None = None           # look-up table ROM address of code 0 (table base minus its lo)
     lanes_in_last_group: int | None = None  # output columns of a chunk's last group (<= P)
     linear: int | None = None               # 1: the step has a linear part (MACs and the drain)
@@ -135,6 +135,8 @@ class StepRecord:
     x_within: int | None = None             # column of the first X element within its chunk
     x_word: int | None = None               # word of row 0's first X element
     x_words_per_row: int | None = None      # words per row of the X buffer
+    # two k per issue (`accel.packed`): X elements k, k + 1 of one word, a ROM word of (k, k + 1) weight pairs
+    pair: int | None = None                 # 1: each MAC lane takes x_k w_k + x_k+1 w_k+1 per cycle
 
 
 STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))

@@ -558,7 +558,7 @@ def _datapath_luts(top: dict, family: str) -> list[str]:
 
 def fault(net: Netlist, kind: str, out: str | Path) -> Netlist:
     """A copy of `net` in `out` with one deliberate fault: "lut" complements the init of one datapath LUT
-    (its output inverted: SB_LUT4 LUT_INIT / LUT4 INIT / LUT1..LUT6 INIT), "sign" changes the sign mode of the
+    (the residual adder's where the netlist names them; its output inverted: SB_LUT4 LUT_INIT / LUT4 INIT / LUT1..LUT6 INIT), "sign" changes the sign mode of the
     requantizer's multiplier's A operand, the accumulator (SB_MAC16: A_SIGNED toggled; MULT18X18D: its
     SIGNEDA pin tied the other way; the xc7's DSP48E1 has none)."""
     data = json.loads(Path(net.path).read_text())
@@ -568,6 +568,10 @@ def fault(net: Netlist, kind: str, out: str | Path) -> Netlist:
         names = _datapath_luts(_top(data), net.family)
         if not names:
             raise IntformerError("no datapath LUT in the netlist to fault")
+        # the residual adder's, where the netlist names them: a residual step's every output passes it (the
+        # middle LUT of the whole datapath can be one of the MAC operands' multiplexers of a pair program,
+        # whose complement few windows show)
+        names = [n for n in names if n.startswith("resadd.")] or names
         c = cells[names[len(names) // 2]]
         c["parameters"][lut_param] = "".join("1" if b == "0" else "0" for b in c["parameters"][lut_param])
     elif kind == "sign":

@@ -270,7 +270,8 @@ def test_top_control_follows_its_model():
 # ----------------------------------------------------------------------------------- issue sequencer
 
 def issue_model(rec, P: int) -> list:
-    """Per cycle after `start`: None (no issue) or (x word, x lane, w address, first, last, tag)."""
+    """Per cycle after `start`: None (no issue) or (x word, x lane, w address, first, last, tag); a pair step's
+    issue takes two columns of the X walk (its record's k_len counts issues)."""
     out = []
     for i in range(rec.rows):
         w_grp = rec.w_base
@@ -280,7 +281,8 @@ def issue_model(rec, P: int) -> list:
             pos = (x_row, rec.x_lane, rec.x_within)
             for k in range(rec.k_len):
                 out.append((pos[0], pos[1], w_grp + k * rec.w_k_stride, int(k == 0), int(k == rec.k_len - 1), tag))
-                pos = walk_model(*pos, rec.x_chunk, P)
+                for _ in range(2 if rec.pair else 1):
+                    pos = walk_model(*pos, rec.x_chunk, P)
             out += [None] * rec.issue_gap
             w_grp += rec.w_group_stride
     while out and out[-1] is None:
@@ -288,11 +290,13 @@ def issue_model(rec, P: int) -> list:
     return out
 
 
-@pytest.mark.parametrize("lanes", [1, 2, 3])
+@pytest.mark.parametrize("lanes", [1, 2, 3, 4])
 def test_issue_sequencer_issues_each_k_and_group_in_order(lanes):
     """Each linear step of a program: the issued (x, w) addresses, first/last and tags, and the MAC-side
-    copies `LATENCY` cycles later (x: the element read back, or 1 for the ones operand)."""
+    copies `LATENCY` cycles later (x: the element read back, or 1 for the ones operand; with pair steps, at
+    even P for these 4-bit codes, x1 the second element and the pair flag)."""
     plan = make_plan(small_program(pooling="flatten", heads=2, d=4), lanes)
+    assert (plan.pairs is not None) == (lanes % 2 == 0)
     dut = IssueSequencer(plan)
     layout = plan.step_layout()
     rng = np.random.default_rng(lanes)
@@ -307,11 +311,14 @@ def test_issue_sequencer_issues_each_k_and_group_in_order(lanes):
             await ctx.tick()
             ctx.set(dut.start, 0)
             expect = issue_model(rec, lanes)
-            elems = []
+            elems, elems1 = [], []
             for cycle in range(len(expect) + L + 2):
                 elem = int(rng.integers(-8, 8))
                 ctx.set(dut.x_elem, elem)
                 elems.append(elem)
+                if plan.pairs:
+                    elems1.append(int(rng.integers(-8, 8)))
+                    ctx.set(dut.x_elem1, elems1[-1])
                 ex = expect[cycle] if cycle < len(expect) else None
                 if ex is not None:
                     assert ctx.get(dut.busy) == 1
@@ -323,6 +330,10 @@ def test_issue_sequencer_issues_each_k_and_group_in_order(lanes):
                 if back is not None:
                     assert (ctx.get(dut.first), ctx.get(dut.last), ctx.get(dut.tag)) == back[3:]
                     assert ctx.get(dut.x) == (1 if rec.x_ones else elems[cycle - 1])
+                    if plan.pairs:
+                        assert ctx.get(dut.pair) == rec.pair
+                        if rec.pair:
+                            assert ctx.get(dut.x1) == elems1[cycle - 1]
                 await ctx.tick()
             assert ctx.get(dut.busy) == 0
 

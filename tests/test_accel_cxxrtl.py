@@ -8,6 +8,7 @@ from program_factory import random_inputs, random_program
 
 from intformer.accel import cxxsim
 from intformer.accel.accelerator import Accelerator
+from intformer.accel.plan import make_plan
 from intformer.accel.simulate import first_mismatch, simulate
 from intformer.model.intref import run_program
 
@@ -29,6 +30,16 @@ def test_compiled_equals_python_simulation_and_reference():
     wrong = words + (np.arange(words.size).reshape(words.shape) == 3)
     text = first_mismatch(program, x, dataclasses.replace(result, words=wrong), words)
     assert "window 1, output word 1" in text
+
+
+def test_pair_steps_compiled_bit_exact():
+    """The compiled engine on a 4-bit program with pair steps (P = 4): every word over 8 windows."""
+    rng = np.random.default_rng(21)
+    program = random_program(rng, n=6, m=1, d=4, heads=1, ffn=8, horizon=2, bits=4, norm="batch")
+    assert make_plan(program, 4).pairs is not None
+    x = random_inputs(rng, program, 8)
+    words, _ = cxxsim.simulate_cxxrtl(program, x, 4)
+    np.testing.assert_array_equal(words, run_program(program, x))
 
 
 def test_workers_split_the_windows_in_order():

@@ -130,6 +130,21 @@ def test_ice40_dsp_netlist_bit_exact(skip_head, ice40_dsp):
 
 
 @heavy
+def test_ice40_dsp_pair_netlist_bit_exact(tmp_path):
+    """A 4-bit program whose linear steps pair (`accel.packed`: A = x_k + x_k+1 2^S times B = w_k+1 + w_k 2^S
+    in one SB_MAC16 per lane, its middle bits accumulated), mapped as the build maps it: every word equal."""
+    from intformer.accel.plan import make_plan
+    rng = np.random.default_rng(5)
+    program = random_program(rng, n=4, m=1, d=4, heads=1, ffn=4, horizon=2, bits=4, norm="batch")
+    assert make_plan(program, 2).pairs is not None
+    net = netlist.synthesize(program, 2, "icebreaker", tmp_path / "ice40-pairs")
+    assert netlist.undefined_inputs(net) == [] and net.undriven == []
+    assert net.cells.get("SB_MAC16", 0) >= 2
+    r = netlist.verify(net, program, random_inputs(rng, program, 6))
+    assert r["ok"] and r["mismatched_words"] == 0, netlist.describe(r)
+
+
+@heavy
 def test_ice40_dsp_packing_fault_is_caught(small, tmp_path, monkeypatch):
     """A real synthesis fault, not an injected one: without `keep` on the residual's second product
     register (accel/requant.py, KEEP_SECOND_PRODUCT), yosys 0.70's ice40_dsp takes that flip-flop into two

@@ -80,3 +80,23 @@ def test_pair_takes_one_multiplier_block(tmp_path):
     res = synthesize(pair, "ice40-up5k", name="pair", workdir=tmp_path)
     assert res.used["DSP"] == 1, res.used
     assert res.used["LUT"] < BOOTH_LUTS * pair.x_bits * pair.w_bits, res.used
+
+
+def test_mac_pairs_exact_and_must_fail(tmp_path):
+    """The MAC array as a 4-bit pair program builds it: a multiplier-block lane and a lane in logic add
+    x_k w_k + x_k+1 w_k+1 on pair cycles for every code of the pairing's ranges; without the borrow
+    (`MacArray(fault="pair_borrow")`) the proof fails from reset."""
+    import numpy as np
+    from program_factory import random_program
+
+    from intformer.accel.plan import make_plan
+    plan = make_plan(random_program(np.random.default_rng(0), n=4, m=2, d=4, ffn=6, horizon=2, bits=4), 2)
+    assert plan.pairs is not None
+    for name, logic in (("block", 0), ("logic", 1)):
+        proof = sby.Proof(f"mac_pairs_{name}", lambda: formal.mac_pairs_harness(
+            1, plan.x_bits, plan.w_bits, plan.pairs, logic_lanes=logic), "prove", 2)
+        assert sby.run_proof(proof, tmp_path, timeout=300).status == "pass", name
+    broken = sby.Proof("mac_pairs_no_borrow", lambda: formal.mac_pairs_harness(
+        1, plan.x_bits, plan.w_bits, plan.pairs, fault="pair_borrow"), "prove", 2)
+    result = sby.run_proof(broken, tmp_path, timeout=300)
+    assert result.status == "fail" and result.step == "basecase" and result.from_reset, result
