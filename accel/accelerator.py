@@ -54,7 +54,8 @@ from .layernorm import LayerNormUnit, sums_layout
 from .loader import InputLoader
 from .mac_array import MacArray
 from .output_port import OutputPort
-from .plan import Plan, make_plan
+from .plan import Plan
+from .resources import design_plan
 from .sequencer import IssueSequencer
 from .softmax import SoftmaxUnit
 from .steps import StepFields
@@ -94,7 +95,7 @@ class Accelerator(wiring.Component):
     State = State
 
     def __init__(self, program: IntProgram, lanes: int, logic_lanes: int = 0, keep_blocks: bool = False):
-        self.plan = plan = make_plan(program, lanes)
+        self.plan = plan = design_plan(program, lanes)
         self.keep_blocks = keep_blocks
         self.logic_lanes = max(0, min(lanes, logic_lanes))
         x, out = plan.layouts["x"], plan.output

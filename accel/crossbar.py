@@ -1,7 +1,7 @@
 """The bank crossbar: the buffer memories (banks) and the multiplexers between them and their users."""
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,7 +37,10 @@ class BankCrossbar(Block):
     bank's buffers need), then each role selects its bank (`*_elem`). `w_word` is the W operand, all P lanes
     of the W bank's word, or the weight ROM's word (`w_rom_data`, when the step says `w_from_rom`).
     `out_data` is the output buffer's bank word, whole. With pair steps (`plan.pairs`), `x_elem1` is the X
-    element in the lane after `x_lane` (lane | 1: a pair starts at an even lane), from the same word.
+    element in the lane after `x_lane` (lane | 1: a pair starts at an even lane), from the same word; a
+    pair step's W bank (`plan.pair_w_banks`: attention's K^T and V) has a second read port at
+    w_addr + w_k_stride / 2 (the step walks two rows per issue, the port reads row k + 1), and each W lane
+    carries the pair as a ROM lane does: row k's code in its low `pairs.w_bits` bits, row k + 1's above.
 
     Writes: a bank is written by the input loader (`load`, the x buffer's bank) or by the role the step
     gives it (`write_role`: the drain, the softmax or the LayerNorm unit), one lane of a word at a time
@@ -92,11 +95,21 @@ class BankCrossbar(Block):
             m.submodules[b.name] = mem
             rports[b.index] = mem.read_port()
             wports[b.index] = mem.write_port(granularity=b.lane_bits)
+        rports1 = self._pair_w_ports(m, f)
         self._read_addresses(m, f, rports)
         self._writes(m, f, wports)
         self._elements(m, f, rports)
-        self._w_operand(m, f, rports)
+        self._w_operand(m, f, rports, rports1)
         m.d.comb += self.out_data.eq(rports[self.plan.output.bank].data)
+
+    def _pair_w_ports(self, m, f) -> dict:
+        """The second read port of each pair steps' W bank, at row k + 1 of the W walk (half the step's k
+        stride on: a pair step walks two rows per issue)."""
+        ports = {}
+        for j in self.plan.pair_w_banks():
+            ports[j] = self.memories[self.plan.banks[j].name].read_port()
+            m.d.comb += ports[j].addr.eq(self.w_addr + (f.w_k_stride >> 1))
+        return ports
 
     def _extend(self, f, b: Bank, raw):
         """A lane read from bank b as a signed code (zero- or sign-extended as the buffer needs)."""
@@ -187,8 +200,9 @@ class BankCrossbar(Block):
                     raw = rports[j].data.word_select(lane, b.lane_bits)
                     m.d.comb += self.x_elem1.eq(self._extend(f, b, raw))
 
-    def _w_operand(self, m, f, rports):
-        """The W operand's P lanes: the weight ROM's word, or the W bank's word lane by lane."""
+    def _w_operand(self, m, f, rports, rports1):
+        """The W operand's P lanes: the weight ROM's word, or the W bank's word lane by lane (in a pair step,
+        each lane the pair of rows k and k + 1 from the bank's two read ports)."""
         P, width = self.plan.lanes, self.plan.weight_width
         with m.If(f.w_from_rom):
             for l in range(P):
@@ -200,4 +214,11 @@ class BankCrossbar(Block):
                         b = self.plan.banks[j]
                         lb = b.lane_bits
                         for l in range(P):
-                            m.d.comb += self.w_word[l].eq(self._extend(f, b, rports[j].data[l * lb:(l + 1) * lb]))
+                            single = self._extend(f, b, rports[j].data[l * lb:(l + 1) * lb])
+                            if j not in rports1:
+                                m.d.comb += self.w_word[l].eq(single)
+                                continue
+                            wb = self.plan.pairs.w_bits
+                            second = self._extend(f, b, rports1[j].data[l * lb:(l + 1) * lb])
+                            m.d.comb += self.w_word[l].eq(Mux(f.pair, Cat(single[:wb], second[:wb]).as_signed(),
+                                                              single))

@@ -1060,9 +1060,10 @@ def model_proofs(program: IntProgram, lanes: int = 8, full: bool = True) -> list
     and layernorm.stats (bounded: rows up to their bound).
     """
     from .layernorm import ln_widths
-    from .plan import _acc_range, make_plan
+    from .plan import _acc_range
+    from .resources import design_plan
     from .softmax import recip_bits
-    plan = make_plan(program, lanes)
+    plan = design_plan(program, lanes)
     linear = [s for s in program.steps if isinstance(s, LinearStep)]
     ranges = [_acc_range(s, program) for s in linear]
     acc_lo, acc_hi = min(r[0] for r, _ in ranges), max(r[1] for r, _ in ranges)

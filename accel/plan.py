@@ -177,14 +177,16 @@ def _bank_cost(layouts, members: list[str], lanes: int) -> float:
 
 
 def assign_banks(layouts: dict[str, BufferLayout], reads: list[set], writes: list[set], lanes: int,
-                 tries: int = 64) -> list[list[str]]:
+                 tries: int = 64, dual_read: frozenset = frozenset()) -> list[list[str]]:
     """Group the buffers into memories (banks) of one read and one write port.
 
     Two buffers may share a bank when no (fused) step reads both or writes both (each step's read and write
     roles: `reads`, `writes`, one set of buffer names per step); a wide buffer (raw output words) keeps a
     bank of its own. Among the groupings found by greedy packing in several orders, each improved by moving
     single buffers, the one with the fewest 4-kbit block RAMs (then the fewest banks) wins: fewer, fuller
-    block RAMs and fewer port multiplexers. Deterministic.
+    block RAMs and fewer port multiplexers. A bank holding a `dual_read` buffer (a pair step's W: read at
+    two rows at once) has a second read port, which block RAMs make by a second copy: it costs twice.
+    Deterministic.
     """
     names = [n for n, lay in layouts.items() if not lay.wide]
     conflict = {n: set() for n in layouts}
@@ -193,7 +195,8 @@ def assign_banks(layouts: dict[str, BufferLayout], reads: list[set], writes: lis
             conflict[a] |= set(group) - {a}
 
     def cost(m):
-        return _bank_cost(layouts, m, lanes) if m else 0.0
+        copies = 2 if dual_read & set(m) else 1
+        return copies * _bank_cost(layouts, m, lanes) if m else 0.0
 
     def total(banks):
         return sum(cost(b) + BANK_COST for b in banks if b)
@@ -301,6 +304,10 @@ class Plan:
     def step_rom(self) -> list[dict[str, int]]:
         """The step table's ROM contents, one word (field name -> integer) per macro step."""
         return [rom_fields(rec) for rec in self.steps]
+
+    def pair_w_banks(self) -> list[int]:
+        """The banks that pair steps read W from, two rows at once (each has a second read port)."""
+        return sorted({self.layouts[name].bank for name in self.pairs.w_buffers}) if self.pairs else []
 
     def uses(self, flag: str) -> bool:
         """Some step sets the 0/1 field `flag` (a `StepRecord` field name)."""
@@ -412,13 +419,14 @@ def _check(program: IntProgram) -> None:
             raise IntformerError(f"step {s.name}: the row step works in place; the accelerator needs two buffers")
 
 
-def make_plan(program: IntProgram, lanes: int) -> Plan:
-    """Lay out the buffers and ROMs of `program` for P = `lanes` and build the step table.
+def make_plan(program: IntProgram, lanes: int, bank_pairs: bool = True) -> Plan:
+    """Lay out the buffers and ROMs of `program` for P = `lanes` and build the step table (`bank_pairs`: pair
+    steps may read W from a bank; the accelerator's plan, `resources.design_plan`, decides it per device fit).
 
     The phases, each a function of its own: the buffer layouts (`_buffer_layouts`), the steps that issue two
-    k per cycle (`pairing`), the datapath widths (`_datapath_widths`), the step records and the ROM contents they address (`_step_records`), each
-    buffer's role in each step (`_step_roles`), the buffers' placement in banks (`_place_banks`), and the
-    step table's addresses rebased onto the banks (`_rebase_steps`).
+    k per cycle (`pairing`), the datapath widths (`_datapath_widths`), the step records and the ROM contents
+    they address (`_step_records`), each buffer's role in each step (`_step_roles`), the buffers' placement
+    in banks (`_place_banks`), and the step table's addresses rebased onto the banks (`_rebase_steps`).
     """
     if lanes < 1:
         raise IntformerError(f"lanes must be at least 1, got {lanes}")
@@ -433,11 +441,11 @@ def make_plan(program: IntProgram, lanes: int) -> Plan:
         lay, last = layouts[program.output], program.steps[-1]
         lay.stored_bits = min(lay.bits, intops.bits_signed(*_error_range(program, last,
                                                                          program.buffers[program.output])))
-    pairs = pairing(macro, layouts, P)
+    pairs = pairing(macro, layouts, P, bank_w=bank_pairs)
     widths = _datapath_widths(macro, layouts, pairs)
     steps, names, roms = _step_records(macro, layouts, P, widths.weight_width, pairs)
     reads, writes = _step_roles(steps, names, layouts)
-    banks = _place_banks(layouts, reads, writes, P)
+    banks = _place_banks(layouts, reads, writes, P, pairs)
     steps = fill_unused(_rebase_steps(steps, reads, writes, layouts, banks))
     return Plan(
         program=program, lanes=P, layouts=layouts, banks=banks, elem_width=widths.elem_width,
@@ -507,23 +515,35 @@ class Pairing:
     stride: int                          # S
     x_range: tuple[int, int]             # every X code of a pair step (the union of their buffers' ranges)
     w_range: tuple[int, int]             # every weight of a pair step
-    x_bits: int                          # signed width of x_range
-    w_bits: int                          # signed width of w_range; a ROM lane holds two
+    w_buffers: frozenset = frozenset()   # buffers a pair step reads W from (rows k, k + 1: two read ports)
+
+    @property
+    def x_bits(self) -> int:
+        """The signed width of x_range."""
+        return operand_bits(self.x_range)
+
+    @property
+    def w_bits(self) -> int:
+        """The signed width of w_range; a ROM lane (and a pair step's W lane) holds two."""
+        return operand_bits(self.w_range)
 
 
-def pairing(program: IntProgram, layouts: dict[str, BufferLayout], P: int, port_bits: int = DSP_BITS):
+def pairing(program: IntProgram, layouts: dict[str, BufferLayout], P: int, port_bits: int = DSP_BITS,
+            bank_w: bool = True):
     """The linear steps that can issue two k per cycle, and their common packing; None where none can.
 
-    A step pairs when its weights come from the ROM, its X codes and weights pack into `port_bits`-bit
-    multiplier ports (`packed.pair_stride` over its X buffer's code range and its weights' range: codes of
-    up to 4 bits on the UP5K's 16 x 16 blocks), k is even, and X elements k, k + 1 always share a word (P
-    even, the X layout's chunk even, the step's first column at an even lane). All pair steps share one
-    stride, that of the union of their ranges (no step pairs if the union does not fit)."""
+    A step pairs when its X codes and weights pack into `port_bits`-bit multiplier ports (`packed.pair_stride`
+    over its X buffer's code range and its weights' range: codes of up to 4 bits on the UP5K's 16 x 16
+    blocks), k is even, and X elements k, k + 1 always share a word (P even, the X layout's chunk even, the
+    step's first column at an even lane). Its weights come from the ROM (their range: the weights) or from a
+    buffer (attention's K^T and V, `w_buffers`; the range: every code of the buffer), whose bank is read at
+    rows k and k + 1 at once through a second read port. All pair steps share one stride, that of the union
+    of their ranges (no step pairs if the union does not fit). `bank_w=False`: only steps with ROM weights."""
     if P % 2:
         return None
-    chosen, x_lo, x_hi, w_lo, w_hi = [], 0, 0, 0, 0
+    chosen, w_buffers, x_lo, x_hi, w_lo, w_hi = [], set(), 0, 0, 0, 0
     for s in program.steps:
-        if not (isinstance(s, LinearStep) and s.w in program.tensors and s.x != ONES and s.k_len % 2 == 0):
+        if not (isinstance(s, LinearStep) and s.x != ONES and s.k_len % 2 == 0):
             continue
         lay = layouts[s.x]
         _, lane, within = lay.col_pos(s.x_col)
@@ -531,17 +551,24 @@ def pairing(program: IntProgram, layouts: dict[str, BufferLayout], P: int, port_
             continue
         b = program.buffers[s.x]
         xr = intops.code_range(b.bits, b.signed)
-        w = program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
-        wr = (min(0, int(w.min())), max(0, int(w.max())))
+        if s.w in program.tensors:
+            w = program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols]
+            wr = (min(0, int(w.min())), max(0, int(w.max())))
+        elif bank_w and not layouts[s.w].wide:
+            wb = program.buffers[s.w]
+            wr = intops.code_range(wb.bits, wb.signed)
+        else:
+            continue
         if pair_stride(xr, wr, port_bits) is None:
             continue
         chosen.append(s.name)
+        if s.w not in program.tensors:
+            w_buffers.add(s.w)
         x_lo, x_hi, w_lo, w_hi = min(x_lo, xr[0]), max(x_hi, xr[1]), min(w_lo, wr[0]), max(w_hi, wr[1])
     stride = pair_stride((x_lo, x_hi), (w_lo, w_hi), port_bits) if chosen else None
     if stride is None:
         return None
-    return Pairing(frozenset(chosen), stride, (x_lo, x_hi), (w_lo, w_hi), operand_bits((x_lo, x_hi)),
-                   operand_bits((w_lo, w_hi)))
+    return Pairing(frozenset(chosen), stride, (x_lo, x_hi), (w_lo, w_hi), frozenset(w_buffers))
 
 
 # ----------------------------------------------------------------------------------- datapath widths
@@ -712,10 +739,11 @@ def _step_roles(steps: list[StepRecord], names: list[list[str]], layouts) -> tup
 
 # ---------------------------------------------------------------------------------- bank placement
 
-def _place_banks(layouts, step_reads, step_writes, P: int) -> list[Bank]:
+def _place_banks(layouts, step_reads, step_writes, P: int, pairs=None) -> list[Bank]:
     """Buffers into banks (`assign_banks`); each buffer at a word offset in its bank, its lanes as wide as the
     bank's widest code (the layouts gain bank, base and lane_bits)."""
-    groups = assign_banks(layouts, [set(r) for r in step_reads], [set(w) for w in step_writes], P)
+    groups = assign_banks(layouts, [set(r) for r in step_reads], [set(w) for w in step_writes], P,
+                          dual_read=pairs.w_buffers if pairs else frozenset())
     banks = []
     for j, members in enumerate(groups):
         lane_bits = max(layouts[n].stored_bits or layouts[n].bits for n in members)
@@ -863,7 +891,8 @@ def _x_operand_fields(s: LinearStep, layouts) -> dict:
 def _w_operand_fields(s: LinearStep, program, layouts, P, roms: RomContents, weight_width, pairs=None) -> dict:
     """W operand: groups of P output columns; word address = base + g * group stride + k * k stride. Weights
     from the program's tensors are appended to the weight ROM, P to a word; a pair step's word holds rows
-    k, k + 1 (each lane: w[k] in its low `pairs.w_bits` bits, w[k + 1] above them)."""
+    k, k + 1 (each lane: w[k] in its low `pairs.w_bits` bits, w[k + 1] above them). A pair step's W buffer
+    is walked two rows per issue (the crossbar reads row k + 1 through the bank's second read port)."""
     if s.w in program.tensors:
         w = np.asarray(program.tensors[s.w][s.w_row:s.w_row + s.k_len, s.w_col:s.w_col + s.cols], dtype=np.int64)
         groups = ceil_div(s.cols, P)
@@ -882,7 +911,9 @@ def _w_operand_fields(s: LinearStep, program, layouts, P, roms: RomContents, wei
     w0, _, within = lay.col_pos(s.w_col)
     assert within == 0 and s.cols % lay.chunk == 0
     gpc = lay.wpc
-    return {"w_bank": lay.index, "w_base": s.w_row * lay.wpr + w0, "w_k_stride": lay.wpr, "w_group_stride": 1,
+    # a pair step's issue reads rows k (here) and k + 1 (half the stride on, the bank's second read port)
+    k_stride = 2 * lay.wpr if pairs else lay.wpr
+    return {"w_bank": lay.index, "w_base": s.w_row * lay.wpr + w0, "w_k_stride": k_stride, "w_group_stride": 1,
             "groups": (s.cols // lay.chunk) * gpc, "groups_per_chunk": gpc,
             "lanes_in_last_group": lay.chunk - (gpc - 1) * P}
 

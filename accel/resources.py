@@ -136,9 +136,34 @@ def _shift_stages(plan: Plan, field: str, default=(0, 62)) -> int:
     return (hi - lo).bit_length()
 
 
+# the device whose resources decide whether pair steps may read W from a bank (`design_plan`): the smallest the
+# project builds for, where the bank's second copy can cost the fit
+PAIR_BANK_DEVICE = "ice40-up5k"
+
+
+def design_plan(program: IntProgram, lanes: int) -> Plan:
+    """The plan `Accelerator(program, lanes)` is built from: `plan.make_plan`'s, except that pair steps whose W
+    is a buffer (attention's, `plan.pairing`), which give their bank a second copy, stay single where the
+    design would fit `PAIR_BANK_DEVICE` without them and not with them (this estimate, lanes in logic where
+    its DSP blocks run short). A function of (program, lanes) alone, whatever the device it is built for."""
+    plan = make_plan(program, lanes)
+    if plan.pair_w_banks() and not _fits_pair_bank_device(plan):
+        single = make_plan(program, lanes, bank_pairs=False)
+        if _fits_pair_bank_device(single):
+            return single
+    return plan
+
+
+def _fits_pair_bank_device(plan: Plan) -> bool:
+    dev = DEVICES[PAIR_BANK_DEVICE]
+    logic = lanes_in_logic(plan.program, plan.lanes, PAIR_BANK_DEVICE, plan)
+    need = estimate(plan.program, plan.lanes, plan, logic).needs(dev)
+    return need["LUT"] <= dev.luts and need["DSP"] <= dev.dsps and need["RAM"] <= dev.ram_blocks
+
+
 def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_lanes: int = 0) -> Estimate:
     """The resources of `Accelerator(program, lanes, logic_lanes)`."""
-    plan = plan or make_plan(program, lanes)
+    plan = plan or design_plan(program, lanes)
     P, E, A, DW, CW = plan.lanes, plan.elem_width, plan.acc_width, plan.drain_width, plan.code_width
     L = max(0, min(P, logic_lanes))
     est = Estimate(P, L)
@@ -200,6 +225,12 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
         est.memories["row maxima"] = (plan.stat_rows, E)
     if plan.uses("track_sums") and ln:
         est.memories["row sums"] = (plan.stat_rows, 2 * E + 2 * plan.max_cols.bit_length())
+    for j in plan.pair_w_banks():         # a pair step's W bank: a second read port, a second copy of the memory
+        b = plan.banks[j]
+        name = f"bank {j} second read port"
+        est.memories[name] = (b.depth, b.width)
+        if b.logic:
+            est.flipflop_memories.add(name)
     if sm:
         est.memories["softmax row buffer"] = (2 * (1 << max(1, (plan.max_cols - 1).bit_length())), plan.exp_width)
 
@@ -214,10 +245,11 @@ def estimate(program: IntProgram, lanes: int, plan: Plan | None = None, logic_la
     if pairs:
         # pair steps: per block lane the operands' multiplexers and pre-adders and the borrow's adder (yosys:
         # 88 LUT4 more in the default model's four lanes at 4 bits), per logic lane two narrow Booth
-        # products; the second X element's lane multiplexer and register
+        # products; the second X element's lane multiplexer and register; per W bank of a pair step the
+        # second port's address adder and each W lane's pair multiplexer
         ma, mb, _ = mul["mac lanes"]
         parts["pairs"] = ((P - L) * (ma + mb) // 2 + L * 2 * BOOTH_LUTS * pairs.x_bits * pairs.w_bits
-                          + E * max(1, P // 2))
+                          + E * max(1, P // 2) + len(plan.pair_w_banks()) * (AW + P * 2 * pairs.w_bits))
     low = max(0, DW - DSP_BITS)
     parts["drain"] = low * 17 + (DW + 16) * (2 + _shift_stages(plan, "requant_shift")) + 2 * CW     # requantizer
     if res:
@@ -255,7 +287,7 @@ def lanes_in_logic(program: IntProgram, lanes: int, device: str, plan: Plan | No
     """How many MAC lanes `Accelerator(program, lanes, logic_lanes=...)` must multiply in logic for its
     multipliers to fit the device's DSP blocks (0 when they fit; `lanes` when even that is not enough)."""
     dev = DEVICES[device]
-    plan = plan or make_plan(program, lanes)
+    plan = plan or design_plan(program, lanes)
     est = estimate(program, lanes, plan)
     a, b, _ = est.multipliers["mac lanes"]
     per_lane = _dsps(a, b, dev)
@@ -279,7 +311,7 @@ def check_fit(program: IntProgram, lanes: int, device: str, logic_lanes: int | N
     limits = {"LUT": dev.luts, "DSP": dev.dsps, "RAM": dev.ram_blocks}
 
     def est_for(p):
-        plan = make_plan(program, p)
+        plan = design_plan(program, p)
         ll = lanes_in_logic(program, p, device, plan) if logic_lanes is None else logic_lanes
         return estimate(program, p, plan, ll)
     est = est_for(lanes)

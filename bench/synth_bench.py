@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]      # program_factory (the package itself is installed)
 
 from intformer.accel.accelerator import Accelerator  # noqa: E402
-from intformer.accel.plan import make_plan  # noqa: E402
+from intformer.accel.resources import design_plan  # noqa: E402
 from intformer.accel.resources import DEVICES as EST_DEVICES, estimate, lanes_in_logic  # noqa: E402
 from intformer.boards.synth import synthesize  # noqa: E402
 from intformer.model.errors import IntformerError  # noqa: E402
@@ -58,7 +58,7 @@ def plan_row(program, device: str, lanes: int, synth_all: bool):
     """(logic_lanes, estimate needs, skip reason or None)."""
     dev = EST_DEVICES[device]
     try:
-        plan = make_plan(program, lanes)
+        plan = design_plan(program, lanes)
     except IntformerError as e:
         return 0, None, str(e)
     ll = lanes_in_logic(program, lanes, device, plan)

@@ -623,8 +623,8 @@ def _version(*command: str) -> str:
 def sources(net: Netlist, program: IntProgram) -> dict[str, str]:
     """The generated files of the simulator: wrapper.v, driver.cpp (the plan's widths and limits filled in)."""
     from intformer.accel import sim_checks as checks
-    from intformer.accel.plan import make_plan
-    plan = make_plan(program, net.lanes)
+    from intformer.accel.resources import design_plan
+    plan = design_plan(program, net.lanes)
     x, out = plan.layouts["x"], plan.output
     wrapper = WRAPPER.replace("@OUT_BITS@", str(out.bits)).replace("@IN_BITS@", str(x.bits))
     driver = (DRIVER.replace("@HORIZON@", str(out.cols)).replace("@IN_MASK@", str((1 << x.bits) - 1))

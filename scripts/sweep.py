@@ -1,5 +1,6 @@
-"""Design-space exploration: Optuna's multi-objective search over the model's shape, bit width, lanes, norm,
-softmax and board, minimising test error, latency, resource use and the energy estimate together, for a
+"""Design-space exploration: Optuna's multi-objective search over the model's shape, bit width (and that of
+attention and of the feed-forward block: mixed precision, `sweep_tasks.PART_PREFIXES`), lanes, norm, softmax
+and board, minimising test error, latency, resource use and the energy estimate together, for a
 forecaster, a classifier or an anomaly detector (`--task`; what depends on it: scripts/sweep_tasks.py).
 
 One trial:
@@ -40,7 +41,8 @@ from pathlib import Path
 
 from intformer.model.errors import IntformerError
 
-from .sweep_tasks import ERROR_COLUMN, ERROR_LABEL, ERROR_NAME, check_task, trial_data, window_searched
+from .sweep_tasks import (ERROR_COLUMN, ERROR_LABEL, ERROR_NAME, check_task, precision_label, trial_data,
+                          window_searched)
 
 # the default search space: each dimension a list of choices (`--space NAME=A,B,...` replaces one)
 SPACE: dict[str, list] = {
@@ -50,6 +52,8 @@ SPACE: dict[str, list] = {
     "layers": [1, 2],
     "ffn": [16, 32, 64],
     "bits": [4, 6, 8],
+    "attn_bits": [0, 4, 8],            # attention's operands, 0: as bits (sweep_tasks.PART_PREFIXES)
+    "ffn_bits": [0, 4, 8],             # the feed-forward block's
     "lanes": [1, 2, 4, 8, 16],
     "norm": ["batch", "layer"],
     "softmax": ["lut", "poly"],
@@ -600,7 +604,7 @@ def pareto_table(front: list[dict], task: str) -> str:
     for r in front:
         q = r["params"]
         rows.append([r["number"], q["board"], q["lanes"], q.get("window", r.get("window", "")), q["d_model"],
-                     q["heads"], q["layers"], q["ffn"], q["bits"], q["norm"], q["softmax"], f"{r[error]:.5f}"]
+                     q["heads"], q["layers"], q["ffn"], precision_label(q), q["norm"], q["softmax"], f"{r[error]:.5f}"]
                     + ([f"{r[figure[0]]:.4f}"] if figure else [])
                     + [f"{r['latency_us']:,.1f}", f"{100 * r['resource_fraction']:.0f}", f"{r['energy_uj']:.3g}",
                        f"`{r['run']}`", r.get("host", "")])

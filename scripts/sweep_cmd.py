@@ -17,7 +17,7 @@ from .output import emit
 from .options import TASK_CHOICES, classify_data_options, classify_spec, data_options, data_spec
 from .sweep import (SPACE, Settings, check_driver, fail_stale, is_rdb, objective_names, open_study, parse_space,
                     run_worker, shown_url, summary, trial_rows, write_sweep_report)
-from .sweep_tasks import ERROR_NAME, labelled_csv, trial_data
+from .sweep_tasks import ERROR_NAME, labelled_csv, precision_label, trial_data
 
 # epochs per trial by task: a sweep trades epochs for trials (forecast: 10, as it always was; a detector
 # trains on thousands of windows like a forecaster); a classifier's epoch is a few batches (BasicMotions: 4
@@ -67,7 +67,7 @@ def print_sweep(r: dict) -> None:
         q = p["params"]
         shown = f"MSE {p[error]:.5f}" if task == "forecast" else f"test error {p[error]:.4f}"
         click.echo(f"  #{p['number']:<4} {q['board']} P={q['lanes']} n={q.get('window', p.get('window'))} "
-                   f"d={q['d_model']} h={q['heads']} L={q['layers']} ffn={q['ffn']} {q['bits']}-bit {q['norm']} "
+                   f"d={q['d_model']} h={q['heads']} L={q['layers']} ffn={q['ffn']} bits {precision_label(q)} {q['norm']} "
                    f"{q['softmax']}: {shown}, {p['latency_us']:,.1f} us, {100 * p['resource_fraction']:.0f} %, "
                    f"{p['energy_uj']:.3g} uJ  -> {p['run']}")
     click.echo(f"report: {r['report']['markdown']}")
@@ -130,9 +130,9 @@ def check_data(settings: Settings) -> None:
 def sweep(data_path, fmt, target, features, multivariate, fill, sensor, split_time, task, out, trials, workers,
           space, epochs, max_train_windows, float_baseline, clock, storage, heartbeat, study, seed, resume, force,
           as_json, **kw):
-    """Search the design space (model shape, bits, lanes, norm, softmax, board) of a forecaster, classifier or
-    anomaly detector for the Pareto front of test error, latency, resources and energy; configurations that
-    cannot fit are pruned before training."""
+    """Search the design space (model shape, bits and those of attention and the feed-forward block, lanes,
+    norm, softmax, board) of a forecaster, classifier or anomaly detector for the Pareto front of test
+    error, latency, resources and energy; configurations that cannot fit are pruned before training."""
     started = time.perf_counter()
     spec = data_spec(data_path, fmt, target, features, multivariate, fill, sensor, split_time,
                      **task_data_options(task, kw))

@@ -50,13 +50,41 @@ def trial_data(task: str, spec: dict):
     return {"forecast": ForecastData, "classify": ClassifyData, "detect": DetectData}[check_task(task)](spec)
 
 
+# mixed precision: the bit width of a part of every layer (the search's attn_bits and ffn_bits; 0: the model's
+# bits) and the tensor-name prefixes it sets (`ModelConfig.bits_overrides`). Attention's two products read Q,
+# K^T, the probabilities and V; the feed-forward block reads the first norm's output and its own weights and
+# hidden codes. A part whose operands are 4 bits or narrower issues two k per cycle (`accel.plan.pairing`),
+# so the bit width of a part changes the cycles as well as the error.
+PART_PREFIXES = {"attn_bits": ("q", "kt", "a", "v"), "ffn_bits": ("n1", "ffn1", "ffn2")}
+
+
+def part_bits_overrides(p: dict) -> dict[str, int]:
+    """The trial parameters' attn_bits and ffn_bits as bit-width overrides of each layer's tensors."""
+    out = {}
+    for key, names in PART_PREFIXES.items():
+        bits = int(p.get(key) or 0)
+        if bits and bits != p["bits"]:
+            out.update({f"l{i}.{name}": bits for i in range(p["layers"]) for name in names})
+    return out
+
+
+def precision_label(p: dict) -> str:
+    """A trial's bit widths for its tables: `8`, or `8, attn 4, ffn 4` where a part differs."""
+    parts = [f"{key.split('_')[0]} {p[key]}" for key in PART_PREFIXES if p.get(key) and p[key] != p["bits"]]
+    return ", ".join([str(p["bits"])] + parts)
+
+
 def _model_config(task: str, p: dict, model_keys: tuple):
-    """The trial's ModelConfig: the searched keys, and for a classifier or detector the settings `intformer
-    train --task` uses (no last-value skip, the task's dropout)."""
+    """The trial's ModelConfig: the searched keys (attn_bits and ffn_bits as bit-width overrides), and for a
+    classifier or detector the settings `intformer train --task` uses (no last-value skip, the task's
+    dropout)."""
     from intformer.model.config import ModelConfig
 
     from .options import TASK_DEFAULTS
     keys = {k: p[k] for k in model_keys if k in p}
+    overrides = part_bits_overrides(p)
+    if overrides:
+        keys["bits_overrides"] = overrides
     if task == "forecast":
         return ModelConfig(**keys)
     level = {"level": False} if task == "classify" else {}

@@ -1,5 +1,5 @@
-"""Faulty copies of the host link's blocks (the link, the UART transmitter, the SPI peripheral) and of the
-drain's requantizer, for the must-fail tests: each is a subclass of the real block whose elaboration is
+"""Faulty copies of the host link's blocks (the link, the UART transmitter, the SPI peripheral), of the
+drain's requantizer and of the bank crossbar, for the must-fail tests: each is a subclass of the real block whose elaboration is
 the real one plus one deliberate bug, added to the same module after the real logic (Amaranth lets a later
 assignment to a signal in the same module override an earlier one), so that everything else, the
 registers the proofs observe among it, is the real block's.
@@ -14,6 +14,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module
 
 from intformer.accel.arith import clamp, round_shift_parts
+from intformer.accel.crossbar import BankCrossbar
 from intformer.accel.requant import Requantizer
 from intformer.boards import protocol as P
 from intformer.boards.link import K_RESULT, Link
@@ -164,3 +165,15 @@ def trace_steps(vcd_path) -> list[dict[str, int]]:
     if "smt_step" in values:
         steps[values["smt_step"]] = dict(values)
     return [steps[k] for k in sorted(steps)]
+
+
+class SameRowCrossbar(BankCrossbar):
+    """The crossbar whose pair steps' W banks read row k at their second port too (the address without its
+    half stride): a pair step multiplies x_k+1 by w_k, every attention output that a pair step computes from
+    K^T or V is off."""
+
+    def _pair_w_ports(self, m, f):
+        ports = super()._pair_w_ports(m, f)
+        for port in ports.values():
+            m.d.comb += port.addr.eq(self.w_addr)
+        return ports

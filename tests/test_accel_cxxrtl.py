@@ -33,10 +33,11 @@ def test_compiled_equals_python_simulation_and_reference():
 
 
 def test_pair_steps_compiled_bit_exact():
-    """The compiled engine on a 4-bit program with pair steps (P = 4): every word over 8 windows."""
+    """The compiled engine on a 4-bit program with pair steps (P = 4, attention's among them): every word over
+    8 windows."""
     rng = np.random.default_rng(21)
     program = random_program(rng, n=6, m=1, d=4, heads=1, ffn=8, horizon=2, bits=4, norm="batch")
-    assert make_plan(program, 4).pairs is not None
+    assert make_plan(program, 4).pairs.w_buffers == {"l0.kt", "l0.v"}
     x = random_inputs(rng, program, 8)
     words, _ = cxxsim.simulate_cxxrtl(program, x, 4)
     np.testing.assert_array_equal(words, run_program(program, x))

@@ -86,3 +86,22 @@ def test_check_fit_when_nothing_fits_and_unknown_device(program):
         check_fit(big, 4, "ice40-up5k")
     with pytest.raises(IntformerError, match="unknown device"):
         check_fit(program, 1, "xc9999")
+
+
+def test_attention_pairs_yield_to_the_up5k_block_ram():
+    """A pair step reading W from a bank gives the bank a second copy. At 4 bits the default model (24, 16)
+    keeps attention's pair steps at P = 4 and fits the UP5K; (24, 32) at P = 2 would overflow the UP5K's 30
+    EBR with them (it fits without): the plan drops them there and keeps the ROM steps' pairs."""
+    from intformer.accel.resources import design_plan
+    up5k = DEVICES["ice40-up5k"]
+    small = random_program(np.random.default_rng(0), bits=4, d=16, ffn=64)
+    plan = design_plan(small, 4)
+    assert plan.pairs.w_buffers == {"l0.kt", "l0.v"}
+    assert estimate(small, 4, plan).ram_blocks(up5k) <= up5k.ram_blocks
+    wide = random_program(np.random.default_rng(0), bits=4, d=32, ffn=128)
+    with_banks = make_plan(wide, 2)                     # the plan with every pair it can have
+    assert with_banks.pairs.w_buffers and estimate(wide, 2, with_banks).ram_blocks(up5k) > up5k.ram_blocks
+    plan = design_plan(wide, 2)
+    assert plan.pairs.w_buffers == frozenset() and {"l0.q", "l0.ffn1", "l0.ffn2"} <= plan.pairs.steps
+    assert estimate(wide, 2, plan).ram_blocks(up5k) <= up5k.ram_blocks
+    check_fit(wide, 2, "ice40-up5k")

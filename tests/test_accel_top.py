@@ -136,20 +136,40 @@ def test_blocks_kept_as_modules_compute_the_same():
 
 @pytest.mark.parametrize("bits, lanes", [(4, 2), (3, 4), (2, 2)])
 def test_pair_steps_bit_exact_in_fewer_cycles(bits, lanes, monkeypatch):
-    """Codes of up to 4 bits at even P: the linear steps with ROM weights pair (two k per multiplier block,
-    `accel.packed`); every output word and every buffer equals the reference, in fewer cycles than the same
-    design without pair steps (which also stays exact)."""
+    """Codes of up to 4 bits at even P: the linear steps pair (two k per multiplier block, `accel.packed`),
+    those with ROM weights and attention's, whose W (K^T, V) comes from a bank read at rows k and k + 1; every
+    output word and every buffer equals the reference, in fewer cycles than the same design without pair
+    steps (which also stays exact)."""
     from intformer.accel import plan as plan_module
     rng = np.random.default_rng(bits)
     program = random_program(rng, n=6, m=2, d=8, heads=1, ffn=32, horizon=2, bits=bits, norm="layer",
                              activation="gelu", skip=True)
     x = random_inputs(rng, program, 1)
-    pairs = plan_module.make_plan(program, lanes).pairs
-    assert pairs is not None and {"l0.q", "l0.ffn1", "l0.ffn2"} <= pairs.steps
+    plan = plan_module.make_plan(program, lanes)
+    pairs = plan.pairs
+    assert pairs is not None and {"l0.q", "l0.ffn1", "l0.ffn2", "l0.h0.scores", "l0.h0.ctx"} <= pairs.steps
+    assert pairs.w_buffers == {"l0.kt", "l0.v"} and plan.pair_w_banks()
     paired = check(program, x, lanes)
     monkeypatch.setattr(plan_module, "pairing", lambda *a, **k: None)
     single = check(program, x, lanes)
     assert paired < 0.8 * single, (paired, single)
+
+
+def test_attention_pair_steps_read_the_next_row(monkeypatch):
+    """Must fail: a crossbar whose pair W banks read row k at their second port too (`SameRowCrossbar`)
+    breaks the attention outputs of a pair design (two heads, the second's columns from an offset of K^T
+    and V), while the real one is exact."""
+    from faulty_blocks import SameRowCrossbar
+
+    from intformer.accel import accelerator
+    rng = np.random.default_rng(5)
+    program = random_program(rng, n=4, m=1, d=8, heads=2, ffn=8, horizon=1, bits=4)
+    x = random_inputs(rng, program, 2)
+    check(program, x, 2)
+    monkeypatch.setattr(accelerator, "BankCrossbar", SameRowCrossbar)
+    result = simulate(program, x, 2)
+    expected, trace = run_program(program, x, trace=True)
+    assert result.buffers[0]["l0.ctx"].tolist() != dict((b, v) for _, b, v in trace)["l0.ctx"][0].tolist()
 
 
 def test_no_pairs_at_odd_lanes_or_wide_codes():

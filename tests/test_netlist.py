@@ -132,11 +132,12 @@ def test_ice40_dsp_netlist_bit_exact(skip_head, ice40_dsp):
 @heavy
 def test_ice40_dsp_pair_netlist_bit_exact(tmp_path):
     """A 4-bit program whose linear steps pair (`accel.packed`: A = x_k + x_k+1 2^S times B = w_k+1 + w_k 2^S
-    in one SB_MAC16 per lane, its middle bits accumulated), mapped as the build maps it: every word equal."""
+    in one SB_MAC16 per lane, its middle bits accumulated; attention's W from a bank with a second read
+    port), mapped as the build maps it: every word equal."""
     from intformer.accel.plan import make_plan
     rng = np.random.default_rng(5)
     program = random_program(rng, n=4, m=1, d=4, heads=1, ffn=4, horizon=2, bits=4, norm="batch")
-    assert make_plan(program, 2).pairs is not None
+    assert make_plan(program, 2).pairs.w_buffers == {"l0.kt", "l0.v"}
     net = netlist.synthesize(program, 2, "icebreaker", tmp_path / "ice40-pairs")
     assert netlist.undefined_inputs(net) == [] and net.undriven == []
     assert net.cells.get("SB_MAC16", 0) >= 2

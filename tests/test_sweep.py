@@ -201,3 +201,36 @@ def test_forecast_study_settings_are_what_they_were():
     s.task = "detect"
     assert settings_differ(old, study_settings(s)) == "task 'forecast' (yours: 'detect')"
     assert objective_names("detect")[0] == "test_error"
+
+
+def test_mixed_precision_pays_in_cycles():
+    """The search's attn_bits and ffn_bits set each layer's attention and feed-forward tensors' bit widths
+    (`sweep_tasks.PART_PREFIXES`, 0: the model's bits): an 8-bit model with 4-bit attention and feed-forward
+    parts pairs exactly those parts' steps and runs bit-exact in fewer cycles than the plain 8-bit model."""
+    import numpy as np
+
+    from intformer.accel.plan import make_plan
+    from intformer.accel.simulate import simulate
+    from intformer.model.config import TrainConfig
+    from intformer.model.data import load_series
+    from intformer.model.intref import run_program
+    from intformer.model.train import train_models
+    from intformer.sweep import MODEL_KEYS
+    from intformer.sweep_tasks import _model_config, part_bits_overrides, precision_label
+    from program_factory import random_inputs
+    shape = {"window": 8, "d_model": 8, "heads": 1, "layers": 1, "ffn": 16, "bits": 8, "norm": "batch"}
+    mixed = {**shape, "attn_bits": 4, "ffn_bits": 4}
+    assert part_bits_overrides({**shape, "attn_bits": 0, "ffn_bits": 8}) == {}
+    assert part_bits_overrides({**mixed, "layers": 2, "ffn_bits": 0})["l1.kt"] == 4
+    assert precision_label(mixed) == "8, attn 4, ffn 4"
+    series, cycles = load_series(), {}
+    for name, p in (("plain", {**shape, "attn_bits": 0, "ffn_bits": 0}), ("mixed", mixed)):
+        mcfg = _model_config("forecast", p, MODEL_KEYS)
+        program = train_models(series, mcfg, TrainConfig(epochs=1, max_train_windows=200), progress=False).program
+        plan = make_plan(program, 2)
+        paired = plan.pairs.steps if plan.pairs else frozenset()
+        assert paired == ({"l0.h0.scores", "l0.h0.ctx", "l0.ffn1", "l0.ffn2"} if name == "mixed" else frozenset())
+        x = random_inputs(np.random.default_rng(0), program, 2)
+        words, cycles[name] = simulate(program, x, 2)
+        assert (words == run_program(program, x)).all()
+    assert cycles["mixed"] < 0.85 * cycles["plain"], cycles

@@ -72,11 +72,12 @@ def wait_for(pg: PgServer, pid: int, timeout: float = 240.0):
     raise AssertionError(f"worker {pid} started no trial in {timeout:.0f} s")
 
 
-def kill_mid_trial(pg: PgServer, victim: subprocess.Popen, other: subprocess.Popen, timeout: float = 240.0) -> int:
-    """Once the victim has completed a trial and the other worker has started one, freeze the victim while it
-    trains its next trial, check that the trial is still running, and SIGKILL it: the number of that trial."""
+def freeze_mid_trial(pg: PgServer, victim: subprocess.Popen, timeout: float = 240.0) -> int:
+    """Once the victim has completed a trial and trains its next, freeze it (SIGSTOP) and check that the trial
+    is still running: the number of that trial. Frozen, the victim cannot spend the budget before the other
+    worker is up, however slowly that one starts on a loaded machine."""
     from optuna.trial import TrialState
-    study, storage = wait_for(pg, other.pid, timeout)
+    study, storage = wait_for(pg, victim.pid, timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert victim.poll() is None, "the worker to kill ended on its own"
@@ -86,8 +87,6 @@ def kill_mid_trial(pg: PgServer, victim: subprocess.Popen, other: subprocess.Pop
         if done and training:
             os.kill(victim.pid, signal.SIGSTOP)
             if storage.get_trial(training[0]._trial_id).state == TrialState.RUNNING:
-                os.kill(victim.pid, signal.SIGKILL)
-                victim.wait()
                 return training[0].number
             os.kill(victim.pid, signal.SIGCONT)        # it finished in between: wait for its next one
         time.sleep(0.05)
@@ -109,14 +108,17 @@ def pg():
 def swept(pg, tmp_path_factory):
     root = tmp_path_factory.mktemp("pgsweep")
     started = time.monotonic()
-    # the worker to kill starts first (its machine came up first), so that it has trials of its own to
-    # finish whatever the other's start-up costs on a loaded machine; the two then run side by side
+    # the worker to kill starts first (its machine came up first); it is frozen mid-trial until the other has a
+    # trial of its own, then killed: no race between its budget and the other's start-up on a loaded machine
     b = start_worker(pg, root / "machine-b")
     a = None
     try:
         wait_for(pg, b.pid)
         a = start_worker(pg, root / "machine-a")
-        killed = kill_mid_trial(pg, b, a)
+        killed = freeze_mid_trial(pg, b)
+        wait_for(pg, a.pid)                           # the other worker is up while the victim is frozen
+        os.kill(b.pid, signal.SIGKILL)
+        b.wait()
         out, _ = a.communicate(timeout=300)
     finally:
         for p in (a, b):
