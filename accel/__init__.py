@@ -10,5 +10,6 @@
   their shared interfaces and expressions.
 * `simulate`: run windows through the Amaranth simulator (a `Simulation`: words, cycles and the buffers it
   read back), `first_mismatch` to name, from that result, where it parts from the reference; `resources`:
-  what a build needs, `lanes_in_logic` and `check_fit` for a device.
+  what a build needs, `lanes_in_logic` and `check_fit` for a device, and `design_plan`, the plan the
+  accelerator is built from (`plan.make_plan`'s, attention's pair steps dropped where they cost the UP5K fit).
 """

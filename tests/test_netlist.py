@@ -146,6 +146,29 @@ def test_ice40_dsp_pair_netlist_bit_exact(tmp_path):
 
 
 @heavy
+@pytest.mark.parametrize("board", ["icebreaker", "orangecrab"])
+def test_pair_bank_second_read_port_netlist_bit_exact(board, tmp_path):
+    """Attention's pair steps read K^T and V at rows k and k + 1 at once: their bank (96 words of 8 bits, no
+    flip-flop memory) has a second read port, which the mapping makes a second copy of: on the iCE40 one more
+    SB_RAM40_4K (the resource estimate's count, copy included), on the ECP5 distributed RAM (TRELLIS_DPR16X4)
+    as yosys picks for so small a memory. Mapped as the build maps it: every word equal."""
+    from intformer.accel.resources import DEVICES, design_plan, estimate
+    rng = np.random.default_rng(5)
+    program = random_program(rng, n=12, m=1, d=8, heads=1, ffn=8, horizon=2, bits=4, norm="batch")
+    plan = design_plan(program, 2)
+    [j] = plan.pair_w_banks()
+    assert set(plan.banks[j].buffers) == {"l0.kt", "l0.v"} and not plan.banks[j].logic
+    net = netlist.synthesize(program, 2, board, tmp_path / board)
+    assert netlist.undefined_inputs(net) == [] and net.undriven == []
+    if board == "icebreaker":      # the estimate counts the copy, and yosys maps it: the block RAMs agree
+        est = estimate(program, 2, plan)
+        assert f"bank {j} second read port" in est.memories
+        assert net.cells.get("SB_RAM40_4K", 0) == est.ram_blocks(DEVICES["ice40-up5k"]), net.cells
+    r = netlist.verify(net, program, random_inputs(rng, program, 4))
+    assert r["ok"] and r["mismatched_words"] == 0, netlist.describe(r)
+
+
+@heavy
 def test_ice40_dsp_packing_fault_is_caught(small, tmp_path, monkeypatch):
     """A real synthesis fault, not an injected one: without `keep` on the residual's second product
     register (accel/requant.py, KEEP_SECOND_PRODUCT), yosys 0.70's ice40_dsp takes that flip-flop into two
